@@ -1,0 +1,289 @@
+//! The server side of the opening handshake (RFC 6455 §4.2): a validated
+//! request, the `101 Switching Protocols` answer, or an HTTP rejection.
+
+use super::accept::{accept_key, is_valid_key, ACCEPT_LEN};
+use super::error::HandshakeError;
+use super::http::{has_token, write_response};
+use crate::config::ProtocolConfig;
+
+/// Which `Origin` headers the server accepts (§10.2: a server "MAY use the
+/// |Origin| header field to protect against unauthorized cross-origin use").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// The default: a request without `Origin` (a non-browser client) is
+    /// accepted; with one, the origin's host and port must equal the `Host`
+    /// header's, as gorilla/websocket does. This stops cross-site WebSocket
+    /// hijacking by pages on other sites.
+    #[default]
+    SameHost,
+    /// Only these origins (`https://example.com`, compared without regard to
+    /// case) or hosts (`example.com:8080`) are accepted; requests without
+    /// `Origin` are accepted too.
+    AllowList(Vec<String>),
+    /// Any origin is accepted. Only for servers that authenticate each
+    /// connection some other way.
+    AllowAny,
+}
+
+/// An HTTP request head, borrowed from the bytes it was parsed from.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The request target: path and query, e.g. `/chat?room=a`.
+    pub target: &'a str,
+    /// The headers in arrival order, names as sent.
+    pub headers: Vec<(&'a str, &'a [u8])>,
+    /// For an upgrade: the subprotocol the server chose (the first of its
+    /// configured list that the client offered), if any.
+    pub subprotocol: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// The path, without the query.
+    pub fn path(&self) -> &'a str {
+        self.target.split('?').next().unwrap_or(self.target)
+    }
+
+    /// The query string after `?`, if any.
+    pub fn query(&self) -> Option<&'a str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The value of the first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The first header named `name` as text, if it is UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&'a str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// All values of the headers named `name`.
+    pub fn header_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The extensions the client offered (`Sec-WebSocket-Extensions`, §9.1).
+    pub fn extensions(&self) -> Vec<Extension<'a>> {
+        self.header_all("sec-websocket-extensions")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(Extension::parse)
+            .collect()
+    }
+}
+
+/// One offered extension: its name and parameters (`permessage-deflate;
+/// client_max_window_bits`). None is accepted yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension<'a> {
+    /// The extension token.
+    pub name: &'a str,
+    /// Parameters as `(name, value)`; values lose their quotes.
+    pub params: Vec<(&'a str, Option<&'a str>)>,
+}
+
+impl<'a> Extension<'a> {
+    fn parse(item: &'a str) -> Option<Self> {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().filter(|n| !n.is_empty())?;
+        let params = parts
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                None => (p, None),
+            })
+            .collect();
+        Some(Extension { name, params })
+    }
+}
+
+/// What a complete request head turned out to be.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// A valid WebSocket upgrade, with the `Sec-WebSocket-Accept` value.
+    Upgrade(Request<'a>, [u8; ACCEPT_LEN]),
+    /// A plain HTTP request (no `Upgrade: websocket`, no key).
+    Http(Request<'a>),
+}
+
+/// Parses and validates a complete request head (ending in `\r\n\r\n`).
+pub fn parse_request<'a>(
+    head: &'a [u8],
+    config: &ProtocolConfig,
+) -> Result<Parsed<'a>, HandshakeError> {
+    if head.len() > config.max_head_size {
+        return Err(HandshakeError::HeadTooLarge);
+    }
+    let mut slots = vec![httparse::EMPTY_HEADER; config.max_headers];
+    let mut parsed = httparse::Request::new(&mut slots);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed("incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooManyHeaders),
+        Err(_) => return Err(HandshakeError::Malformed("invalid HTTP request")),
+    }
+    let mut request = Request {
+        method: parsed.method.unwrap_or_default(),
+        target: parsed.path.unwrap_or_default(),
+        headers: parsed.headers.iter().map(|h| (h.name, h.value)).collect(),
+        subprotocol: None,
+    };
+    let wants_upgrade = request
+        .header("upgrade")
+        .is_some_and(|v| has_token(v, "websocket"))
+        || request.header("sec-websocket-key").is_some();
+    if !wants_upgrade {
+        return Ok(Parsed::Http(request));
+    }
+    // §4.2.1: "An HTTP/1.1 or higher GET request"
+    if request.method != "GET" {
+        return Err(HandshakeError::MethodNotAllowed);
+    }
+    if parsed.version != Some(1) {
+        return Err(HandshakeError::HttpVersion);
+    }
+    let accept = validate_upgrade(&request, config)?;
+    request.subprotocol = choose_subprotocol(&request, &config.subprotocols);
+    Ok(Parsed::Upgrade(request, accept))
+}
+
+/// Checks the headers §4.2.1 requires; returns the accept value.
+fn validate_upgrade(
+    request: &Request<'_>,
+    config: &ProtocolConfig,
+) -> Result<[u8; ACCEPT_LEN], HandshakeError> {
+    // §4.2.1 item 2: "A |Host| header field containing the server's authority."
+    let host = request
+        .header("host")
+        .filter(|h| !h.is_empty())
+        .ok_or(HandshakeError::BadHeader("missing Host header"))?;
+    // item 3: "An |Upgrade| header field containing the value "websocket""
+    if !request
+        .header_all("upgrade")
+        .any(|v| has_token(v, "websocket"))
+    {
+        return Err(HandshakeError::BadHeader(
+            "Upgrade header must contain websocket",
+        ));
+    }
+    // item 4: "A |Connection| header field that includes the token "Upgrade""
+    if !request
+        .header_all("connection")
+        .any(|v| has_token(v, "upgrade"))
+    {
+        return Err(HandshakeError::BadHeader(
+            "Connection header must contain Upgrade",
+        ));
+    }
+    // item 6: "A |Sec-WebSocket-Version| header field, with a value of 13."
+    match request.header("sec-websocket-version") {
+        None => {
+            return Err(HandshakeError::BadHeader(
+                "missing Sec-WebSocket-Version header",
+            ))
+        }
+        Some(v) if v.trim_ascii() != b"13" => return Err(HandshakeError::UnsupportedVersion),
+        Some(_) => {}
+    }
+    // item 5: "a base64-encoded value that, when decoded, is 16 bytes in length"
+    let key = request
+        .header("sec-websocket-key")
+        .ok_or(HandshakeError::BadHeader(
+            "missing Sec-WebSocket-Key header",
+        ))?
+        .trim_ascii();
+    if !is_valid_key(key) {
+        return Err(HandshakeError::BadKey);
+    }
+    if let Some(origin) = request.header("origin") {
+        if !origin_allowed(origin, host, &config.origin) {
+            return Err(HandshakeError::OriginRefused);
+        }
+    }
+    Ok(accept_key(key))
+}
+
+/// Applies the origin policy to an `Origin` header value.
+fn origin_allowed(origin: &[u8], host: &[u8], policy: &OriginPolicy) -> bool {
+    let authority = origin_authority(origin);
+    match policy {
+        OriginPolicy::AllowAny => true,
+        OriginPolicy::SameHost => {
+            authority.is_some_and(|a| a.eq_ignore_ascii_case(host.trim_ascii()))
+        }
+        OriginPolicy::AllowList(list) => list.iter().any(|allowed| {
+            let allowed = allowed.as_bytes();
+            allowed.eq_ignore_ascii_case(origin.trim_ascii())
+                || authority.is_some_and(|a| a.eq_ignore_ascii_case(allowed))
+        }),
+    }
+}
+
+/// The `host[:port]` part of `scheme://host[:port]`; `None` for `null`.
+fn origin_authority(origin: &[u8]) -> Option<&[u8]> {
+    let origin = origin.trim_ascii();
+    let start = origin.windows(3).position(|w| w == b"://")? + 3;
+    let rest = &origin[start..];
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|a| !a.is_empty())
+}
+
+/// The first configured subprotocol that the client offered (§4.2.2 item 5).
+fn choose_subprotocol<'a>(request: &Request<'a>, configured: &[String]) -> Option<&'a str> {
+    let offered: Vec<&'a str> = request
+        .header_all("sec-websocket-protocol")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    configured
+        .iter()
+        .find_map(|want| offered.iter().copied().find(|o| o == want))
+}
+
+/// Appends the `101 Switching Protocols` answer (§4.2.2 item 5).
+pub fn write_accept(out: &mut Vec<u8>, accept: &[u8; ACCEPT_LEN], subprotocol: Option<&str>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(accept);
+    out.extend_from_slice(b"\r\n");
+    if let Some(p) = subprotocol {
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the HTTP response that refuses a handshake: the error's status,
+/// a one-line reason as the body, and for 426 the version we speak (§4.4).
+pub fn write_rejection(out: &mut Vec<u8>, error: &HandshakeError) {
+    let status = error.status();
+    let extra: &[&str] = if status == 426 {
+        &["Upgrade: websocket", "Sec-WebSocket-Version: 13"]
+    } else {
+        &[]
+    };
+    let body = format!("{error}\n");
+    write_response(
+        out,
+        status,
+        "text/plain; charset=utf-8",
+        extra,
+        body.as_bytes(),
+    );
+}
+
+#[cfg(test)]
+#[path = "handshake_tests.rs"]
+mod tests;

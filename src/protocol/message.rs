@@ -1,0 +1,123 @@
+//! Messages: what the engine hands to the application, and the assembly of
+//! a message from fragments under the limits of §10.4.
+
+use super::error::ProtocolError;
+use super::utf8::Utf8Validator;
+use crate::config::ProtocolConfig;
+use std::borrow::Cow;
+
+/// Text or binary (§5.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// UTF-8 text; the engine has validated it.
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// A complete received message.
+///
+/// A message that arrived whole in one frame within one read is borrowed
+/// from the caller's input buffer (unmasked in place, no copy); one that
+/// arrived in fragments or across reads was assembled and is owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// Text or binary.
+    pub kind: MessageKind,
+    /// The payload. For [`MessageKind::Text`] it is valid UTF-8.
+    pub data: Cow<'a, [u8]>,
+}
+
+impl Message<'_> {
+    /// The payload as text, for a text message (`None` for binary).
+    pub fn as_text(&self) -> Option<&str> {
+        match self.kind {
+            // the engine validated it, so this check cannot fail
+            MessageKind::Text => std::str::from_utf8(&self.data).ok(),
+            MessageKind::Binary => None,
+        }
+    }
+
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// An owned copy that outlives the input buffer.
+    pub fn into_owned(self) -> Message<'static> {
+        Message {
+            kind: self.kind,
+            data: Cow::Owned(self.data.into_owned()),
+        }
+    }
+}
+
+/// A message whose first frame has arrived but not its last.
+#[derive(Debug)]
+pub(crate) struct Assembly {
+    pub kind: MessageKind,
+    /// Bytes received so far (all of them are in `data`).
+    pub len: u64,
+    /// Frames received so far, empty ones included.
+    pub fragments: u32,
+    pub data: Vec<u8>,
+    pub utf8: Utf8Validator,
+}
+
+/// The first allocation for a message being assembled; it then grows with
+/// the bytes that actually arrive, never with what a header merely announces.
+const INITIAL_CAPACITY_CAP: u64 = 64 << 10;
+
+impl Assembly {
+    pub fn new(kind: MessageKind, first_frame_len: u64) -> Self {
+        Assembly {
+            kind,
+            len: 0,
+            fragments: 0,
+            data: Vec::with_capacity(first_frame_len.min(INITIAL_CAPACITY_CAP) as usize),
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// Counts a new frame of `len` bytes against the limits (§10.4), before
+    /// any of its payload is buffered.
+    pub fn admit_frame(&mut self, len: u64, config: &ProtocolConfig) -> Result<(), ProtocolError> {
+        self.fragments += 1;
+        if self.fragments > config.max_fragments {
+            return Err(ProtocolError::TooManyFragments {
+                max: config.max_fragments,
+            });
+        }
+        let total = self.len.saturating_add(len);
+        if total > config.max_message_size {
+            return Err(ProtocolError::MessageTooLarge {
+                len: total,
+                max: config.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends unmasked payload bytes, checking text as it arrives.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
+        if self.kind == MessageKind::Text {
+            self.utf8
+                .feed(bytes)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.len += bytes.len() as u64;
+        self.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Ends the message: text must not stop inside a code point.
+    pub fn finish(mut self) -> Result<Message<'static>, ProtocolError> {
+        if self.kind == MessageKind::Text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(Message {
+            kind: self.kind,
+            data: Cow::Owned(self.data),
+        })
+    }
+}

@@ -1,0 +1,374 @@
+//! The input path of [`Connection`]: the handshake head, then frames.
+
+use super::close::{parse_close_payload, CloseCode};
+use super::connection::{CloseCause, Connection, Event, InFrame, Role, State};
+use super::error::{HandshakeError, ProtocolError};
+use super::frame::{decode_header, FrameHeader, OpCode};
+use super::handshake::{parse_request, write_rejection, Parsed};
+use super::mask::apply_mask;
+use super::message::{Assembly, Message, MessageKind};
+use std::borrow::Cow;
+use std::time::Instant;
+
+impl Connection {
+    /// Feeds received bytes; returns how many were consumed and the event
+    /// they completed, if any. Bytes to send in answer (a pong, a close, an
+    /// HTTP error) are appended to `out`.
+    ///
+    /// Call again with the unconsumed rest until no event comes back; then
+    /// keep the unconsumed bytes and present them again, followed by the
+    /// next bytes that arrive. The payload is unmasked in place, which is
+    /// why `input` is mutable. Once the connection is closed, all input is
+    /// consumed and ignored (§5.5.1: "after sending a Close frame ... MUST
+    /// NOT send any more data frames"; what the peer sends after its own
+    /// close is discarded).
+    pub fn handle_input<'b>(
+        &mut self,
+        now: Instant,
+        input: &'b mut [u8],
+        out: &mut Vec<u8>,
+    ) -> (usize, Option<Event<'b>>) {
+        if !input.is_empty() {
+            self.last_activity = now;
+            self.awaiting_pong = false;
+        }
+        match self.state {
+            State::Connecting => self.read_head(input, out),
+            State::Open | State::Closing => self.read_frames(input, out),
+            State::Closed => (input.len(), None),
+        }
+    }
+
+    fn read_head<'b>(
+        &mut self,
+        input: &'b mut [u8],
+        out: &mut Vec<u8>,
+    ) -> (usize, Option<Event<'b>>) {
+        let max_head = self.config.max_head_size;
+        let Some(hs) = self.handshake.as_mut() else {
+            return (0, None);
+        };
+        if hs.awaiting_answer {
+            return (0, None);
+        }
+        let end = match hs.scanner.find_end(input) {
+            Some(end) if end <= max_head => end,
+            Some(_) => return self.refuse(HandshakeError::HeadTooLarge, input.len(), out),
+            None if input.len() > max_head => {
+                return self.refuse(HandshakeError::HeadTooLarge, input.len(), out)
+            }
+            None => return (0, None),
+        };
+        let input: &'b [u8] = input;
+        let head = &input[..end];
+        if self.role == Role::Client {
+            let result = super::client_handshake::validate_response(head, &hs.key, &hs.offered);
+            return match result {
+                Ok(subprotocol) => {
+                    self.handshake = None;
+                    self.state = State::Open;
+                    (end, Some(Event::Connected { subprotocol }))
+                }
+                Err(e) => {
+                    self.state = State::Closed;
+                    (input.len(), Some(Event::ConnectFailed(e)))
+                }
+            };
+        }
+        match parse_request(head, &self.config) {
+            Ok(Parsed::Upgrade(request, accept)) => {
+                hs.accept = Some(accept);
+                hs.subprotocol = request
+                    .subprotocol
+                    .and_then(|p| self.config.subprotocols.iter().position(|s| s == p));
+                hs.awaiting_answer = true;
+                (end, Some(Event::Upgrade(request)))
+            }
+            Ok(Parsed::Http(request)) => {
+                hs.awaiting_answer = true;
+                (end, Some(Event::HttpRequest(request)))
+            }
+            Err(e) => self.refuse(e, input.len(), out),
+        }
+    }
+
+    /// Refuses a request by itself: HTTP error response, then closed.
+    fn refuse<'b>(
+        &mut self,
+        error: HandshakeError,
+        consumed: usize,
+        out: &mut Vec<u8>,
+    ) -> (usize, Option<Event<'b>>) {
+        write_rejection(out, &error);
+        self.state = State::Closed;
+        (consumed, Some(Event::Rejected(error)))
+    }
+
+    fn read_frames<'b>(
+        &mut self,
+        input: &'b mut [u8],
+        out: &mut Vec<u8>,
+    ) -> (usize, Option<Event<'b>>) {
+        let len = input.len();
+        match self.next_step(input, out) {
+            Step::NeedMore(pos) => (pos, None),
+            Step::Done(pos, event) => (pos, event),
+            Step::Control {
+                opcode,
+                mask,
+                start,
+                end,
+            } => {
+                let payload = &mut input[start..end];
+                if let Some(key) = mask {
+                    apply_mask(payload, key, 0);
+                }
+                (end, Some(self.on_control(opcode, payload, out)))
+            }
+            Step::Whole { header, start, end } => {
+                match finish_single(header, &mut input[start..end]) {
+                    Ok(message) => (end, Some(Event::Message(message))),
+                    Err(e) => (len, Some(self.fail(e, out))),
+                }
+            }
+        }
+    }
+
+    /// Works through `input` until something must be handed to the caller.
+    /// It returns positions rather than borrows, so the caller can borrow
+    /// `input` for the event once, outside the loop.
+    fn next_step(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> Step {
+        let mut pos = 0;
+        loop {
+            if self.state == State::Closed {
+                return Step::Done(input.len(), None);
+            }
+            if let Some(frame) = self.reading {
+                let n = frame.remaining.min((input.len() - pos) as u64) as usize;
+                if n == 0 && frame.remaining > 0 {
+                    return Step::NeedMore(pos);
+                }
+                let chunk = &mut input[pos..pos + n];
+                pos += n;
+                match self.continue_payload(frame, chunk) {
+                    Ok(None) => continue,
+                    Ok(Some(message)) => return Step::Done(pos, Some(Event::Message(message))),
+                    Err(e) => return Step::Done(input.len(), Some(self.fail(e, out))),
+                }
+            }
+            let (header, header_len) = match decode_header(&input[pos..], 0) {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => return Step::NeedMore(pos),
+                Err(e) => return Step::Done(input.len(), Some(self.fail(e, out))),
+            };
+            if let Err(e) = self.check_mask(&header) {
+                return Step::Done(input.len(), Some(self.fail(e, out)));
+            }
+            let available = (input.len() - pos - header_len) as u64;
+            let start = pos + header_len;
+            if header.opcode.is_control() {
+                if available < header.len {
+                    return Step::NeedMore(pos); // at most 125 bytes wait for the rest
+                }
+                let end = start + header.len as usize;
+                return Step::Control {
+                    opcode: header.opcode,
+                    mask: header.mask,
+                    start,
+                    end,
+                };
+            }
+            if let Err(e) = self.begin_data_frame(&header) {
+                return Step::Done(input.len(), Some(self.fail(e, out)));
+            }
+            let whole = header.fin && self.message.is_none() && available >= header.len;
+            if whole && self.state == State::Open {
+                // the common case: a whole message in one frame, zero-copy
+                let end = start + header.len as usize;
+                return Step::Whole { header, start, end };
+            }
+            pos = start;
+            if let Err(e) = self.begin_streaming(&header) {
+                return Step::Done(input.len(), Some(self.fail(e, out)));
+            }
+        }
+    }
+
+    /// Prepares to take a data frame's payload piece by piece into the
+    /// message being assembled (or to drop it, while closing).
+    fn begin_streaming(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let discard = self.state == State::Closing;
+        if !discard {
+            let message = self
+                .message
+                .get_or_insert_with(|| Box::new(Assembly::new(kind_of(header.opcode), header.len)));
+            message.admit_frame(header.len, &self.config)?;
+        }
+        self.reading = Some(InFrame {
+            remaining: header.len,
+            mask: header.mask,
+            offset: 0,
+            fin: header.fin,
+            discard,
+        });
+        Ok(())
+    }
+
+    /// §5.1: "a client MUST mask all frames that it sends to the server"
+    /// and "A server MUST NOT mask any frames that it sends to the client".
+    fn check_mask(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => Err(ProtocolError::MaskedFrame),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a data frame against the fragmentation rules (§5.4) and the
+    /// frame limit (§10.4), before any of its payload is buffered.
+    fn begin_data_frame(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let max = self.config.max_frame_size;
+        if header.len > max {
+            return Err(ProtocolError::FrameTooLarge {
+                len: header.len,
+                max,
+            });
+        }
+        if self.state == State::Closing {
+            return Ok(()); // discarded anyway
+        }
+        let in_progress = self.message.is_some();
+        match header.opcode {
+            OpCode::Continuation if !in_progress => Err(ProtocolError::UnexpectedContinuation),
+            OpCode::Text | OpCode::Binary if in_progress => {
+                Err(ProtocolError::ExpectedContinuation)
+            }
+            _ if !in_progress && header.len > self.config.max_message_size => {
+                Err(ProtocolError::MessageTooLarge {
+                    len: header.len,
+                    max: self.config.max_message_size,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the next piece of a payload that spans inputs; returns the
+    /// message when its last byte has arrived.
+    fn continue_payload(
+        &mut self,
+        mut frame: InFrame,
+        chunk: &mut [u8],
+    ) -> Result<Option<Message<'static>>, ProtocolError> {
+        if let Some(key) = frame.mask {
+            apply_mask(chunk, key, frame.offset as usize);
+        }
+        frame.offset += chunk.len() as u64;
+        frame.remaining -= chunk.len() as u64;
+        if !frame.discard {
+            if let Some(message) = self.message.as_mut() {
+                message.push(chunk)?;
+            }
+        }
+        if frame.remaining > 0 {
+            self.reading = Some(frame);
+            return Ok(None);
+        }
+        self.reading = None;
+        if frame.discard || !frame.fin {
+            return Ok(None);
+        }
+        match self.message.take() {
+            Some(message) => message.finish().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Handles a whole control frame (§5.5).
+    fn on_control<'b>(
+        &mut self,
+        opcode: OpCode,
+        payload: &'b [u8],
+        out: &mut Vec<u8>,
+    ) -> Event<'b> {
+        match opcode {
+            OpCode::Ping => {
+                // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
+                // Pong frame in response, unless it already received a Close
+                // frame." After sending our own close we send nothing more.
+                if self.state == State::Open {
+                    self.write_frame(true, OpCode::Pong, payload, out);
+                }
+                Event::Ping(payload)
+            }
+            OpCode::Pong => Event::Pong(payload),
+            _ => self.on_close(payload, out),
+        }
+    }
+
+    /// Handles the peer's close frame (§5.5.1, §7.1.5).
+    fn on_close(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Event<'static> {
+        let (code, reason) = match parse_close_payload(payload) {
+            Ok(Some((code, reason))) => (code, reason),
+            Ok(None) => (CloseCode::NO_STATUS, ""),
+            Err(e) => return self.fail(e, out),
+        };
+        if self.state == State::Closing {
+            return self.finish(code, reason, CloseCause::Local);
+        }
+        // §5.5.1: "If an endpoint receives a Close frame and did not
+        // previously send a Close frame, the endpoint MUST send a Close frame
+        // in response ... typically echoing the status code it received."
+        let echo = if code == CloseCode::NO_STATUS {
+            CloseCode::NORMAL
+        } else {
+            code
+        };
+        self.write_close(echo, "", out);
+        self.finish(code, reason, CloseCause::Peer)
+    }
+}
+
+/// What the frame loop found; positions index the caller's input.
+enum Step {
+    /// Keep the input from this position and wait for more.
+    NeedMore(usize),
+    /// Consumed up to the position, with an event that borrows nothing.
+    Done(usize, Option<Event<'static>>),
+    /// A whole control frame at `start..end`.
+    Control {
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        start: usize,
+        end: usize,
+    },
+    /// A whole single-frame message at `start..end`.
+    Whole {
+        header: FrameHeader,
+        start: usize,
+        end: usize,
+    },
+}
+
+fn kind_of(opcode: OpCode) -> MessageKind {
+    if opcode == OpCode::Text {
+        MessageKind::Text
+    } else {
+        MessageKind::Binary
+    }
+}
+
+/// Unmasks and checks a message that arrived whole in one frame.
+fn finish_single(header: FrameHeader, payload: &mut [u8]) -> Result<Message<'_>, ProtocolError> {
+    if let Some(key) = header.mask {
+        apply_mask(payload, key, 0);
+    }
+    let kind = kind_of(header.opcode);
+    if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
+        return Err(ProtocolError::InvalidUtf8);
+    }
+    Ok(Message {
+        kind,
+        data: Cow::Borrowed(payload),
+    })
+}
