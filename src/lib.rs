@@ -39,7 +39,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod protocol;
+pub mod reactor;
+pub mod server;
 
 pub use config::{ConfigError, ProtocolConfig, ServerConfig};

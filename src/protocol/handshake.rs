@@ -40,9 +40,24 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    /// The path, without the query.
+    /// The path, without the query. An absolute-form target
+    /// (`http://host/chat`, allowed by §4.2.1 item 1) gives its path.
     pub fn path(&self) -> &'a str {
-        self.target.split('?').next().unwrap_or(self.target)
+        let target = self.target;
+        let lower = target
+            .get(..8)
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let resource = if lower.starts_with("http://") || lower.starts_with("https://") {
+            let after_scheme = &target[target.find("://").map_or(0, |i| i + 3)..];
+            match after_scheme.find(['/', '?']) {
+                Some(i) if after_scheme[i..].starts_with('/') => &after_scheme[i..],
+                _ => "/",
+            }
+        } else {
+            target
+        };
+        resource.split('?').next().unwrap_or(resource)
     }
 
     /// The query string after `?`, if any.
@@ -161,6 +176,16 @@ fn validate_upgrade(
     request: &Request<'_>,
     config: &ProtocolConfig,
 ) -> Result<[u8; ACCEPT_LEN], HandshakeError> {
+    // §11.3.1: Sec-WebSocket-Key "MUST NOT appear more than once";
+    // RFC 7230 §5.4: more than one Host is answered with 400.
+    if request.header_all("sec-websocket-key").nth(1).is_some() {
+        return Err(HandshakeError::BadHeader(
+            "duplicate Sec-WebSocket-Key header",
+        ));
+    }
+    if request.header_all("host").nth(1).is_some() {
+        return Err(HandshakeError::BadHeader("duplicate Host header"));
+    }
     // §4.2.1 item 2: "A |Host| header field containing the server's authority."
     let host = request
         .header("host")

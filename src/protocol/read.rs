@@ -324,7 +324,7 @@ impl Connection {
         } else {
             code
         };
-        self.write_close(echo, "", out);
+        self.write_close(echo, reason, out);
         self.finish(code, reason, CloseCause::Peer)
     }
 }

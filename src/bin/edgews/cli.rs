@@ -1,0 +1,182 @@
+//! Command-line arguments: what `edgews --help` shows.
+
+use clap::{Args, Parser, Subcommand};
+use edgews::protocol::OriginPolicy;
+use edgews::{ProtocolConfig, ServerConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A fast, strict WebSocket (RFC 6455) server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "edgews",
+    version,
+    about,
+    after_help = "Logging: set EDGEWS_LOG (or RUST_LOG) to error, warn, info, debug or trace; default info."
+)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The servers and tools.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Echo server: every message goes back to its sender.
+    Echo(ServerArgs),
+    /// Broadcast server: every message goes to every other client.
+    Broadcast {
+        /// Send each message back to its sender too.
+        #[arg(long)]
+        include_sender: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Options every server takes.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub listen: SocketAddr,
+    /// Largest message accepted (e.g. 64MiB, 1KiB, 500); over it: close 1009.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub max_message_size: u64,
+    /// Largest frame accepted; over it: close 1009.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub max_frame_size: u64,
+    /// Most connections; past it upgrades are answered with 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most bytes queued for one connection: echo stops reading a client
+    /// that does not read its replies; broadcast closes a slow receiver (1008).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub max_backpressure: u64,
+    /// Time allowed for the opening handshake (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Silence after which a ping is sent; 0 disables keep-alive pings.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Time allowed for any reply to a keep-alive ping; then close 1011.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub pong_timeout: Duration,
+    /// On SIGINT/SIGTERM, time allowed for clients to answer close 1001.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Origin allowed to connect (repeatable); `*` allows any. Default: an
+    /// Origin header, when present, must match the Host header.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// Subprotocol to speak, in order of preference (repeatable).
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    pub subprotocols: Vec<String>,
+}
+
+impl ServerArgs {
+    /// The server configuration these options describe.
+    pub fn config(&self) -> ServerConfig {
+        let origin = if self.allowed_origins.iter().any(|o| o == "*") {
+            OriginPolicy::AllowAny
+        } else if self.allowed_origins.is_empty() {
+            OriginPolicy::SameHost
+        } else {
+            OriginPolicy::AllowList(self.allowed_origins.clone())
+        };
+        ServerConfig {
+            listen: self.listen,
+            max_connections: self.max_connections,
+            max_backpressure: usize::try_from(self.max_backpressure).unwrap_or(usize::MAX),
+            shutdown_timeout: self.shutdown_timeout,
+            protocol: ProtocolConfig {
+                max_frame_size: self.max_frame_size,
+                max_message_size: self.max_message_size,
+                handshake_timeout: self.handshake_timeout,
+                ping_interval: Some(self.ping_interval).filter(|d| !d.is_zero()),
+                pong_timeout: self.pong_timeout,
+                subprotocols: self.subprotocols.clone(),
+                origin,
+                ..ProtocolConfig::default()
+            },
+        }
+    }
+}
+
+/// Parses `64MiB`, `16KiB`, `1MB`, `500` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 64MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses `10s`, `500ms`, `2m`, `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10s"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "" if n == 0 => Duration::ZERO,
+        _ => return Err(format!("{s:?}: give a unit, as in 500ms, 10s or 2m")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("500"), Ok(500));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn defaults_give_the_default_config() {
+        let cli = Cli::parse_from(["edgews", "echo"]);
+        let Command::Echo(args) = cli.command else {
+            panic!("echo expected")
+        };
+        let c = args.config();
+        let d = ServerConfig::default();
+        assert_eq!(
+            (c.listen, c.max_connections, c.max_backpressure),
+            (d.listen, d.max_connections, d.max_backpressure)
+        );
+        assert_eq!(c.protocol.max_message_size, d.protocol.max_message_size);
+        assert_eq!(c.protocol.ping_interval, d.protocol.ping_interval);
+        assert_eq!(c.protocol.origin, OriginPolicy::SameHost);
+    }
+}

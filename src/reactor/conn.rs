@@ -1,0 +1,96 @@
+//! One connection's slot in the reactor's slab, and the registry that holds
+//! them together with what a [`Context`](super::Context) may touch.
+
+use super::buffer::WriteQueue;
+use super::token::ConnId;
+use crate::config::ServerConfig;
+use crate::protocol::Connection;
+use mio::net::TcpStream;
+use slab::Slab;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// A connection: socket, protocol engine, and what waits to be written.
+/// While idle it owns no buffer: `leftover` and `queue` are empty.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub id: ConnId,
+    pub socket: TcpStream,
+    pub engine: Connection,
+    pub peer: SocketAddr,
+    /// Received bytes the engine has not consumed yet (a partial header or
+    /// control frame, or a partial handshake head): at most the head limit.
+    pub leftover: Vec<u8>,
+    /// Output the kernel did not take yet.
+    pub queue: WriteQueue,
+    /// The earliest deadline this connection has in the timer heap.
+    pub timer_at: Option<Instant>,
+    /// Closed, flushing its last bytes; dropped at this deadline regardless.
+    pub linger_until: Option<Instant>,
+    /// `on_open` was called and `on_close` not yet.
+    pub opened: bool,
+    /// Admitted past `max_connections`: its upgrade is answered with 503.
+    pub over_capacity: bool,
+    /// Reading stopped because the output queue is over `max_backpressure`.
+    pub read_paused: bool,
+    /// In the reactor's dirty list (has queued output to flush).
+    pub dirty: bool,
+    /// Outbound: the TCP connect has not completed yet.
+    pub connecting: bool,
+}
+
+/// Counters, updated on the reactor thread only (no locks).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// WebSocket connections opened.
+    pub opened: u64,
+    /// WebSocket connections closed.
+    pub closed: u64,
+    /// Handshakes refused.
+    pub handshake_failures: u64,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Receivers closed with 1008 for falling behind.
+    pub slow_consumer_closes: u64,
+    /// Connections closed by a timer (handshake, ping, close, linger).
+    pub timer_closes: u64,
+}
+
+/// The connections and the per-iteration state shared with handlers.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    pub conns: Slab<Conn>,
+    /// Output of the connection being processed, written to its socket
+    /// when its processing ends; empty between connections.
+    pub scratch: Vec<u8>,
+    /// Connections with queued output from this iteration.
+    pub dirty: Vec<ConnId>,
+    /// The clock, read once per loop iteration.
+    pub now: Instant,
+    pub config: ServerConfig,
+    pub stats: Stats,
+    /// The handler asked the reactor to stop.
+    pub stop_requested: bool,
+}
+
+impl Registry {
+    /// Marks a connection as having queued output to flush this iteration.
+    pub fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id.index()).filter(|c| c.id == id) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+}
+
+/// The connection `id` names in `conns`, if it still exists. A free
+/// function so that the registry's other fields stay borrowable.
+pub(crate) fn lookup(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns.get_mut(id.index()).filter(|c| c.id == id)
+}

@@ -1,0 +1,241 @@
+//! What a handler can do: send to one connection, broadcast to all, close
+//! one, stop the server.
+
+use super::conn::{lookup, Registry, Stats};
+use super::token::ConnId;
+use crate::protocol::frame::{encode_frame, OpCode};
+use crate::protocol::{CloseCode, Connection, MessageKind, Role, State, UsageError};
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Why a send did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection no longer exists.
+    UnknownConnection,
+    /// The protocol does not allow it now (closing, not open, bad payload).
+    Usage(UsageError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::UnknownConnection => f.write_str("no such connection"),
+            SendError::Usage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl From<UsageError> for SendError {
+    fn from(e: UsageError) -> Self {
+        SendError::Usage(e)
+    }
+}
+
+/// The handler's view of the reactor during a callback.
+///
+/// Output to the connection being processed goes out in one write when its
+/// processing ends; output to others is queued and flushed, one `writev`
+/// per connection, at the end of the loop iteration.
+pub struct Context<'a> {
+    pub(crate) reg: &'a mut Registry,
+    /// The connection whose event is being handled, if any.
+    pub(crate) current: Option<ConnId>,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(reg: &'a mut Registry, current: Option<ConnId>) -> Self {
+        Context { reg, current }
+    }
+
+    /// The loop iteration's clock.
+    pub fn now(&self) -> Instant {
+        self.reg.now
+    }
+
+    /// Sends a text message to `id`.
+    pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<(), SendError> {
+        self.with_output(id, |engine, out| engine.send_text(text, out))
+    }
+
+    /// Sends a binary message to `id`.
+    pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
+        self.with_output(id, |engine, out| engine.send_binary(data, out))
+    }
+
+    /// Sends a message of either kind to `id` (text must be UTF-8).
+    pub fn send(&mut self, id: ConnId, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.with_output(id, |engine, out| engine.send(kind, data, out))
+    }
+
+    /// Sends a ping to `id`.
+    pub fn send_ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
+        self.with_output(id, |engine, out| engine.send_ping(payload, out))
+    }
+
+    /// Starts the closing handshake with `id`.
+    pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        let now = self.reg.now;
+        self.with_output(id, |engine, out| engine.close(now, code, reason, out))
+    }
+
+    /// Sends one message to every open server-side connection except
+    /// `except`. The frame is encoded once; every recipient's queue shares
+    /// its bytes. Returns the number of recipients. A recipient whose queue
+    /// exceeds `max_backpressure` is closed with 1008 (too slow).
+    pub fn broadcast(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        except: Option<ConnId>,
+    ) -> Result<usize, SendError> {
+        let ids: Vec<ConnId> = self
+            .open_connections()
+            .filter(|&id| Some(id) != except)
+            .collect();
+        self.send_shared(&ids, kind, data)
+    }
+
+    /// Sends one message to each of `ids` (open server-side connections;
+    /// others are skipped), sharing one encoded frame as
+    /// [`broadcast`](Context::broadcast) does.
+    pub fn send_shared(
+        &mut self,
+        ids: &[ConnId],
+        kind: MessageKind,
+        data: &[u8],
+    ) -> Result<usize, SendError> {
+        let opcode = match kind {
+            MessageKind::Text if std::str::from_utf8(data).is_err() => {
+                return Err(UsageError::InvalidUtf8.into())
+            }
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        };
+        let mut frame = Vec::with_capacity(data.len() + 10);
+        encode_frame(&mut frame, true, opcode, None, data);
+        let frame: Rc<[u8]> = Rc::from(frame);
+        let mut sent = 0;
+        for &id in ids {
+            let current = self.current == Some(id);
+            let reg = &mut *self.reg;
+            let Some(conn) = lookup(&mut reg.conns, id) else {
+                continue;
+            };
+            if conn.engine.state() != State::Open
+                || conn.engine.role() != Role::Server
+                || !conn.opened
+            {
+                continue;
+            }
+            if current && !reg.scratch.is_empty() {
+                // keep the order: what this connection produced before goes first
+                conn.queue.push_slice(&reg.scratch);
+                reg.scratch.clear();
+            }
+            conn.queue.push_shared(frame.clone());
+            sent += 1;
+            self.after_queueing(id);
+        }
+        Ok(sent)
+    }
+
+    /// The open connections (opened and not yet closed).
+    pub fn open_connections(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.reg
+            .conns
+            .iter()
+            .filter(|(_, c)| c.opened && c.engine.state() == State::Open)
+            .map(|(_, c)| c.id)
+    }
+
+    /// The number of connections held, handshaking and closing ones included.
+    pub fn connection_count(&self) -> usize {
+        self.reg.conns.len()
+    }
+
+    /// The peer address of `id`.
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.reg
+            .conns
+            .get(id.index())
+            .filter(|c| c.id == id)
+            .map(|c| c.peer)
+    }
+
+    /// Bytes queued for `id` that the kernel has not taken yet.
+    pub fn queued_bytes(&self, id: ConnId) -> usize {
+        self.reg
+            .conns
+            .get(id.index())
+            .filter(|c| c.id == id)
+            .map_or(0, |c| c.queue.len())
+    }
+
+    /// The reactor's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.reg.stats
+    }
+
+    /// Asks the reactor to shut down gracefully, as on SIGTERM.
+    pub fn shutdown(&mut self) {
+        self.reg.stop_requested = true;
+    }
+
+    /// Runs `f` with the engine of `id` and the buffer its output belongs in.
+    fn with_output<R>(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut Connection, &mut Vec<u8>) -> Result<R, UsageError>,
+    ) -> Result<R, SendError> {
+        let current = self.current == Some(id);
+        let reg = &mut *self.reg;
+        let conn = lookup(&mut reg.conns, id).ok_or(SendError::UnknownConnection)?;
+        if current && conn.queue.is_empty() {
+            return Ok(f(&mut conn.engine, &mut reg.scratch)?);
+        }
+        if current {
+            conn.queue.push_slice(&reg.scratch);
+            reg.scratch.clear();
+        }
+        let engine = &mut conn.engine;
+        let result = conn.queue.append_with(|out| f(engine, out))?;
+        self.after_queueing(id);
+        Ok(result)
+    }
+
+    /// Schedules the flush of `id` and applies the slow-consumer policy to
+    /// connections other than the current one (the current one is paused
+    /// instead, when its processing ends).
+    fn after_queueing(&mut self, id: ConnId) {
+        self.reg.mark_dirty(id);
+        if self.current == Some(id) {
+            return;
+        }
+        let max = self.reg.config.max_backpressure;
+        let now = self.reg.now;
+        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            return;
+        };
+        let pending = conn.queue.len();
+        if pending <= max || conn.engine.state() != State::Open {
+            return;
+        }
+        let reason = format!("too slow: {pending} bytes pending");
+        let engine = &mut conn.engine;
+        let closed = conn
+            .queue
+            .append_with(|out| engine.close(now, CloseCode::POLICY_VIOLATION, &reason, out));
+        if closed.is_ok() {
+            log::warn!(
+                "{id} {}: closed as a slow consumer ({pending} bytes pending)",
+                conn.peer
+            );
+            self.reg.stats.slow_consumer_closes += 1;
+        }
+    }
+}

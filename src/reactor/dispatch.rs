@@ -1,0 +1,135 @@
+//! Turning engine events into handler calls.
+
+use super::conn::{lookup, Registry};
+use super::context::Context;
+use super::handler::{Handler, OpenInfo};
+use super::token::ConnId;
+use crate::protocol::{CloseCause, Event, HandshakeError};
+
+/// Hands one event of connection `id` to the handler, answering handshake
+/// requests on the way. Output goes to the registry's scratch buffer.
+pub(crate) fn dispatch<H: Handler>(
+    reg: &mut Registry,
+    handler: &mut H,
+    id: ConnId,
+    event: Event<'_>,
+) {
+    match event {
+        Event::Upgrade(request) => {
+            let Some(conn) = lookup(&mut reg.conns, id) else {
+                return;
+            };
+            let peer = conn.peer;
+            let decision = if conn.over_capacity {
+                Err(HandshakeError::ServerFull)
+            } else {
+                handler.on_upgrade(&request, peer)
+            };
+            let conn = &mut reg.conns[id.index()];
+            if let Err(e) = decision {
+                log::info!("{id} {peer}: upgrade refused with {}: {e}", e.status());
+                reg.stats.handshake_failures += 1;
+                let _ = conn.engine.reject(&e, &mut reg.scratch);
+                return;
+            }
+            if conn.engine.accept(&mut reg.scratch).is_err() {
+                return;
+            }
+            conn.opened = true;
+            reg.stats.opened += 1;
+            let subprotocol = request.subprotocol;
+            log::info!("{id} {peer}: open {}", request.target);
+            let info = OpenInfo {
+                peer,
+                request: Some(&request),
+                subprotocol,
+            };
+            handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
+        }
+        Event::HttpRequest(request) => {
+            let Some(conn) = lookup(&mut reg.conns, id) else {
+                return;
+            };
+            let peer = conn.peer;
+            let response = handler.on_http(&mut Context::new(reg, Some(id)), &request, peer);
+            let headers: Vec<&str> = response.headers.iter().map(String::as_str).collect();
+            log::debug!(
+                "{id} {peer}: {} {} -> {}",
+                request.method,
+                request.target,
+                response.status
+            );
+            if let Some(conn) = lookup(&mut reg.conns, id) {
+                let body = &response.body;
+                let _ = conn.engine.respond(
+                    response.status,
+                    response.content_type,
+                    &headers,
+                    body,
+                    &mut reg.scratch,
+                );
+            }
+        }
+        Event::Rejected(e) => {
+            let peer = lookup(&mut reg.conns, id).map(|c| c.peer);
+            reg.stats.handshake_failures += 1;
+            if e == HandshakeError::Timeout {
+                reg.stats.timer_closes += 1;
+            }
+            log::info!("{id} {peer:?}: handshake refused with {}: {e}", e.status());
+        }
+        Event::Connected { subprotocol } => {
+            let Some(conn) = lookup(&mut reg.conns, id) else {
+                return;
+            };
+            conn.opened = true;
+            reg.stats.opened += 1;
+            let info = OpenInfo {
+                peer: conn.peer,
+                request: None,
+                subprotocol: subprotocol.as_deref(),
+            };
+            handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
+        }
+        Event::ConnectFailed(e) => {
+            handler.on_connect_error(&mut Context::new(reg, Some(id)), id, &e.to_string());
+        }
+        Event::Message(message) => {
+            reg.stats.messages_in += 1;
+            reg.stats.bytes_in += message.data.len() as u64;
+            handler.on_message(&mut Context::new(reg, Some(id)), id, message);
+        }
+        Event::Ping(payload) => handler.on_ping(&mut Context::new(reg, Some(id)), id, payload),
+        Event::Pong(payload) => handler.on_pong(&mut Context::new(reg, Some(id)), id, payload),
+        Event::Closed(closed) => {
+            let Some(conn) = lookup(&mut reg.conns, id) else {
+                return;
+            };
+            if !conn.opened {
+                return;
+            }
+            conn.opened = false;
+            let peer = conn.peer;
+            reg.stats.closed += 1;
+            match &closed.cause {
+                CloseCause::Failed(e) => {
+                    log::warn!("{id} {peer}: failed with {}: {e}", closed.code)
+                }
+                CloseCause::PingTimeout | CloseCause::CloseTimeout => {
+                    reg.stats.timer_closes += 1;
+                    log::info!(
+                        "{id} {peer}: closed by timeout ({:?}), code {}",
+                        closed.cause,
+                        closed.code
+                    )
+                }
+                cause => log::info!(
+                    "{id} {peer}: closed ({cause:?}), code {} {:?}",
+                    closed.code,
+                    closed.reason
+                ),
+            }
+            handler.on_close(&mut Context::new(reg, Some(id)), id, &closed);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The application interface: a [`Handler`] reacts to connection events and
+//! acts through a [`Context`](super::Context).
+
+use super::context::Context;
+use super::token::ConnId;
+use crate::protocol::{Closed, HandshakeError, Message, Request};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// What the application does with connections. Every method but
+/// [`on_message`](Handler::on_message) has a default.
+///
+/// Every connection that opens ([`on_open`](Handler::on_open)) ends in
+/// exactly one [`on_close`](Handler::on_close), whatever ends it: a close
+/// handshake, a protocol error, a timeout, shutdown, or the peer vanishing.
+pub trait Handler {
+    /// Decides whether to accept a valid upgrade request (after the
+    /// protocol's own checks and the origin policy). Return
+    /// `Err(HandshakeError::Refused(status, reason))` to refuse it.
+    fn on_upgrade(
+        &mut self,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> Result<(), HandshakeError> {
+        let _ = (request, peer);
+        Ok(())
+    }
+
+    /// Answers a plain HTTP request (not an upgrade). The default serves
+    /// `GET /healthz` with `200 ok` and answers anything else with 426.
+    fn on_http(
+        &mut self,
+        ctx: &mut Context<'_>,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> HttpResponse {
+        let _ = (ctx, peer);
+        HttpResponse::default_for(request)
+    }
+
+    /// A connection opened (server: the upgrade was accepted; client: the
+    /// server accepted ours).
+    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, info: &OpenInfo<'_>) {
+        let _ = (ctx, id, info);
+    }
+
+    /// A complete message arrived. Its payload may borrow the read buffer:
+    /// copy it (`into_owned`) to keep it.
+    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>);
+
+    /// A ping arrived; the pong has already been queued.
+    fn on_ping(&mut self, ctx: &mut Context<'_>, id: ConnId, payload: &[u8]) {
+        let _ = (ctx, id, payload);
+    }
+
+    /// A pong arrived.
+    fn on_pong(&mut self, ctx: &mut Context<'_>, id: ConnId, payload: &[u8]) {
+        let _ = (ctx, id, payload);
+    }
+
+    /// A connection that opened has ended; called exactly once.
+    fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
+        let _ = (ctx, id, closed);
+    }
+
+    /// An outbound connection failed before it opened.
+    fn on_connect_error(&mut self, ctx: &mut Context<'_>, id: ConnId, error: &str) {
+        let _ = (ctx, id, error);
+    }
+
+    /// When the handler next wants [`on_timeout`](Handler::on_timeout).
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The handler's own deadline passed.
+    fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        let _ = (ctx, now);
+    }
+}
+
+/// What [`Handler::on_open`] learns about a new connection.
+#[derive(Debug)]
+pub struct OpenInfo<'a> {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Server side: the upgrade request (path, query, headers).
+    pub request: Option<&'a Request<'a>>,
+    /// The negotiated subprotocol, if any.
+    pub subprotocol: Option<&'a str>,
+}
+
+/// A plain HTTP response, sent with `Connection: close`.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers, as `Name: value`.
+    pub headers: Vec<String>,
+    /// The body.
+    pub body: Cow<'static, [u8]>,
+}
+
+impl HttpResponse {
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<Cow<'static, str>>) -> HttpResponse {
+        let body = match body.into() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        HttpResponse {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// The default answer: `GET /healthz` is `200 ok`; another GET is 426
+    /// (this is a WebSocket endpoint); other methods are 405.
+    pub fn default_for(request: &Request<'_>) -> HttpResponse {
+        match (request.method, request.path()) {
+            ("GET" | "HEAD", "/healthz") => HttpResponse::text(200, "ok\n"),
+            ("GET" | "HEAD", _) => {
+                let mut r = HttpResponse::text(
+                    426,
+                    "this is a WebSocket endpoint: connect with a WebSocket client\n",
+                );
+                r.headers = vec![
+                    "Upgrade: websocket".into(),
+                    "Sec-WebSocket-Version: 13".into(),
+                ];
+                r
+            }
+            _ => HttpResponse::text(405, "method not allowed\n"),
+        }
+    }
+}

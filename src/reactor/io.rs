@@ -1,0 +1,316 @@
+//! Per-connection I/O: reading into the shared buffer, writing, and
+//! settling a connection after it was processed (timers, backpressure,
+//! removal).
+
+use super::conn::{lookup, Conn};
+use super::dispatch::dispatch;
+use super::handler::Handler;
+use super::token::ConnId;
+use super::Reactor;
+use crate::protocol::{CloseCode, State};
+use std::io::{self, Read, Write};
+
+/// Reads one connection may do per wakeup before others get their turn.
+const MAX_READS_PER_WAKEUP: usize = 4;
+
+impl<H: Handler> Reactor<H> {
+    pub(super) fn on_conn_event(&mut self, id: ConnId, readable: bool, writable: bool) {
+        if writable {
+            self.on_writable(id);
+        }
+        if readable && lookup(&mut self.reg.conns, id).is_some() {
+            self.on_readable(id);
+        }
+    }
+
+    /// Reads until the socket is drained, the per-wakeup cap is reached, or
+    /// backpressure pauses the connection.
+    pub(super) fn on_readable(&mut self, id: ConnId) {
+        for _ in 0..MAX_READS_PER_WAKEUP {
+            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+                return;
+            };
+            if conn.read_paused || conn.connecting || !conn.engine.wants_read() {
+                return self.settle(id);
+            }
+            let kept = conn.leftover.len();
+            self.read_buf[..kept].copy_from_slice(&conn.leftover);
+            let space = self.read_buf.len() - kept;
+            let n = match conn.socket.read(&mut self.read_buf[kept..]) {
+                Ok(0) => return self.on_eof(id),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.settle(id),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.on_io_error(id, &e),
+            };
+            conn.leftover = Vec::new();
+            let filled = kept + n;
+            let consumed = self.process_input(id, filled);
+            if let Some(conn) = lookup(&mut self.reg.conns, id) {
+                if consumed < filled && !conn.engine.is_closed() {
+                    conn.leftover
+                        .extend_from_slice(&self.read_buf[consumed..filled]);
+                }
+            }
+            self.flush_current(id);
+            if n < space {
+                return self.settle(id); // drained: a new arrival raises a new edge
+            }
+        }
+        // more may be waiting: come back after the others had their turn
+        self.ready.push(id);
+        self.settle(id);
+    }
+
+    /// Runs the engine over `read_buf[..filled]`, dispatching each event.
+    /// Returns the bytes consumed.
+    fn process_input(&mut self, id: ConnId, filled: usize) -> usize {
+        let now = self.reg.now;
+        let mut pos = 0;
+        loop {
+            let reg = &mut self.reg;
+            let Some(conn) = reg.conns.get_mut(id.index()) else {
+                return filled;
+            };
+            let input = &mut self.read_buf[pos..filled];
+            let (used, event) = conn.engine.handle_input(now, input, &mut reg.scratch);
+            pos += used;
+            match event {
+                Some(event) => dispatch(reg, &mut self.handler, id, event),
+                None => return pos,
+            }
+        }
+    }
+
+    /// Writes the current connection's output: straight from the scratch
+    /// buffer when nothing is queued (the common case, no copy), otherwise
+    /// behind what is queued.
+    pub(super) fn flush_current(&mut self, id: ConnId) {
+        let reg = &mut self.reg;
+        let Some(conn) = reg.conns.get_mut(id.index()).filter(|c| c.id == id) else {
+            reg.scratch.clear();
+            return;
+        };
+        let result = if conn.connecting {
+            conn.queue.push_slice(&reg.scratch);
+            Ok(())
+        } else if conn.queue.is_empty() {
+            write_or_queue(conn, &reg.scratch)
+        } else {
+            conn.queue.push_slice(&reg.scratch);
+            conn.queue.write_to(&mut conn.socket).map(drop)
+        };
+        reg.scratch.clear();
+        if let Err(e) = result {
+            self.on_io_error(id, &e);
+        }
+    }
+
+    pub(super) fn on_writable(&mut self, id: ConnId) {
+        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            return;
+        };
+        if conn.connecting {
+            match connect_result(conn) {
+                Ok(true) => conn.connecting = false,
+                Ok(false) => return, // spurious
+                Err(e) => return self.on_connect_error(id, &e),
+            }
+        }
+        if let Err(e) = conn.queue.write_to(&mut conn.socket) {
+            return self.on_io_error(id, &e);
+        }
+        if conn.read_paused && conn.queue.len() <= self.reg.config.max_backpressure / 2 {
+            conn.read_paused = false;
+            self.ready.push(id); // the kernel may hold data no edge will announce
+        }
+        self.settle(id);
+    }
+
+    /// After a connection was processed: removes it when closed and
+    /// flushed, pauses reading over the backpressure cap, and keeps its
+    /// timer in the heap.
+    pub(super) fn settle(&mut self, id: ConnId) {
+        let now = self.reg.now;
+        let max_backpressure = self.reg.config.max_backpressure;
+        let close_timeout = self.protocol.close_timeout;
+        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            return;
+        };
+        if conn.engine.is_closed() {
+            if conn.queue.is_empty() {
+                return self.remove(id);
+            }
+            conn.linger_until.get_or_insert(now + close_timeout);
+        }
+        if conn.queue.len() > max_backpressure && !conn.read_paused {
+            log::debug!("{id}: {} bytes pending, reading paused", conn.queue.len());
+            conn.read_paused = true;
+        }
+        let next = [conn.engine.poll_timeout(), conn.linger_until]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(next) = next {
+            if conn.timer_at.is_none_or(|at| next < at) {
+                conn.timer_at = Some(next);
+                self.timers.push(next, id);
+            }
+        }
+    }
+
+    /// Takes a connection out of the slab, closing its socket. A connection
+    /// that opened gets its `on_close` first if it has not had it.
+    pub(super) fn remove(&mut self, id: ConnId) {
+        let now = self.reg.now;
+        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            return;
+        };
+        if conn.opened {
+            if let Some(event) = conn.engine.handle_eof(now) {
+                dispatch(&mut self.reg, &mut self.handler, id, event);
+            }
+        }
+        self.reg.scratch.clear();
+        self.reg.conns.remove(id.index());
+    }
+
+    pub(super) fn on_eof(&mut self, id: ConnId) {
+        let now = self.reg.now;
+        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            return;
+        };
+        conn.leftover = Vec::new();
+        if let Some(event) = conn.engine.handle_eof(now) {
+            dispatch(&mut self.reg, &mut self.handler, id, event);
+        }
+        self.flush_current(id);
+        self.settle(id);
+    }
+
+    pub(super) fn on_io_error(&mut self, id: ConnId, error: &io::Error) {
+        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            return;
+        };
+        log::debug!("{id} {}: {error}", conn.peer);
+        conn.queue = Default::default();
+        self.remove(id);
+    }
+
+    fn on_connect_error(&mut self, id: ConnId, error: &io::Error) {
+        let mut ctx = super::Context::new(&mut self.reg, Some(id));
+        self.handler
+            .on_connect_error(&mut ctx, id, &error.to_string());
+        self.remove(id);
+    }
+
+    pub(super) fn run_ready(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        for id in ready {
+            self.on_readable(id);
+        }
+    }
+
+    /// Writes every connection that has queued output, one `writev` each.
+    pub(super) fn flush_dirty(&mut self) {
+        while let Some(id) = self.reg.dirty.pop() {
+            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+                continue;
+            };
+            conn.dirty = false;
+            if !conn.connecting {
+                if let Err(e) = conn.queue.write_to(&mut conn.socket) {
+                    self.on_io_error(id, &e);
+                    continue;
+                }
+            }
+            self.settle(id);
+        }
+    }
+
+    pub(super) fn run_timers(&mut self) {
+        let now = self.reg.now;
+        while let Some((at, id)) = self.timers.pop_due(now) {
+            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+                continue;
+            };
+            if conn.timer_at != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            conn.timer_at = None;
+            if conn.linger_until.is_some_and(|t| t <= now) {
+                log::debug!("{id} {}: dropped after lingering", conn.peer);
+                self.reg.stats.timer_closes += 1;
+                conn.queue = Default::default();
+                self.remove(id);
+                continue;
+            }
+            let reg = &mut self.reg;
+            let conn = &mut reg.conns[id.index()];
+            if let Some(event) = conn.engine.handle_timeout(now, &mut reg.scratch) {
+                dispatch(reg, &mut self.handler, id, event);
+            }
+            self.flush_current(id);
+            self.settle(id);
+        }
+    }
+
+    pub(super) fn close_for_shutdown(&mut self, id: ConnId) {
+        let now = self.reg.now;
+        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            return;
+        };
+        match conn.engine.state() {
+            State::Open => {
+                let engine = &mut conn.engine;
+                let _ = conn.queue.append_with(|out| {
+                    engine.close(now, CloseCode::GOING_AWAY, "server shutting down", out)
+                });
+                self.reg.mark_dirty(id);
+            }
+            State::Connecting => self.remove(id),
+            State::Closing | State::Closed => {}
+        }
+    }
+
+    /// Ends every remaining connection (shutdown timeout reached).
+    pub(super) fn drop_all(&mut self) {
+        let ids: Vec<ConnId> = self.reg.conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            self.remove(id);
+        }
+    }
+}
+
+/// Writes `bytes` to an idle connection; queues what the kernel did not take.
+fn write_or_queue(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    loop {
+        return match conn.socket.write(bytes) {
+            Ok(n) => {
+                conn.queue.push_slice(&bytes[n..]);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.queue.push_slice(bytes);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Whether an outbound TCP connect completed (`Ok(false)`: not yet).
+fn connect_result(conn: &mut Conn) -> io::Result<bool> {
+    if let Some(e) = conn.socket.take_error()? {
+        return Err(e);
+    }
+    match conn.socket.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,132 @@
+//! Accepting connections, and dialling out.
+
+use super::conn::Conn;
+use super::handler::Handler;
+use super::token::ConnId;
+use super::Reactor;
+use crate::protocol::{Connection, WsUrl};
+use mio::net::TcpStream;
+use mio::Interest;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// How long accepting pauses when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections admitted past `max_connections` only to be told 503.
+const OVER_CAPACITY_SLACK: usize = 1024;
+
+impl<H: Handler> Reactor<H> {
+    /// Accepts until `WouldBlock`. Out of descriptors, it pauses accepting
+    /// briefly instead of spinning, and keeps serving open connections.
+    pub(super) fn accept_all(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: no spinning at 100% CPU
+                    log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused_until = Some(self.reg.now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Resumes accepting once the back-off is over; the pending connections
+    /// raise no new edge, so accept them now.
+    pub(super) fn maybe_resume_accept(&mut self) {
+        if self.accept_paused_until.is_some_and(|t| t <= self.reg.now) {
+            self.accept_paused_until = None;
+            self.accept_all();
+        }
+    }
+
+    fn admit(&mut self, socket: TcpStream, peer: SocketAddr) {
+        let max = self.reg.config.max_connections;
+        if self.reg.conns.len() >= max + OVER_CAPACITY_SLACK {
+            log::warn!("{peer}: dropped, {} connections held", self.reg.conns.len());
+            return;
+        }
+        let over_capacity = self.reg.conns.len() >= max;
+        let engine = Connection::server(self.reg.now, self.protocol.clone());
+        if let Ok(id) = self.insert(socket, peer, engine) {
+            self.reg.stats.accepted += 1;
+            self.reg.conns[id.index()].over_capacity = over_capacity;
+            self.settle(id);
+        }
+    }
+
+    /// Opens an outbound WebSocket connection to a `ws://` URL (the TCP
+    /// connect and the handshake complete in the loop; the handler hears
+    /// `on_open` or `on_connect_error`). Name resolution blocks: prefer IP
+    /// addresses.
+    pub fn connect(&mut self, url: &str, subprotocols: Vec<String>) -> io::Result<ConnId> {
+        let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let addr = (url.host.as_str(), url.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address"))?;
+        self.reg.now = std::time::Instant::now();
+        let socket = TcpStream::connect(addr)?;
+        let mut request = Vec::new();
+        let engine = Connection::client(
+            self.reg.now,
+            self.protocol.clone(),
+            &url,
+            subprotocols,
+            &[],
+            &mut request,
+        );
+        let id = self.insert(socket, addr, engine)?;
+        let conn = &mut self.reg.conns[id.index()];
+        conn.connecting = true;
+        conn.queue.push_slice(&request);
+        self.settle(id);
+        Ok(id)
+    }
+
+    fn insert(
+        &mut self,
+        mut socket: TcpStream,
+        peer: SocketAddr,
+        engine: Connection,
+    ) -> io::Result<ConnId> {
+        // small messages must not wait for Nagle's algorithm
+        let _ = socket.set_nodelay(true);
+        let entry = self.reg.conns.vacant_entry();
+        let id = ConnId::new(entry.key(), self.next_generation);
+        self.next_generation = (self.next_generation + 1) % (u32::MAX - 1);
+        self.poll.registry().register(
+            &mut socket,
+            id.token(),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Conn {
+            id,
+            socket,
+            engine,
+            peer,
+            leftover: Vec::new(),
+            queue: Default::default(),
+            timer_at: None,
+            linger_until: None,
+            opened: false,
+            over_capacity: false,
+            read_paused: false,
+            dirty: false,
+            connecting: false,
+        });
+        Ok(id)
+    }
+}

@@ -1,0 +1,297 @@
+//! The reactor: one thread, one `mio::Poll`, edge-triggered readiness, and
+//! a slab of connections. The only code in edgews that makes syscalls.
+//!
+//! Discipline (see docs/architecture.md):
+//! - each socket is registered once for READABLE | WRITABLE and never
+//!   re-registered;
+//! - reads go into one buffer shared by all connections; a read that returns
+//!   less than it was offered proves the socket drained, so no read is
+//!   spent on `WouldBlock`; a connection that stops early (per-wakeup cap,
+//!   backpressure) goes on a ready list, so no edge is lost;
+//! - what a connection produces while it is processed goes out in one
+//!   write; output for other connections is queued and flushed once per
+//!   loop iteration with `writev`;
+//! - the clock is read once per iteration and timers live in a heap with
+//!   lazy deletion, so traffic costs no timer work.
+
+mod buffer;
+mod conn;
+mod context;
+mod dispatch;
+mod handler;
+mod io;
+mod listener;
+mod timer;
+mod token;
+
+pub use conn::Stats;
+pub use context::{Context, SendError};
+pub use handler::{Handler, HttpResponse, OpenInfo};
+pub use token::ConnId;
+
+use crate::config::{ProtocolConfig, ServerConfig};
+use conn::Registry;
+use mio::{Events, Interest, Poll, Waker};
+use slab::Slab;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timer::Timers;
+
+/// The shared read buffer: large enough that a 64 KiB message arrives in
+/// one read, small enough to stay in cache-friendly territory.
+const READ_BUFFER_SIZE: usize = 256 << 10;
+
+/// A server (and client) event loop running a [`Handler`].
+pub struct Reactor<H: Handler> {
+    poll: Poll,
+    events: Option<Events>,
+    listener: Option<mio::net::TcpListener>,
+    reg: Registry,
+    handler: H,
+    protocol: Arc<ProtocolConfig>,
+    read_buf: Box<[u8]>,
+    timers: Timers,
+    /// Connections to read again without waiting for an edge.
+    ready: Vec<ConnId>,
+    next_generation: u32,
+    /// Accepting stopped after `EMFILE`/`ENFILE` until this instant.
+    accept_paused_until: Option<Instant>,
+    signals: Option<mio::net::UnixStream>,
+    waker: Arc<Waker>,
+    stop_flag: Arc<AtomicBool>,
+    /// Set once shutdown begins: when it gives up waiting for close replies.
+    shutdown_deadline: Option<Instant>,
+}
+
+/// Stops a running reactor from another thread, gracefully (as SIGTERM).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    waker: Arc<Waker>,
+    flag: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    /// Asks the reactor to shut down; returns at once.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+impl<H: Handler> Reactor<H> {
+    /// A reactor with no listener yet (see [`listen`](Reactor::listen)).
+    pub fn new(config: ServerConfig, handler: H) -> std::io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        if config.protocol.max_head_size > READ_BUFFER_SIZE / 2 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "max_head_size must be at most 128 KiB",
+            ));
+        }
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
+        let protocol = Arc::new(config.protocol.clone());
+        Ok(Reactor {
+            poll,
+            events: Some(Events::with_capacity(1024)),
+            listener: None,
+            reg: Registry {
+                conns: Slab::new(),
+                scratch: Vec::new(),
+                dirty: Vec::new(),
+                now: Instant::now(),
+                config,
+                stats: Stats::default(),
+                stop_requested: false,
+            },
+            handler,
+            protocol,
+            read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
+            timers: Timers::default(),
+            ready: Vec::new(),
+            next_generation: 0,
+            accept_paused_until: None,
+            signals: None,
+            waker,
+            stop_flag: Arc::new(AtomicBool::new(false)),
+            shutdown_deadline: None,
+        })
+    }
+
+    /// Binds the configured address and starts accepting; returns the
+    /// bound address (useful with port 0).
+    pub fn listen(&mut self) -> std::io::Result<SocketAddr> {
+        let mut listener = mio::net::TcpListener::bind(self.reg.config.listen)?;
+        self.poll
+            .registry()
+            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        let addr = listener.local_addr()?;
+        self.listener = Some(listener);
+        Ok(addr)
+    }
+
+    /// Shuts down gracefully on SIGINT or SIGTERM (a second signal stops
+    /// at once).
+    pub fn handle_signals(&mut self) -> std::io::Result<()> {
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, write.try_clone()?)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, write)?;
+        let mut read = mio::net::UnixStream::from_std(read);
+        self.poll
+            .registry()
+            .register(&mut read, token::SIGNALS, Interest::READABLE)?;
+        self.signals = Some(read);
+        Ok(())
+    }
+
+    /// A handle that stops this reactor from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            waker: self.waker.clone(),
+            flag: self.stop_flag.clone(),
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.reg.stats
+    }
+
+    /// Runs until shutdown completes: every connection closed, or the
+    /// shutdown timeout passed.
+    pub fn run(&mut self) -> std::io::Result<()> {
+        let mut events = self
+            .events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(1024));
+        let result = loop {
+            if let Err(e) = self.turn(&mut events) {
+                break Err(e);
+            }
+            if self.finished() {
+                self.drop_all();
+                break Ok(());
+            }
+        };
+        self.events = Some(events);
+        result
+    }
+
+    /// One loop iteration: wait, then handle everything that is ready.
+    fn turn(&mut self, events: &mut Events) -> std::io::Result<()> {
+        let timeout = if self.ready.is_empty() {
+            self.next_wakeup()
+                .map(|t| t.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.reg.now = Instant::now();
+        for event in events.iter() {
+            match event.token() {
+                token::LISTENER => self.accept_all(),
+                token::SIGNALS => self.on_signal(),
+                token::WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_shutdown(),
+                token::WAKER => {}
+                t => {
+                    let Some(id) = ConnId::from_token(t) else {
+                        continue;
+                    };
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let writable = event.is_writable() || event.is_error();
+                    self.on_conn_event(id, readable, writable);
+                }
+            }
+        }
+        self.run_ready();
+        self.flush_dirty();
+        self.run_timers();
+        self.run_handler_timer();
+        self.flush_dirty();
+        if self.reg.stop_requested {
+            self.begin_shutdown();
+        }
+        self.maybe_resume_accept();
+        Ok(())
+    }
+
+    /// The earliest instant the loop must wake without I/O.
+    fn next_wakeup(&self) -> Option<Instant> {
+        [
+            self.timers.next(),
+            self.handler.poll_timeout(),
+            self.accept_paused_until,
+            self.shutdown_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn run_handler_timer(&mut self) {
+        let now = self.reg.now;
+        if self.handler.poll_timeout().is_some_and(|t| t <= now) {
+            self.handler
+                .on_timeout(&mut Context::new(&mut self.reg, None), now);
+        }
+    }
+
+    fn on_signal(&mut self) {
+        if let Some(pipe) = self.signals.as_mut() {
+            let mut buf = [0u8; 64];
+            while matches!(std::io::Read::read(pipe, &mut buf), Ok(n) if n > 0) {}
+        }
+        if self.shutdown_deadline.is_some() {
+            log::warn!("second signal: stopping now");
+            self.shutdown_deadline = Some(self.reg.now);
+        } else {
+            self.begin_shutdown();
+        }
+    }
+
+    /// Stops accepting and starts the closing handshake (1001) with every
+    /// open connection; pending output goes out before each close frame.
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        let now = self.reg.now;
+        log::info!(
+            "shutting down: closing {} connections",
+            self.reg.conns.len()
+        );
+        self.shutdown_deadline = Some(now + self.reg.config.shutdown_timeout);
+        self.listener = None;
+        let ids: Vec<ConnId> = self.reg.conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            self.close_for_shutdown(id);
+        }
+        self.flush_dirty();
+    }
+
+    fn finished(&self) -> bool {
+        self.shutdown_deadline
+            .is_some_and(|deadline| self.reg.conns.is_empty() || self.reg.now >= deadline)
+    }
+}
