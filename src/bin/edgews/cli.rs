@@ -47,6 +47,9 @@ pub struct ServerArgs {
     /// Largest frame accepted; over it: close 1009.
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     pub max_frame_size: u64,
+    /// Most frames one message may arrive in (empty ones count); over it: close 1009.
+    #[arg(long, default_value_t = 1024)]
+    pub max_fragments: u32,
     /// Most connections; past it upgrades are answered with 503.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
@@ -93,6 +96,7 @@ impl ServerArgs {
             protocol: ProtocolConfig {
                 max_frame_size: self.max_frame_size,
                 max_message_size: self.max_message_size,
+                max_fragments: self.max_fragments,
                 handshake_timeout: self.handshake_timeout,
                 ping_interval: Some(self.ping_interval).filter(|d| !d.is_zero()),
                 pong_timeout: self.pong_timeout,
