@@ -58,6 +58,8 @@ pub struct Stats {
     pub slow_consumer_closes: u64,
     /// Connections closed by a timer (handshake, ping, close, linger).
     pub timer_closes: u64,
+    /// Outbound connections that could not even start (bad URL, no route).
+    pub connect_failures: u64,
 }
 
 /// The connections and the per-iteration state shared with handlers.
@@ -75,6 +77,8 @@ pub(crate) struct Registry {
     pub stats: Stats,
     /// The handler asked the reactor to stop.
     pub stop_requested: bool,
+    /// Outbound connections the handler asked for, opened after its callback.
+    pub connect_requests: Vec<String>,
 }
 
 impl Registry {

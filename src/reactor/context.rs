@@ -181,6 +181,14 @@ impl<'a> Context<'a> {
         &self.reg.stats
     }
 
+    /// Asks the reactor to open an outbound connection to a `ws://` URL once
+    /// this callback returns; the handler hears `on_open` or
+    /// `on_connect_error` (a connection that cannot even start is counted in
+    /// [`Stats::connect_failures`]).
+    pub fn connect(&mut self, url: &str) {
+        self.reg.connect_requests.push(url.to_string());
+    }
+
     /// Asks the reactor to shut down gracefully, as on SIGTERM.
     pub fn shutdown(&mut self) {
         self.reg.stop_requested = true;

@@ -107,6 +107,7 @@ impl<H: Handler> Reactor<H> {
                 config,
                 stats: Stats::default(),
                 stop_requested: false,
+                connect_requests: Vec::new(),
             },
             handler,
             protocol,
@@ -228,6 +229,7 @@ impl<H: Handler> Reactor<H> {
         self.flush_dirty();
         self.run_timers();
         self.run_handler_timer();
+        self.open_requested_connections();
         self.flush_dirty();
         if self.reg.stop_requested {
             self.begin_shutdown();
@@ -254,6 +256,17 @@ impl<H: Handler> Reactor<H> {
         if self.handler.poll_timeout().is_some_and(|t| t <= now) {
             self.handler
                 .on_timeout(&mut Context::new(&mut self.reg, None), now);
+        }
+    }
+
+    /// Opens the outbound connections handlers asked for with
+    /// [`Context::connect`].
+    fn open_requested_connections(&mut self) {
+        for url in std::mem::take(&mut self.reg.connect_requests) {
+            if let Err(e) = self.connect(&url, Vec::new()) {
+                log::warn!("cannot connect to {url}: {e}");
+                self.reg.stats.connect_failures += 1;
+            }
         }
     }
 

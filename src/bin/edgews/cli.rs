@@ -33,6 +33,9 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Load generator: drives a server with many connections from one thread.
+    #[command(subcommand)]
+    Load(crate::load::LoadCommand),
 }
 
 /// Options every server takes.

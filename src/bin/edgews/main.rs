@@ -1,6 +1,7 @@
 //! The `edgews` command line: a thin shell over [`run`].
 
 mod cli;
+mod load;
 
 use clap::Parser;
 use cli::{Cli, Command, ServerArgs};
@@ -37,6 +38,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             include_sender,
             server,
         } => serve("broadcast", &server, Broadcast { include_sender }),
+        Command::Load(command) => load::run(command),
     }
 }
 

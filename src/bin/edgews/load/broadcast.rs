@@ -1,0 +1,284 @@
+//! `edgews load broadcast`: fixed-rate senders, every connection checks
+//! that it receives every other sender's messages, once and in order.
+
+use super::opener::Opener;
+use super::report::{thousands, Latencies, Progress};
+use super::{BroadcastArgs, Scenario};
+use edgews::protocol::{Closed, Message};
+use edgews::reactor::{ConnId, Context, Handler, OpenInfo};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// After sending stops, how long to wait for the last deliveries.
+const DRAIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Opening,
+    Sending(Instant),
+    Draining(Instant),
+    Done,
+}
+
+/// What one connection received from each sender.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// Per sender index: messages received and the last sequence number.
+    received: Vec<u64>,
+    last: Vec<Option<u64>>,
+}
+
+/// The broadcast scenario.
+pub struct BroadcastLoad {
+    opener: Opener,
+    senders: usize,
+    size: usize,
+    interval: Duration,
+    duration: Duration,
+    /// Connections in the order they opened; the first `senders` send.
+    order: Vec<ConnId>,
+    inboxes: HashMap<ConnId, Inbox>,
+    sent: Vec<u64>,
+    next_send: Option<Instant>,
+    next_sender: usize,
+    phase: Phase,
+    start: Instant,
+    send_start: Option<Instant>,
+    deliveries: u64,
+    out_of_order: u64,
+    latencies: Latencies,
+    errors: u64,
+    first_error: Option<String>,
+    scratch: Vec<u8>,
+    progress: Progress,
+}
+
+impl BroadcastLoad {
+    pub fn new(args: &BroadcastArgs) -> Result<BroadcastLoad, String> {
+        let size = usize::try_from(args.size).map_err(|_| "size too large")?;
+        if size < 20 {
+            return Err("--size must be at least 20 bytes (sender, sequence, timestamp)".into());
+        }
+        if args.senders == 0 || args.senders > args.common.connections || args.rate == 0 {
+            return Err("need 1 <= --senders <= --connections and --rate >= 1".into());
+        }
+        let now = Instant::now();
+        Ok(BroadcastLoad {
+            opener: Opener::new(
+                &args.common.url,
+                args.common.connections,
+                args.common.connect_concurrency,
+            ),
+            senders: args.senders,
+            size,
+            interval: Duration::from_secs_f64(1.0 / args.rate as f64),
+            duration: args.common.duration,
+            order: Vec::new(),
+            inboxes: HashMap::new(),
+            sent: vec![0; args.senders],
+            next_send: None,
+            next_sender: 0,
+            phase: Phase::Opening,
+            start: now,
+            send_start: None,
+            deliveries: 0,
+            out_of_order: 0,
+            latencies: Latencies::default(),
+            errors: 0,
+            first_error: None,
+            scratch: vec![0x42; size],
+            progress: Progress::new(now),
+        })
+    }
+
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(what);
+    }
+
+    /// Sends every message due by `now`, round-robin over the senders.
+    fn send_due(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        while let Some(at) = self.next_send.filter(|&t| t <= now) {
+            let s = self.next_sender;
+            self.next_sender = (s + 1) % self.senders;
+            let seq = self.sent[s];
+            self.sent[s] += 1;
+            let stamp = now.duration_since(self.start).as_nanos() as u64;
+            self.scratch[..4].copy_from_slice(&(s as u32).to_le_bytes());
+            self.scratch[4..12].copy_from_slice(&seq.to_le_bytes());
+            self.scratch[12..20].copy_from_slice(&stamp.to_le_bytes());
+            if let Err(e) = ctx.send_binary(self.order[s], &self.scratch) {
+                self.error(format!("sender {s}: {e}"));
+            }
+            self.next_send = Some(at + self.interval);
+        }
+    }
+
+    fn advance(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        match self.phase {
+            Phase::Opening if self.opener.done() && self.order.len() >= self.senders => {
+                self.phase = Phase::Sending(now + self.duration);
+                self.send_start = Some(now);
+                self.next_send = Some(now);
+            }
+            Phase::Opening if self.opener.done() => {
+                self.error("too few connections opened to send".into());
+                self.phase = Phase::Done;
+                ctx.shutdown();
+            }
+            Phase::Sending(until) if now >= until => {
+                self.next_send = None;
+                self.phase = Phase::Draining(now + DRAIN);
+            }
+            Phase::Sending(_) => self.send_due(ctx, now),
+            Phase::Draining(until) if now >= until => {
+                self.phase = Phase::Done;
+                ctx.shutdown();
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Handler for BroadcastLoad {
+    fn on_open(&mut self, _ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
+        self.opener.on_open();
+        self.order.push(id);
+        let inbox = Inbox {
+            received: vec![0; self.senders],
+            last: vec![None; self.senders],
+        };
+        self.inboxes.insert(id, inbox);
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        let data = message.as_bytes();
+        if data.len() != self.size {
+            return self.error(format!(
+                "{id}: message of {} bytes, sent {}",
+                data.len(),
+                self.size
+            ));
+        }
+        let field = |r: std::ops::Range<usize>| {
+            let mut b = [0u8; 8];
+            b[..r.len()].copy_from_slice(&data[r]);
+            u64::from_le_bytes(b)
+        };
+        let (sender, seq, stamp) = (field(0..4) as usize, field(4..12), field(12..20));
+        let now = ctx.now();
+        let Some(inbox) = self.inboxes.get_mut(&id).filter(|_| sender < self.senders) else {
+            return self.error(format!("{id}: message from unknown sender {sender}"));
+        };
+        if inbox.last[sender].map_or(seq != 0, |last| seq != last + 1) {
+            self.out_of_order += 1;
+        }
+        inbox.last[sender] = Some(seq);
+        inbox.received[sender] += 1;
+        self.deliveries += 1;
+        let sent_at = self.start + Duration::from_nanos(stamp);
+        self.latencies
+            .record(now.saturating_duration_since(sent_at));
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
+        if self.phase != Phase::Done {
+            self.error(format!(
+                "{id}: closed early: {} {}",
+                closed.code, closed.reason
+            ));
+        }
+    }
+
+    fn on_connect_error(&mut self, _ctx: &mut Context<'_>, id: ConnId, error: &str) {
+        self.opener.on_error();
+        self.error(format!("{id}: connect failed: {error}"));
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let phase_end = match self.phase {
+            Phase::Sending(t) | Phase::Draining(t) => Some(t),
+            Phase::Opening | Phase::Done => None,
+        };
+        let now = Instant::now();
+        [
+            phase_end,
+            self.next_send,
+            self.opener.next_pump(now),
+            Some(self.progress.due()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        self.opener.pump(ctx);
+        self.advance(ctx, now);
+        let (open, deliveries, errors, phase) =
+            (self.order.len(), self.deliveries, self.errors, self.phase);
+        self.progress.tick(now, || {
+            format!(
+                "[load broadcast] {phase:?}  open {open}  deliveries {}  errors {errors}",
+                thousands(deliveries)
+            )
+        });
+    }
+}
+
+impl Scenario for BroadcastLoad {
+    fn finish(&mut self) -> Result<(), String> {
+        self.progress.clear();
+        // every connection but the sender itself should have received each message
+        let mut missing = 0u64;
+        for (s, &count) in self.sent.iter().enumerate() {
+            let sender = self.order.get(s).copied();
+            for (id, inbox) in &self.inboxes {
+                if Some(*id) != sender {
+                    missing += count.saturating_sub(inbox.received[s]);
+                }
+            }
+        }
+        let secs = self.duration.as_secs_f64();
+        let rate = self.deliveries as f64 / secs;
+        let (p50, p99, p999) = (
+            self.latencies.percentile_us(50.0),
+            self.latencies.percentile_us(99.0),
+            self.latencies.percentile_us(99.9),
+        );
+        let sent: u64 = self.sent.iter().sum();
+        println!(
+            "broadcast: {} connections, {} senders, {} B, {secs:.1} s: sent {}, {} deliveries/s; \
+             fan-out latency p50 {p50:.0} us, p99 {p99:.0} us, p99.9 {p999:.0} us; missing {missing}, \
+             out of order {}, errors {}",
+            self.order.len(),
+            self.senders,
+            self.size,
+            thousands(sent),
+            thousands(rate as u64),
+            self.out_of_order,
+            self.errors
+        );
+        println!(
+            "{{\"mode\":\"broadcast\",\"connections\":{},\"senders\":{},\"size\":{},\"sent\":{sent},\
+             \"deliveries\":{},\"deliveries_per_s\":{rate:.0},\"p50_us\":{p50:.1},\"p99_us\":{p99:.1},\
+             \"p999_us\":{p999:.1},\"missing\":{missing},\"out_of_order\":{},\"errors\":{}}}",
+            self.order.len(),
+            self.senders,
+            self.size,
+            self.deliveries,
+            self.out_of_order,
+            self.errors
+        );
+        if let Some(e) = &self.first_error {
+            return Err(format!("{} errors; first: {e}", self.errors));
+        }
+        if missing > 0 || self.out_of_order > 0 {
+            return Err(format!(
+                "{missing} missing and {} out-of-order deliveries",
+                self.out_of_order
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! `edgews load echo`: closed-loop echo with byte-for-byte verification.
+
+use super::opener::Opener;
+use super::report::{thousands, Latencies, Progress};
+use super::{EchoArgs, Scenario};
+use edgews::protocol::{Closed, Message, MessageKind};
+use edgews::reactor::{ConnId, Context, Handler, OpenInfo};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Opening connections.
+    Opening,
+    /// Running, not counted, until the instant.
+    Warmup(Instant),
+    /// Counted, until the instant.
+    Measuring(Instant),
+    /// Stopped; the reactor is closing connections.
+    Done,
+}
+
+/// One connection's messages in flight: sequence number and send time.
+#[derive(Debug, Default)]
+struct Flight {
+    next_seq: u64,
+    in_flight: VecDeque<(u64, Instant)>,
+}
+
+/// The echo scenario.
+pub struct EchoLoad {
+    opener: Opener,
+    connections: usize,
+    pipeline: usize,
+    warmup: Duration,
+    duration: Duration,
+    template: Vec<u8>,
+    scratch: Vec<u8>,
+    flights: HashMap<ConnId, Flight>,
+    phase: Phase,
+    measure_start: Option<Instant>,
+    measured: u64,
+    total: u64,
+    latencies: Latencies,
+    errors: u64,
+    first_error: Option<String>,
+    progress: Progress,
+}
+
+impl EchoLoad {
+    pub fn new(args: &EchoArgs) -> Result<EchoLoad, String> {
+        let size = usize::try_from(args.size).map_err(|_| "size too large")?;
+        if args.pipeline == 0 {
+            return Err("--pipeline must be at least 1".into());
+        }
+        let template: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        Ok(EchoLoad {
+            opener: Opener::new(
+                &args.common.url,
+                args.common.connections,
+                args.common.connect_concurrency,
+            ),
+            connections: args.common.connections,
+            pipeline: args.pipeline,
+            warmup: args.warmup,
+            duration: args.common.duration,
+            scratch: template.clone(),
+            template,
+            flights: HashMap::new(),
+            phase: Phase::Opening,
+            measure_start: None,
+            measured: 0,
+            total: 0,
+            latencies: Latencies::default(),
+            errors: 0,
+            first_error: None,
+            progress: Progress::new(Instant::now()),
+        })
+    }
+
+    /// Sends the next message of `id`: the template with the sequence
+    /// number in its first bytes, so a reordered echo is caught too.
+    fn send_next(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        let Some(flight) = self.flights.get_mut(&id) else {
+            return;
+        };
+        let seq = flight.next_seq;
+        flight.next_seq += 1;
+        stamp(&mut self.scratch, seq);
+        flight.in_flight.push_back((seq, ctx.now()));
+        if let Err(e) = ctx.send_binary(id, &self.scratch) {
+            self.error(format!("{id}: send failed: {e}"));
+        }
+    }
+
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(what);
+    }
+
+    fn advance(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        match self.phase {
+            Phase::Opening if self.opener.done() => {
+                self.phase = Phase::Warmup(now + self.warmup);
+                let ids: Vec<ConnId> = self.flights.keys().copied().collect();
+                for id in ids {
+                    for _ in 0..self.pipeline {
+                        self.send_next(ctx, id);
+                    }
+                }
+            }
+            Phase::Warmup(until) if now >= until => {
+                self.phase = Phase::Measuring(now + self.duration);
+                self.measure_start = Some(now);
+            }
+            Phase::Measuring(until) if now >= until => {
+                self.phase = Phase::Done;
+                ctx.shutdown();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Writes `seq` into the first bytes of the payload (as many as fit).
+fn stamp(buf: &mut [u8], seq: u64) {
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+}
+
+impl Handler for EchoLoad {
+    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
+        self.opener.on_open();
+        self.flights.insert(id, Flight::default());
+        if self.phase != Phase::Opening && self.phase != Phase::Done {
+            for _ in 0..self.pipeline {
+                self.send_next(ctx, id);
+            }
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        let now = ctx.now();
+        let Some((seq, sent)) = self
+            .flights
+            .get_mut(&id)
+            .and_then(|f| f.in_flight.pop_front())
+        else {
+            return self.error(format!("{id}: unexpected message"));
+        };
+        stamp(&mut self.scratch, seq);
+        if message.kind != MessageKind::Binary || message.data.as_ref() != self.scratch.as_slice() {
+            self.error(format!(
+                "{id}: echo of message {seq} differs from what was sent"
+            ));
+        }
+        self.total += 1;
+        if matches!(self.phase, Phase::Measuring(_)) {
+            self.measured += 1;
+            self.latencies.record(now.saturating_duration_since(sent));
+        }
+        if self.phase != Phase::Done {
+            self.send_next(ctx, id);
+        }
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
+        if self.phase != Phase::Done {
+            self.error(format!(
+                "{id}: closed early: {} {}",
+                closed.code, closed.reason
+            ));
+        }
+        self.flights.remove(&id);
+    }
+
+    fn on_connect_error(&mut self, _ctx: &mut Context<'_>, id: ConnId, error: &str) {
+        self.opener.on_error();
+        self.error(format!("{id}: connect failed: {error}"));
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let phase_end = match self.phase {
+            Phase::Warmup(t) | Phase::Measuring(t) => Some(t),
+            Phase::Opening | Phase::Done => None,
+        };
+        let now = Instant::now();
+        [
+            phase_end,
+            self.opener.next_pump(now),
+            Some(self.progress.due()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        self.opener.pump(ctx);
+        if self.phase == Phase::Opening && self.opener.failed >= self.connections {
+            self.phase = Phase::Done;
+            ctx.shutdown();
+        }
+        self.advance(ctx, now);
+        let (total, open, errors) = (self.total, self.flights.len(), self.errors);
+        let phase = self.phase;
+        self.progress.tick(now, || {
+            format!(
+                "[load echo] {phase:?}  open {open}  messages {}  errors {errors}",
+                thousands(total)
+            )
+        });
+    }
+}
+
+impl Scenario for EchoLoad {
+    fn finish(&mut self) -> Result<(), String> {
+        self.progress.clear();
+        let size = self.template.len();
+        let secs = self.measure_start.map_or(0.0, |s| {
+            s.elapsed().as_secs_f64().min(self.duration.as_secs_f64())
+        });
+        let rate = if secs > 0.0 {
+            self.measured as f64 / secs
+        } else {
+            0.0
+        };
+        let mb = rate * size as f64 / 1e6;
+        let (p50, p99, p999) = (
+            self.latencies.percentile_us(50.0),
+            self.latencies.percentile_us(99.0),
+            self.latencies.percentile_us(99.9),
+        );
+        println!(
+            "echo: {} connections x {size} B, pipeline {}, {secs:.1} s: {} msg/s, {mb:.2} MB/s; \
+             round trip p50 {p50:.0} us, p99 {p99:.0} us, p99.9 {p999:.0} us; errors {}",
+            self.opener.opened,
+            self.pipeline,
+            thousands(rate as u64),
+            self.errors
+        );
+        println!(
+            "{{\"mode\":\"echo\",\"connections\":{},\"size\":{size},\"pipeline\":{},\"seconds\":{secs:.3},\
+             \"messages\":{},\"msg_per_s\":{rate:.0},\"mb_per_s\":{mb:.3},\"p50_us\":{p50:.1},\"p99_us\":{p99:.1},\
+             \"p999_us\":{p999:.1},\"errors\":{}}}",
+            self.opener.opened, self.pipeline, self.measured, self.errors
+        );
+        match (&self.first_error, self.measured) {
+            (Some(e), _) => Err(format!("{} errors; first: {e}", self.errors)),
+            (None, 0) => Err("no message was measured".into()),
+            (None, _) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `edgews load idle`: open connections and hold them, to read the
+//! server's memory per idle connection.
+
+use super::opener::Opener;
+use super::report::{rss_of, thousands, Progress};
+use super::{IdleArgs, Scenario};
+use edgews::protocol::{Closed, Message};
+use edgews::reactor::{ConnId, Context, Handler, OpenInfo};
+use std::time::{Duration, Instant};
+
+/// How long to let the server settle before reading its memory.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The idle scenario.
+pub struct IdleLoad {
+    opener: Opener,
+    server_pid: Option<u32>,
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+    duration: Duration,
+    /// When all connections were open and the hold began.
+    held_since: Option<Instant>,
+    measured: bool,
+    done: bool,
+    closed_early: u64,
+    progress: Progress,
+}
+
+impl IdleLoad {
+    pub fn new(args: &IdleArgs) -> Result<IdleLoad, String> {
+        let rss_before = match args.server_pid {
+            Some(pid) => Some(rss_of(pid).ok_or(format!("cannot read /proc/{pid}/status"))?),
+            None => None,
+        };
+        Ok(IdleLoad {
+            opener: Opener::new(
+                &args.common.url,
+                args.common.connections,
+                args.common.connect_concurrency,
+            ),
+            server_pid: args.server_pid,
+            rss_before,
+            rss_after: None,
+            duration: args.common.duration,
+            held_since: None,
+            measured: false,
+            done: false,
+            closed_early: 0,
+            progress: Progress::new(Instant::now()),
+        })
+    }
+}
+
+impl Handler for IdleLoad {
+    fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _info: &OpenInfo<'_>) {
+        self.opener.on_open();
+    }
+
+    fn on_message(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _message: Message<'_>) {}
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _closed: &Closed) {
+        if !self.done {
+            self.closed_early += 1;
+        }
+    }
+
+    fn on_connect_error(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _error: &str) {
+        self.opener.on_error();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let hold = self.held_since.map(|t| {
+            if self.measured {
+                t + self.duration
+            } else {
+                t + SETTLE
+            }
+        });
+        let now = Instant::now();
+        [hold, self.opener.next_pump(now), Some(self.progress.due())]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        self.opener.pump(ctx);
+        if self.held_since.is_none() && self.opener.done() {
+            self.held_since = Some(now);
+        }
+        if let Some(since) = self.held_since {
+            if !self.measured && now >= since + SETTLE {
+                self.measured = true;
+                self.rss_after = self.server_pid.and_then(rss_of);
+            }
+            if self.measured && now >= since + self.duration && !self.done {
+                self.done = true;
+                ctx.shutdown();
+            }
+        }
+        let (open, failed) = (self.opener.opened, self.opener.failed);
+        self.progress.tick(now, || {
+            format!(
+                "[load idle] open {}  failed {failed}",
+                thousands(open as u64)
+            )
+        });
+    }
+}
+
+impl Scenario for IdleLoad {
+    fn finish(&mut self) -> Result<(), String> {
+        self.progress.clear();
+        let open = self.opener.opened as u64;
+        let per_conn = match (self.rss_before, self.rss_after) {
+            (Some(before), Some(after)) if open > 0 => {
+                Some((after.saturating_sub(before)) as f64 / open as f64)
+            }
+            _ => None,
+        };
+        match per_conn {
+            Some(b) => println!(
+                "idle: {} connections open, {} failed; server RSS {} -> {} bytes: {b:.0} B per connection",
+                thousands(open),
+                self.opener.failed,
+                thousands(self.rss_before.unwrap_or(0)),
+                thousands(self.rss_after.unwrap_or(0))
+            ),
+            None => println!("idle: {} connections open, {} failed", thousands(open), self.opener.failed),
+        }
+        println!(
+            "{{\"mode\":\"idle\",\"connections\":{open},\"failed\":{},\"rss_before\":{},\"rss_after\":{},\
+             \"bytes_per_connection\":{:.0},\"closed_early\":{}}}",
+            self.opener.failed,
+            self.rss_before.unwrap_or(0),
+            self.rss_after.unwrap_or(0),
+            per_conn.unwrap_or(0.0),
+            self.closed_early
+        );
+        if self.opener.failed > 0 || self.closed_early > 0 {
+            return Err(format!(
+                "{} connections failed, {} closed early",
+                self.opener.failed, self.closed_early
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! `edgews load`: a load generator on the reactor's outbound connections.
+//! One thread drives every connection, like the server it measures.
+
+mod broadcast;
+mod echo;
+mod idle;
+mod opener;
+mod report;
+
+use crate::cli::{parse_duration, parse_size};
+use clap::{Args, Subcommand};
+use edgews::reactor::{Handler, Reactor};
+use edgews::{ProtocolConfig, ServerConfig};
+use std::time::Duration;
+
+/// The load scenarios.
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// Closed loop: each connection sends a message and waits for its echo
+    /// (or keeps --pipeline in flight); every echo is checked byte for byte.
+    Echo(EchoArgs),
+    /// Senders publish at a fixed rate to a broadcast server; every
+    /// connection checks it receives every other sender's messages in order.
+    Broadcast(BroadcastArgs),
+    /// Opens connections and holds them idle, to read the server's memory
+    /// per connection.
+    Idle(IdleArgs),
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The server's URL.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    pub url: String,
+    /// Connections to open.
+    #[arg(long, default_value_t = 100)]
+    pub connections: usize,
+    /// How long to measure (after the warm-up).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Most connections being opened at once.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+}
+
+/// `edgews load echo`.
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Message size (e.g. 20, 1KiB, 64KiB).
+    #[arg(long, default_value = "20", value_parser = parse_size)]
+    pub size: u64,
+    /// Time to run before measuring.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Messages each connection keeps in flight.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+}
+
+/// `edgews load broadcast`.
+#[derive(Debug, Args)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Connections that send (the first ones opened); all of them receive.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Message size, at least 20 bytes (sender, sequence, timestamp).
+    #[arg(long, default_value = "64", value_parser = parse_size)]
+    pub size: u64,
+    /// Messages per second, all senders together.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+}
+
+/// `edgews load idle`.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The server's process id: its VmRSS is read before and after.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+/// Runs a scenario; fails when it saw errors (a wrong echo, a lost message).
+pub fn run(command: LoadCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        LoadCommand::Echo(args) => drive(echo::EchoLoad::new(&args)?),
+        LoadCommand::Broadcast(args) => drive(broadcast::BroadcastLoad::new(&args)?),
+        LoadCommand::Idle(args) => drive(idle::IdleLoad::new(&args)?),
+    }
+}
+
+/// What a scenario reports when the run ends.
+pub trait Scenario: Handler {
+    /// Prints the results; `Err` when the run saw errors.
+    fn finish(&mut self) -> Result<(), String>;
+}
+
+fn drive<S: Scenario>(scenario: S) -> Result<(), Box<dyn std::error::Error>> {
+    let config = ServerConfig {
+        max_connections: usize::MAX / 2,
+        shutdown_timeout: Duration::from_secs(2),
+        protocol: ProtocolConfig {
+            ping_interval: None,
+            max_fragments: u32::MAX,
+            ..ProtocolConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let mut reactor = Reactor::new(config, scenario)?;
+    reactor.handle_signals()?;
+    reactor.run()?;
+    reactor.handler_mut().finish()?;
+    Ok(())
+}
