@@ -46,3 +46,8 @@ pub mod reactor;
 pub mod server;
 
 pub use config::{ConfigError, ProtocolConfig, ServerConfig};
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -37,6 +37,13 @@ pub(crate) struct Conn {
     pub dirty: bool,
     /// Outbound: the TCP connect has not completed yet.
     pub connecting: bool,
+    /// The peer closed its side (read returned 0).
+    pub peer_eof: bool,
+    /// Everything is sent and our side is shut down; what still arrives is
+    /// read and dropped until the peer closes too (a lingering close, so
+    /// the kernel does not answer unread data with a reset that would
+    /// destroy our last response or close frame).
+    pub draining: bool,
 }
 
 /// Counters, updated on the reactor thread only (no locks).

@@ -9,9 +9,14 @@ use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{CloseCode, State};
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
 
 /// Reads one connection may do per wakeup before others get their turn.
 const MAX_READS_PER_WAKEUP: usize = 4;
+
+/// How long a closed connection waits for the peer to close its side.
+const DRAIN_LINGER: Duration = Duration::from_secs(2);
 
 impl<H: Handler> Reactor<H> {
     pub(super) fn on_conn_event(&mut self, id: ConnId, readable: bool, writable: bool) {
@@ -30,6 +35,9 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = lookup(&mut self.reg.conns, id) else {
                 return;
             };
+            if conn.draining {
+                return self.drain(id);
+            }
             if conn.read_paused || conn.connecting || !conn.engine.wants_read() {
                 return self.settle(id);
             }
@@ -53,8 +61,11 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             self.flush_current(id);
-            if n < space {
-                return self.settle(id); // drained: a new arrival raises a new edge
+            let over_cap = lookup(&mut self.reg.conns, id)
+                .is_some_and(|c| c.queue.len() > self.reg.config.max_backpressure);
+            if n < space || over_cap {
+                // drained (a new arrival raises a new edge), or paused by settle
+                return self.settle(id);
             }
         }
         // more may be waiting: come back after the others had their turn
@@ -138,8 +149,16 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         if conn.engine.is_closed() {
-            if conn.queue.is_empty() {
+            if conn.queue.is_empty() && conn.peer_eof {
                 return self.remove(id);
+            }
+            if conn.queue.is_empty() && !conn.draining {
+                // §7.1.1: the server closes the TCP connection first
+                conn.draining = true;
+                conn.linger_until = Some(now + DRAIN_LINGER);
+                if conn.socket.shutdown(Shutdown::Write).is_err() {
+                    return self.remove(id);
+                }
             }
             conn.linger_until.get_or_insert(now + close_timeout);
         }
@@ -175,12 +194,32 @@ impl<H: Handler> Reactor<H> {
         self.reg.conns.remove(id.index());
     }
 
+    /// Reads and drops what a closed connection still receives, until the
+    /// peer closes its side.
+    fn drain(&mut self, id: ConnId) {
+        for _ in 0..MAX_READS_PER_WAKEUP {
+            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+                return;
+            };
+            match conn.socket.read(&mut self.read_buf) {
+                Ok(0) => return self.remove(id),
+                Ok(n) if n < self.read_buf.len() => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.remove(id),
+            }
+        }
+        self.ready.push(id);
+    }
+
     pub(super) fn on_eof(&mut self, id: ConnId) {
         let now = self.reg.now;
         let Some(conn) = lookup(&mut self.reg.conns, id) else {
             return;
         };
         conn.leftover = Vec::new();
+        conn.peer_eof = true;
         if let Some(event) = conn.engine.handle_eof(now) {
             dispatch(&mut self.reg, &mut self.handler, id, event);
         }

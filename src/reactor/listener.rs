@@ -126,6 +126,8 @@ impl<H: Handler> Reactor<H> {
             read_paused: false,
             dirty: false,
             connecting: false,
+            peer_eof: false,
+            draining: false,
         });
         Ok(id)
     }

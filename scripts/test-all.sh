@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md gives it and .ci/run calls it:
+#   1. cargo test: unit, property, integration (real loopback TCP), abuse,
+#      and the replay of the committed fuzz corpus;
+#   2. the Autobahn testsuite against our server and our client;
+#   3. interop with Python `websockets` and Node `ws`.
+# Steps 2 and 3 install their peers themselves (git-ignored virtualenvs and
+# node_modules) and fail loudly if they cannot: nothing is skipped.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== cargo test"
+cargo test --all-targets --quiet
+cargo test --doc --quiet
+
+echo "== Autobahn testsuite"
+tests/autobahn/run.sh
+
+echo "== interop"
+tests/interop/run.sh
