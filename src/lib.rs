@@ -7,11 +7,12 @@
 //! and broadcast servers on top of it.
 //!
 //! ```text
-//!  src/bin/edgews.rs   CLI: arguments -> config -> run a handler
+//!  src/bin/edgews/     CLI: arguments -> config -> run a handler; `load`
 //!         |
-//!  server/             Handler trait + context (send / broadcast / close)
-//!         |
-//!  reactor/            the only code that makes syscalls: mio, sockets, timers
+//!  server/             echo, broadcast, pubsub, chat, topics, JWT auth:
+//!         |            small implementations of the Handler trait
+//!  reactor/            Handler trait + Context, and the only code that makes
+//!                      syscalls: mio, sockets, timers
 //!         |
 //!  protocol/           sans-I/O RFC 6455 engine: time comes in as `now`,
 //!                      buffers belong to the caller

@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 /// How a [`Client`] connects and what it accepts.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Limits applied to what the server sends. Keep-alive pings are off by
-    /// default for the client (`ping_interval: None`).
+    /// Limits applied to what the server sends. The blocking client runs
+    /// no timers of the engine: keep-alive pings (`ping_interval`) are not
+    /// sent, and the handshake and reads are bounded by the socket timeouts
+    /// below; `close_timeout` bounds the wait for the server's close.
     pub protocol: ProtocolConfig,
     /// Time allowed for the TCP connect. Default 10 s.
     pub connect_timeout: Duration,

@@ -120,6 +120,13 @@ pub enum Event<'a> {
     Closed(Closed),
 }
 
+/// A fragmented message being sent (§5.4).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// For text, checks the fragments as they go; `None` for binary.
+    utf8: Option<super::utf8::Utf8Validator>,
+}
+
 /// State of the opening handshake.
 #[derive(Debug)]
 pub(crate) struct Handshake {
@@ -166,6 +173,9 @@ pub struct Connection {
     pub(crate) timer_start: Instant,
     /// A keep-alive ping was sent and nothing has arrived since.
     pub(crate) awaiting_pong: bool,
+    /// A fragmented message we are sending: its kind, and for text the
+    /// UTF-8 state carried between fragments. `None` between messages.
+    pub(crate) sending: Option<Box<Outgoing>>,
 }
 
 impl Connection {
@@ -241,6 +251,7 @@ impl Connection {
             last_activity: now,
             timer_start: now,
             awaiting_pong: false,
+            sending: None,
         }
     }
 
@@ -309,10 +320,44 @@ impl Connection {
         data: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), UsageError> {
-        if opcode.is_control() {
-            return Err(UsageError::NotOpen);
-        }
         self.check_open()?;
+        // §5.4: a message's fragments are a first frame, then continuations,
+        // with no other data frame between them
+        let mut state = match (opcode, self.sending.take()) {
+            (OpCode::Text | OpCode::Binary, None) => Box::new(Outgoing {
+                utf8: (opcode == OpCode::Text).then(super::utf8::Utf8Validator::new),
+            }),
+            (OpCode::Continuation, Some(state)) => state,
+            (OpCode::Continuation, None) => {
+                return Err(UsageError::Fragmentation(
+                    "no fragmented message in progress",
+                ))
+            }
+            (_, Some(state)) if !opcode.is_control() => {
+                self.sending = Some(state);
+                return Err(UsageError::Fragmentation(
+                    "a fragmented message is in progress",
+                ));
+            }
+            (_, state) => {
+                self.sending = state;
+                return Err(UsageError::Fragmentation(
+                    "control frames cannot be fragmented",
+                ));
+            }
+        };
+        if let Some(utf8) = state.utf8.as_mut() {
+            let checked = utf8
+                .feed(data)
+                .and_then(|()| if fin { utf8.finish() } else { Ok(()) });
+            if checked.is_err() {
+                self.sending = Some(state);
+                return Err(UsageError::InvalidUtf8);
+            }
+        }
+        if !fin {
+            self.sending = Some(state);
+        }
         self.write_frame(fin, opcode, data, out);
         Ok(())
     }
@@ -367,6 +412,11 @@ impl Connection {
         out: &mut Vec<u8>,
     ) -> Result<(), UsageError> {
         self.check_open()?;
+        if self.sending.is_some() {
+            return Err(UsageError::Fragmentation(
+                "a fragmented message is in progress",
+            ));
+        }
         self.write_frame(true, opcode, data, out);
         Ok(())
     }

@@ -139,7 +139,8 @@ pub enum HandshakeError {
     UnsupportedVersion,
     /// The `Origin` is not allowed (403, §10.2).
     OriginRefused,
-    /// A plain HTTP request, not an upgrade (426).
+    /// A plain HTTP request, not an upgrade (426); the default answer of
+    /// `HttpResponse::default_for`.
     NotUpgrade,
     /// The server is at `max_connections` (503).
     ServerFull,
@@ -249,6 +250,8 @@ pub enum UsageError {
     NoPendingRequest,
     /// A text message that is not valid UTF-8.
     InvalidUtf8,
+    /// Fragments sent out of order (§5.4), or a fragmented control frame.
+    Fragmentation(&'static str),
 }
 
 impl fmt::Display for UsageError {
@@ -263,6 +266,7 @@ impl fmt::Display for UsageError {
             UsageError::CloseReasonTooLong => f.write_str("close reason over 123 bytes"),
             UsageError::NoPendingRequest => f.write_str("no upgrade request is waiting"),
             UsageError::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
+            UsageError::Fragmentation(why) => f.write_str(why),
         }
     }
 }

@@ -6,8 +6,9 @@ use super::error::HandshakeError;
 use super::http::{has_token, write_response};
 use crate::config::ProtocolConfig;
 
-/// Which `Origin` headers the server accepts (§10.2: a server "MAY use the
-/// |Origin| header field to protect against unauthorized cross-origin use").
+/// Which `Origin` headers the server accepts. RFC 6455 §10.2: the origin
+/// model protects against "unauthorized cross-origin use of a WebSocket
+/// server by scripts using the WebSocket API in a web browser".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum OriginPolicy {
     /// The default: a request without `Origin` (a non-browser client) is

@@ -725,3 +725,67 @@ fn every_single_split_point_of_a_mixed_stream_gives_the_same_events() {
         assert_eq!(events, expected, "split at {split}");
     }
 }
+
+#[test]
+fn sending_fragments_out_of_order_is_a_usage_error() {
+    let mut s = open_server(config());
+    let mut out = Vec::new();
+    let frag = |e| UsageError::Fragmentation(e);
+    assert_eq!(
+        s.conn
+            .send_fragment(OpCode::Continuation, true, b"x", &mut out),
+        Err(frag("no fragmented message in progress"))
+    );
+    assert_eq!(
+        s.conn.send_fragment(OpCode::Ping, true, b"x", &mut out),
+        Err(frag("control frames cannot be fragmented"))
+    );
+    s.conn
+        .send_fragment(OpCode::Text, false, "€".as_bytes().split_at(1).0, &mut out)
+        .unwrap();
+    assert_eq!(
+        s.conn.send_binary(b"x", &mut out),
+        Err(frag("a fragmented message is in progress"))
+    );
+    assert_eq!(
+        s.conn.send_fragment(OpCode::Binary, false, b"x", &mut out),
+        Err(frag("a fragmented message is in progress"))
+    );
+    // a ping between fragments is fine
+    s.conn.send_ping(b"p", &mut out).unwrap();
+    s.conn
+        .send_fragment(
+            OpCode::Continuation,
+            true,
+            "€".as_bytes().split_at(1).1,
+            &mut out,
+        )
+        .unwrap();
+    s.conn.send_text("after", &mut out).unwrap();
+    let sent = frames(&out);
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[1].0, OpCode::Ping);
+}
+
+#[test]
+fn text_fragments_must_be_utf8_across_fragment_boundaries() {
+    let mut s = open_server(config());
+    let mut out = Vec::new();
+    s.conn
+        .send_fragment(OpCode::Text, false, b"ok", &mut out)
+        .unwrap();
+    assert_eq!(
+        s.conn
+            .send_fragment(OpCode::Continuation, false, b"\xff", &mut out),
+        Err(UsageError::InvalidUtf8)
+    );
+    // a message cannot end inside a code point
+    s.conn
+        .send_fragment(OpCode::Continuation, false, &"€".as_bytes()[..2], &mut out)
+        .unwrap();
+    assert_eq!(
+        s.conn
+            .send_fragment(OpCode::Continuation, true, b"", &mut out),
+        Err(UsageError::InvalidUtf8)
+    );
+}

@@ -1,7 +1,9 @@
 //! The per-connection write queue: what the kernel did not take yet.
 //!
 //! Most writes go straight from the reactor's scratch buffer to the socket
-//! and never touch a queue; an idle connection's queue holds no memory.
+//! and never touch a queue, so a connection that was never backpressured
+//! holds no queue memory; a queue keeps a small allocation (up to 16
+//! chunk slots) once used, so fan-out does not reallocate per message.
 //! Broadcast frames are encoded once and shared (`Rc<[u8]>`) by every
 //! queue they are pushed to.
 

@@ -2,6 +2,7 @@
 //! them together with what a [`Context`](super::Context) may touch.
 
 use super::buffer::WriteQueue;
+use super::metrics::Stats;
 use super::token::ConnId;
 use crate::config::ServerConfig;
 use crate::protocol::Connection;
@@ -23,6 +24,8 @@ pub(crate) struct Conn {
     pub leftover: Vec<u8>,
     /// Output the kernel did not take yet.
     pub queue: WriteQueue,
+    /// The identity the upgrade attached (see `Accept::user`).
+    pub user: Option<Box<str>>,
     /// The earliest deadline this connection has in the timer heap.
     pub timer_at: Option<Instant>,
     /// Closed, flushing its last bytes; dropped at this deadline regardless.
@@ -44,29 +47,6 @@ pub(crate) struct Conn {
     /// the kernel does not answer unread data with a reset that would
     /// destroy our last response or close frame).
     pub draining: bool,
-}
-
-/// Counters, updated on the reactor thread only (no locks).
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// TCP connections accepted.
-    pub accepted: u64,
-    /// WebSocket connections opened.
-    pub opened: u64,
-    /// WebSocket connections closed.
-    pub closed: u64,
-    /// Handshakes refused.
-    pub handshake_failures: u64,
-    /// Messages received.
-    pub messages_in: u64,
-    /// Payload bytes received.
-    pub bytes_in: u64,
-    /// Receivers closed with 1008 for falling behind.
-    pub slow_consumer_closes: u64,
-    /// Connections closed by a timer (handshake, ping, close, linger).
-    pub timer_closes: u64,
-    /// Outbound connections that could not even start (bad URL, no route).
-    pub connect_failures: u64,
 }
 
 /// The connections and the per-iteration state shared with handlers.

@@ -1,7 +1,8 @@
 //! What a handler can do: send to one connection, broadcast to all, close
 //! one, stop the server.
 
-use super::conn::{lookup, Registry, Stats};
+use super::conn::{lookup, Registry};
+use super::metrics::Stats;
 use super::token::ConnId;
 use crate::protocol::frame::{encode_frame, OpCode};
 use crate::protocol::{CloseCode, Connection, MessageKind, Role, State, UsageError};
@@ -59,17 +60,19 @@ impl<'a> Context<'a> {
 
     /// Sends a text message to `id`.
     pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<(), SendError> {
-        self.with_output(id, |engine, out| engine.send_text(text, out))
+        self.send(id, MessageKind::Text, text.as_bytes())
     }
 
     /// Sends a binary message to `id`.
     pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
-        self.with_output(id, |engine, out| engine.send_binary(data, out))
+        self.send(id, MessageKind::Binary, data)
     }
 
     /// Sends a message of either kind to `id` (text must be UTF-8).
     pub fn send(&mut self, id: ConnId, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
-        self.with_output(id, |engine, out| engine.send(kind, data, out))
+        self.with_output(id, |engine, out| engine.send(kind, data, out))?;
+        self.reg.stats.record_sent(data.len());
+        Ok(())
     }
 
     /// Sends a ping to `id`.
@@ -97,7 +100,7 @@ impl<'a> Context<'a> {
             .open_connections()
             .filter(|&id| Some(id) != except)
             .collect();
-        self.send_shared(&ids, kind, data)
+        self.send_shared(ids, kind, data)
     }
 
     /// Sends one message to each of `ids` (open server-side connections;
@@ -105,7 +108,7 @@ impl<'a> Context<'a> {
     /// [`broadcast`](Context::broadcast) does.
     pub fn send_shared(
         &mut self,
-        ids: &[ConnId],
+        ids: impl IntoIterator<Item = ConnId>,
         kind: MessageKind,
         data: &[u8],
     ) -> Result<usize, SendError> {
@@ -120,7 +123,7 @@ impl<'a> Context<'a> {
         encode_frame(&mut frame, true, opcode, None, data);
         let frame: Rc<[u8]> = Rc::from(frame);
         let mut sent = 0;
-        for &id in ids {
+        for id in ids {
             let current = self.current == Some(id);
             let reg = &mut *self.reg;
             let Some(conn) = lookup(&mut reg.conns, id) else {
@@ -138,6 +141,7 @@ impl<'a> Context<'a> {
                 reg.scratch.clear();
             }
             conn.queue.push_shared(frame.clone());
+            reg.stats.record_sent(data.len());
             sent += 1;
             self.after_queueing(id);
         }
@@ -156,6 +160,15 @@ impl<'a> Context<'a> {
     /// The number of connections held, handshaking and closing ones included.
     pub fn connection_count(&self) -> usize {
         self.reg.conns.len()
+    }
+
+    /// The identity attached to `id` when its upgrade was accepted.
+    pub fn user(&self, id: ConnId) -> Option<&str> {
+        self.reg
+            .conns
+            .get(id.index())
+            .filter(|c| c.id == id)
+            .and_then(|c| c.user.as_deref())
     }
 
     /// The peer address of `id`.

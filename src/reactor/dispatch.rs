@@ -26,23 +26,29 @@ pub(crate) fn dispatch<H: Handler>(
                 handler.on_upgrade(&request, peer)
             };
             let conn = &mut reg.conns[id.index()];
-            if let Err(e) = decision {
-                log::info!("{id} {peer}: upgrade refused with {}: {e}", e.status());
-                reg.stats.handshake_failures += 1;
-                let _ = conn.engine.reject(&e, &mut reg.scratch);
-                return;
-            }
+            let accept = match decision {
+                Ok(accept) => accept,
+                Err(e) => {
+                    log::info!("{id} {peer}: upgrade refused with {}: {e}", e.status());
+                    reg.stats.record_handshake_failure(e.status());
+                    let _ = conn.engine.reject(&e, &mut reg.scratch);
+                    return;
+                }
+            };
             if conn.engine.accept(&mut reg.scratch).is_err() {
                 return;
             }
             conn.opened = true;
+            conn.user = accept.user.map(String::into_boxed_str);
             reg.stats.opened += 1;
-            let subprotocol = request.subprotocol;
             log::info!("{id} {peer}: open {}", request.target);
+            // a copy: the handler gets the registry mutably through its context
+            let user = conn.user.clone();
             let info = OpenInfo {
                 peer,
                 request: Some(&request),
-                subprotocol,
+                subprotocol: request.subprotocol,
+                user: user.as_deref(),
             };
             handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
         }
@@ -72,7 +78,7 @@ pub(crate) fn dispatch<H: Handler>(
         }
         Event::Rejected(e) => {
             let peer = lookup(&mut reg.conns, id).map(|c| c.peer);
-            reg.stats.handshake_failures += 1;
+            reg.stats.record_handshake_failure(e.status());
             if e == HandshakeError::Timeout {
                 reg.stats.timer_closes += 1;
             }
@@ -88,6 +94,7 @@ pub(crate) fn dispatch<H: Handler>(
                 peer: conn.peer,
                 request: None,
                 subprotocol: subprotocol.as_deref(),
+                user: None,
             };
             handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
         }
@@ -110,7 +117,7 @@ pub(crate) fn dispatch<H: Handler>(
             }
             conn.opened = false;
             let peer = conn.peer;
-            reg.stats.closed += 1;
+            reg.stats.record_close(closed.code.0);
             match &closed.cause {
                 CloseCause::Failed(e) => {
                     log::warn!("{id} {peer}: failed with {}: {e}", closed.code)

@@ -16,26 +16,34 @@ use std::time::Instant;
 /// handshake, a protocol error, a timeout, shutdown, or the peer vanishing.
 pub trait Handler {
     /// Decides whether to accept a valid upgrade request (after the
-    /// protocol's own checks and the origin policy). Return
-    /// `Err(HandshakeError::Refused(status, reason))` to refuse it.
+    /// protocol's own checks and the origin policy). The request shows the
+    /// path, query and headers: the place for token checks. Return
+    /// `Err(HandshakeError::Refused(status, reason))` to refuse it; an
+    /// accepted connection may carry a `user` (an authenticated identity)
+    /// that [`OpenInfo`] and [`Context::user`] report later.
     fn on_upgrade(
         &mut self,
         request: &Request<'_>,
         peer: SocketAddr,
-    ) -> Result<(), HandshakeError> {
+    ) -> Result<Accept, HandshakeError> {
         let _ = (request, peer);
-        Ok(())
+        Ok(Accept::default())
     }
 
     /// Answers a plain HTTP request (not an upgrade). The default serves
-    /// `GET /healthz` with `200 ok` and answers anything else with 426.
+    /// `GET /healthz` (`200 ok`) and `GET /metrics` (Prometheus text; any
+    /// client that reaches the port can read it) and answers other GETs
+    /// with 426, other methods with 405.
     fn on_http(
         &mut self,
         ctx: &mut Context<'_>,
         request: &Request<'_>,
         peer: SocketAddr,
     ) -> HttpResponse {
-        let _ = (ctx, peer);
+        let _ = peer;
+        if request.path() == "/metrics" && request.method == "GET" {
+            return HttpResponse::metrics(ctx.stats().to_prometheus());
+        }
         HttpResponse::default_for(request)
     }
 
@@ -80,6 +88,13 @@ pub trait Handler {
     }
 }
 
+/// The decision to accept an upgrade.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accept {
+    /// Who the connection belongs to, when the upgrade authenticated it.
+    pub user: Option<String>,
+}
+
 /// What [`Handler::on_open`] learns about a new connection.
 #[derive(Debug)]
 pub struct OpenInfo<'a> {
@@ -89,6 +104,8 @@ pub struct OpenInfo<'a> {
     pub request: Option<&'a Request<'a>>,
     /// The negotiated subprotocol, if any.
     pub subprotocol: Option<&'a str>,
+    /// The identity [`Handler::on_upgrade`] attached, if any.
+    pub user: Option<&'a str>,
 }
 
 /// A plain HTTP response, sent with `Connection: close`.
@@ -119,16 +136,25 @@ impl HttpResponse {
         }
     }
 
+    /// A Prometheus text exposition.
+    pub fn metrics(text: String) -> HttpResponse {
+        HttpResponse {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            headers: Vec::new(),
+            body: Cow::Owned(text.into_bytes()),
+        }
+    }
+
     /// The default answer: `GET /healthz` is `200 ok`; another GET is 426
-    /// (this is a WebSocket endpoint); other methods are 405.
+    /// (this is a WebSocket endpoint); other methods are 405 (so HEAD never
+    /// gets a body it should not have).
     pub fn default_for(request: &Request<'_>) -> HttpResponse {
         match (request.method, request.path()) {
-            ("GET" | "HEAD", "/healthz") => HttpResponse::text(200, "ok\n"),
-            ("GET" | "HEAD", _) => {
-                let mut r = HttpResponse::text(
-                    426,
-                    "this is a WebSocket endpoint: connect with a WebSocket client\n",
-                );
+            ("GET", "/healthz") => HttpResponse::text(200, "ok\n"),
+            ("GET", _) => {
+                let not_upgrade = HandshakeError::NotUpgrade;
+                let mut r = HttpResponse::text(not_upgrade.status(), format!("{not_upgrade}\n"));
                 r.headers = vec![
                     "Upgrade: websocket".into(),
                     "Sec-WebSocket-Version: 13".into(),

@@ -7,7 +7,7 @@ use super::dispatch::dispatch;
 use super::handler::Handler;
 use super::token::ConnId;
 use super::Reactor;
-use crate::protocol::{CloseCode, State};
+use crate::protocol::{CloseCode, Role, State};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
@@ -153,10 +153,12 @@ impl<H: Handler> Reactor<H> {
                 return self.remove(id);
             }
             if conn.queue.is_empty() && !conn.draining {
-                // §7.1.1: the server closes the TCP connection first
+                // §7.1.1: the server closes the TCP connection first; a client
+                // waits for it (and gives up after the linger)
                 conn.draining = true;
                 conn.linger_until = Some(now + DRAIN_LINGER);
-                if conn.socket.shutdown(Shutdown::Write).is_err() {
+                let server = conn.engine.role() == Role::Server;
+                if server && conn.socket.shutdown(Shutdown::Write).is_err() {
                     return self.remove(id);
                 }
             }
@@ -279,7 +281,10 @@ impl<H: Handler> Reactor<H> {
             conn.timer_at = None;
             if conn.linger_until.is_some_and(|t| t <= now) {
                 log::debug!("{id} {}: dropped after lingering", conn.peer);
-                self.reg.stats.timer_closes += 1;
+                if !conn.draining {
+                    // output the peer never read; a drained close is clean
+                    self.reg.stats.timer_closes += 1;
+                }
                 conn.queue = Default::default();
                 self.remove(id);
                 continue;

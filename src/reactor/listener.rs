@@ -119,6 +119,7 @@ impl<H: Handler> Reactor<H> {
             peer,
             leftover: Vec::new(),
             queue: Default::default(),
+            user: None,
             timer_at: None,
             linger_until: None,
             opened: false,

@@ -11,7 +11,8 @@
 //! - what a connection produces while it is processed goes out in one
 //!   write; output for other connections is queued and flushed once per
 //!   loop iteration with `writev`;
-//! - the clock is read once per iteration and timers live in a heap with
+//! - the clock is read once per iteration for all the work of that
+//!   iteration (and once more to compute the poll timeout); timers live in a heap with
 //!   lazy deletion, so traffic costs no timer work.
 
 mod buffer;
@@ -21,12 +22,13 @@ mod dispatch;
 mod handler;
 mod io;
 mod listener;
+mod metrics;
 mod timer;
 mod token;
 
-pub use conn::Stats;
 pub use context::{Context, SendError};
-pub use handler::{Handler, HttpResponse, OpenInfo};
+pub use handler::{Accept, Handler, HttpResponse, OpenInfo};
+pub use metrics::Stats;
 pub use token::ConnId;
 
 use crate::config::{ProtocolConfig, ServerConfig};
@@ -303,8 +305,11 @@ impl<H: Handler> Reactor<H> {
         self.flush_dirty();
     }
 
+    /// Shutdown is over when every connection is gone or only waits for
+    /// its peer's FIN (all sent), or when the shutdown timeout passed.
     fn finished(&self) -> bool {
-        self.shutdown_deadline
-            .is_some_and(|deadline| self.reg.conns.is_empty() || self.reg.now >= deadline)
+        self.shutdown_deadline.is_some_and(|deadline| {
+            self.reg.now >= deadline || self.reg.conns.iter().all(|(_, c)| c.draining)
+        })
     }
 }

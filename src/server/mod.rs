@@ -1,11 +1,18 @@
-//! Ready-made handlers on top of the [`reactor`](crate::reactor): echo and
-//! broadcast. Each is a small implementation of [`Handler`].
+//! Ready-made handlers on top of the [`reactor`](crate::reactor): echo,
+//! broadcast and pub/sub, each a small implementation of [`Handler`], and
+//! the topic registry they share.
 
+pub mod auth;
 mod broadcast;
 mod echo;
+pub mod pubsub;
+pub mod topics;
 
 pub use crate::reactor::{
-    ConnId, Context, Handler, HttpResponse, OpenInfo, Reactor, SendError, ShutdownHandle,
+    Accept, ConnId, Context, Handler, HttpResponse, OpenInfo, Reactor, SendError, ShutdownHandle,
 };
+pub use auth::{Authenticated, JwtAuth};
 pub use broadcast::Broadcast;
 pub use echo::Echo;
+pub use pubsub::PubSub;
+pub use topics::Topics;

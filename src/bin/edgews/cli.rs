@@ -15,9 +15,21 @@ use std::time::Duration;
     after_help = "Logging: set EDGEWS_LOG (or RUST_LOG) to error, warn, info, debug or trace; default info."
 )]
 pub struct Cli {
+    /// Log lines as text for people or as JSON objects for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `[time level] message`, for people.
+    Text,
+    /// One JSON object per line: `ts`, `level`, `msg`.
+    Json,
 }
 
 /// The servers and tools.
@@ -33,6 +45,9 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Pub/sub server: /topics/NAME picks a topic; JSON control messages
+    /// subscribe, unsubscribe and publish (see docs/usage.md).
+    Pubsub(ServerArgs),
     /// Load generator: drives a server with many connections from one thread.
     #[command(subcommand)]
     Load(crate::load::LoadCommand),
@@ -79,9 +94,36 @@ pub struct ServerArgs {
     /// Subprotocol to speak, in order of preference (repeatable).
     #[arg(long = "subprotocol", value_name = "NAME")]
     pub subprotocols: Vec<String>,
+    /// Require an HS256 JWT signed with this secret at the upgrade
+    /// (`Authorization: Bearer …` or `?token=…`; `exp` checked; 401 otherwise).
+    #[arg(long, value_name = "SECRET", conflicts_with = "jwt_secret_file")]
+    pub jwt_secret: Option<String>,
+    /// As --jwt-secret, with the secret read from a file (trailing newline ignored).
+    #[arg(long, value_name = "PATH")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
 }
 
 impl ServerArgs {
+    /// The token verifier, when --jwt-secret or --jwt-secret-file is given.
+    pub fn jwt(&self) -> Result<Option<edgews::server::JwtAuth>, String> {
+        let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(s), _) => s.clone().into_bytes(),
+            (None, Some(path)) => {
+                let mut bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    bytes.pop();
+                }
+                bytes
+            }
+            (None, None) => return Ok(None),
+        };
+        if secret.len() < 16 {
+            return Err("the JWT secret must be at least 16 bytes".into());
+        }
+        Ok(Some(edgews::server::JwtAuth::hs256(&secret)))
+    }
+
     /// The server configuration these options describe.
     pub fn config(&self) -> ServerConfig {
         let origin = if self.allowed_origins.iter().any(|o| o == "*") {

@@ -1,0 +1,171 @@
+//! Counters, kept on the reactor thread (plain integers, no locks), and
+//! their Prometheus text rendering for `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// What the reactor counted since it started.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// WebSocket connections opened.
+    pub opened: u64,
+    /// WebSocket connections closed (after opening).
+    pub closed: u64,
+    /// Handshakes refused, all statuses together.
+    pub handshake_failures: u64,
+    /// Handshakes refused, by HTTP status.
+    pub handshake_failures_by_status: BTreeMap<u16, u64>,
+    /// Closes by close code (1006 when no close frame arrived).
+    pub closes_by_code: BTreeMap<u16, u64>,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Messages sent (a broadcast counts once per recipient).
+    pub messages_out: u64,
+    /// Payload bytes sent.
+    pub bytes_out: u64,
+    /// Receivers closed with 1008 for falling behind.
+    pub slow_consumer_closes: u64,
+    /// Connections closed by a timer (handshake, ping, close, linger).
+    pub timer_closes: u64,
+    /// Outbound connections that could not even start (bad URL, no route).
+    pub connect_failures: u64,
+}
+
+impl Stats {
+    /// Counts a refused handshake.
+    pub(crate) fn record_handshake_failure(&mut self, status: u16) {
+        self.handshake_failures += 1;
+        *self.handshake_failures_by_status.entry(status).or_default() += 1;
+    }
+
+    /// Counts a closed connection.
+    pub(crate) fn record_close(&mut self, code: u16) {
+        self.closed += 1;
+        *self.closes_by_code.entry(code).or_default() += 1;
+    }
+
+    /// Counts a message sent.
+    pub(crate) fn record_sent(&mut self, bytes: usize) {
+        self.messages_out += 1;
+        self.bytes_out += bytes as u64;
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.opened.saturating_sub(self.closed)
+    }
+
+    /// The counters in the Prometheus text exposition format (0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "edgews_open_connections",
+            "gauge",
+            "WebSocket connections open now.",
+            self.open_connections(),
+        );
+        metric(
+            "edgews_accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            self.accepted,
+        );
+        metric(
+            "edgews_opened_total",
+            "counter",
+            "WebSocket connections opened.",
+            self.opened,
+        );
+        metric(
+            "edgews_messages_in_total",
+            "counter",
+            "Messages received.",
+            self.messages_in,
+        );
+        metric(
+            "edgews_bytes_in_total",
+            "counter",
+            "Payload bytes received.",
+            self.bytes_in,
+        );
+        metric(
+            "edgews_messages_out_total",
+            "counter",
+            "Messages sent.",
+            self.messages_out,
+        );
+        metric(
+            "edgews_bytes_out_total",
+            "counter",
+            "Payload bytes sent.",
+            self.bytes_out,
+        );
+        metric(
+            "edgews_slow_consumer_closes_total",
+            "counter",
+            "Receivers closed with 1008 for falling behind.",
+            self.slow_consumer_closes,
+        );
+        metric(
+            "edgews_timer_closes_total",
+            "counter",
+            "Connections closed by a timer (handshake, idle ping, close, linger).",
+            self.timer_closes,
+        );
+        labelled(
+            &mut out,
+            "edgews_handshake_failures_total",
+            "Handshakes refused, by HTTP status.",
+            "status",
+            &self.handshake_failures_by_status,
+        );
+        labelled(
+            &mut out,
+            "edgews_closes_total",
+            "Connections closed, by close code.",
+            "code",
+            &self.closes_by_code,
+        );
+        out
+    }
+}
+
+fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &BTreeMap<u16, u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (key, value) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_every_counter_and_labels() {
+        let mut s = Stats {
+            opened: 3,
+            ..Stats::default()
+        };
+        s.record_close(1000);
+        s.record_close(1006);
+        s.record_handshake_failure(403);
+        s.record_sent(5);
+        let text = s.to_prometheus();
+        assert!(text.contains("edgews_open_connections 1\n"));
+        assert!(text.contains("edgews_closes_total{code=\"1006\"} 1\n"));
+        assert!(text.contains("edgews_handshake_failures_total{status=\"403\"} 1\n"));
+        assert!(text.contains("edgews_bytes_out_total 5\n"));
+        assert!(text.contains("# TYPE edgews_accepted_total counter\n"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Token authentication at the upgrade: an HS256 JWT in
+//! `Authorization: Bearer …` or, for browsers (which cannot set headers on
+//! a WebSocket), in `?token=…`.
+
+use crate::protocol::{Closed, HandshakeError, Message, Request};
+use crate::reactor::{Accept, ConnId, Context, Handler, HttpResponse, OpenInfo};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Verifies HS256 JWTs: signature (HMAC, compared in constant time by the
+/// `jsonwebtoken` crate), `exp` (required, no leeway) and `sub` (required:
+/// it becomes the connection's user).
+#[derive(Clone)]
+pub struct JwtAuth {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for JwtAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtAuth(HS256, secret hidden)")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+impl JwtAuth {
+    /// A verifier for tokens signed with `secret` (HS256).
+    pub fn hs256(secret: &[u8]) -> JwtAuth {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        JwtAuth {
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Checks the request's token; returns its `sub`, or a 401 refusal
+    /// with the reason.
+    pub fn verify(&self, request: &Request<'_>) -> Result<String, HandshakeError> {
+        let token = token_of(request)
+            .ok_or_else(|| refuse("missing token: send Authorization: Bearer or ?token="))?;
+        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
+            Ok(data) => Ok(data.claims.sub),
+            Err(e) => Err(refuse(&format!("invalid token: {e}"))),
+        }
+    }
+}
+
+fn refuse(reason: &str) -> HandshakeError {
+    HandshakeError::Refused(401, reason.to_string())
+}
+
+/// The token from `Authorization: Bearer …`, else from the `token` query
+/// parameter.
+fn token_of<'a>(request: &Request<'a>) -> Option<&'a str> {
+    if let Some(value) = request.header_str("authorization") {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    request
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .filter(|t| !t.is_empty())
+}
+
+/// Wraps a handler so that every upgrade must carry a valid token; the
+/// token's `sub` becomes the connection's user ([`Context::user`]).
+#[derive(Debug)]
+pub struct Authenticated<H> {
+    /// The wrapped handler.
+    pub inner: H,
+    auth: JwtAuth,
+}
+
+impl<H: Handler> Authenticated<H> {
+    /// `inner`, behind token checks by `auth`.
+    pub fn new(inner: H, auth: JwtAuth) -> Self {
+        Authenticated { inner, auth }
+    }
+}
+
+impl<H: Handler> Handler for Authenticated<H> {
+    fn on_upgrade(
+        &mut self,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> Result<Accept, HandshakeError> {
+        let user = self.auth.verify(request)?;
+        let mut accept = self.inner.on_upgrade(request, peer)?;
+        accept.user.get_or_insert(user);
+        Ok(accept)
+    }
+
+    fn on_http(
+        &mut self,
+        ctx: &mut Context<'_>,
+        request: &Request<'_>,
+        peer: SocketAddr,
+    ) -> HttpResponse {
+        self.inner.on_http(ctx, request, peer)
+    }
+
+    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, info: &OpenInfo<'_>) {
+        self.inner.on_open(ctx, id, info)
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
+        self.inner.on_message(ctx, id, message)
+    }
+
+    fn on_ping(&mut self, ctx: &mut Context<'_>, id: ConnId, payload: &[u8]) {
+        self.inner.on_ping(ctx, id, payload)
+    }
+
+    fn on_pong(&mut self, ctx: &mut Context<'_>, id: ConnId, payload: &[u8]) {
+        self.inner.on_pong(ctx, id, payload)
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
+        self.inner.on_close(ctx, id, closed)
+    }
+
+    fn on_connect_error(&mut self, ctx: &mut Context<'_>, id: ConnId, error: &str) {
+        self.inner.on_connect_error(ctx, id, error)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        self.inner.on_timeout(ctx, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct Token<'a> {
+        sub: &'a str,
+        exp: u64,
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn token(secret: &[u8], sub: &str, exp: u64) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &Token { sub, exp },
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    fn request_with<'a>(target: &'a str, auth: Option<&'a str>) -> Request<'a> {
+        Request {
+            method: "GET",
+            target,
+            headers: auth
+                .map(|a| vec![("Authorization", a.as_bytes())])
+                .unwrap_or_default(),
+            subprotocol: None,
+        }
+    }
+
+    #[test]
+    fn valid_tokens_in_header_or_query_give_their_subject() {
+        let auth = JwtAuth::hs256(b"s3cret");
+        let t = token(b"s3cret", "alice", now() + 60);
+        let bearer = format!("Bearer {t}");
+        assert_eq!(
+            auth.verify(&request_with("/", Some(&bearer))),
+            Ok("alice".into())
+        );
+        let target = format!("/chat?room=a&token={t}");
+        assert_eq!(
+            auth.verify(&request_with(&target, None)),
+            Ok("alice".into())
+        );
+    }
+
+    #[test]
+    fn missing_expired_and_forged_tokens_are_401() {
+        let auth = JwtAuth::hs256(b"s3cret");
+        let expired = token(b"s3cret", "alice", now() - 10);
+        let forged = token(b"other", "mallory", now() + 60);
+        for target in [
+            "/".to_string(),
+            format!("/?token={expired}"),
+            format!("/?token={forged}"),
+            "/?token=abc".into(),
+        ] {
+            let err = auth.verify(&request_with(&target, None)).unwrap_err();
+            assert_eq!(err.status(), 401, "{target}: {err}");
+        }
+    }
+}
