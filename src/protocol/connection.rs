@@ -155,6 +155,15 @@ pub(crate) struct InFrame {
     pub discard: bool,
 }
 
+/// The middle of a message.
+#[derive(Debug, Default)]
+pub(crate) struct Partial {
+    /// The data frame whose payload is being read, if it spans inputs.
+    pub reading: Option<InFrame>,
+    /// The message being assembled from fragments, if any.
+    pub message: Option<Assembly>,
+}
+
 /// One WebSocket connection's protocol state, without I/O.
 #[derive(Debug)]
 pub struct Connection {
@@ -163,10 +172,10 @@ pub struct Connection {
     pub(crate) state: State,
     /// The opening handshake; `None` once it is over.
     pub(crate) handshake: Option<Box<Handshake>>,
-    /// The data frame whose payload is being read, if it spans inputs.
-    pub(crate) reading: Option<InFrame>,
-    /// The message being assembled from fragments, if any.
-    pub(crate) message: Option<Box<Assembly>>,
+    /// Read state that exists only in the middle of a message (a payload
+    /// spanning inputs, fragments being assembled); boxed so that a
+    /// connection between messages carries none of it.
+    pub(crate) partial: Option<Box<Partial>>,
     /// When input last arrived (the caller's clock, passed in).
     pub(crate) last_activity: Instant,
     /// When the pending timer started: our keep-alive ping, or our close.
@@ -246,8 +255,7 @@ impl Connection {
             role,
             state,
             handshake: hs.map(Box::new),
-            reading: None,
-            message: None,
+            partial: None,
             last_activity: now,
             timer_start: now,
             awaiting_pong: false,
@@ -587,8 +595,7 @@ impl Connection {
         cause: CloseCause,
     ) -> Event<'static> {
         self.state = State::Closed;
-        self.reading = None;
-        self.message = None;
+        self.partial = None;
         Event::Closed(Closed {
             code,
             reason: reason.to_string(),

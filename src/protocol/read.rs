@@ -143,7 +143,7 @@ impl Connection {
             if self.state == State::Closed {
                 return Step::Done(input.len(), None);
             }
-            if let Some(frame) = self.reading {
+            if let Some(frame) = self.partial.as_ref().and_then(|p| p.reading) {
                 let n = frame.remaining.min((input.len() - pos) as u64) as usize;
                 if n == 0 && frame.remaining > 0 {
                     return Step::NeedMore(pos);
@@ -181,7 +181,7 @@ impl Connection {
             if let Err(e) = self.begin_data_frame(&header) {
                 return Step::Done(input.len(), Some(self.fail(e, out)));
             }
-            let whole = header.fin && self.message.is_none() && available >= header.len;
+            let whole = header.fin && !self.has_message() && available >= header.len;
             if whole && self.state == State::Open {
                 // the common case: a whole message in one frame, zero-copy
                 let end = start + header.len as usize;
@@ -198,13 +198,15 @@ impl Connection {
     /// message being assembled (or to drop it, while closing).
     fn begin_streaming(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
         let discard = self.state == State::Closing;
+        let config = &self.config;
+        let partial = self.partial.get_or_insert_with(Box::default);
         if !discard {
-            let message = self
+            let message = partial
                 .message
-                .get_or_insert_with(|| Box::new(Assembly::new(kind_of(header.opcode), header.len)));
-            message.admit_frame(header.len, &self.config)?;
+                .get_or_insert_with(|| Assembly::new(kind_of(header.opcode), header.len));
+            message.admit_frame(header.len, config)?;
         }
-        self.reading = Some(InFrame {
+        partial.reading = Some(InFrame {
             remaining: header.len,
             mask: header.mask,
             offset: 0,
@@ -212,6 +214,11 @@ impl Connection {
             discard,
         });
         Ok(())
+    }
+
+    /// Whether a fragmented message is being assembled.
+    fn has_message(&self) -> bool {
+        self.partial.as_ref().is_some_and(|p| p.message.is_some())
     }
 
     /// §5.1: "a client MUST mask all frames that it sends to the server"
@@ -237,7 +244,7 @@ impl Connection {
         if self.state == State::Closing {
             return Ok(()); // discarded anyway
         }
-        let in_progress = self.message.is_some();
+        let in_progress = self.has_message();
         match header.opcode {
             OpCode::Continuation if !in_progress => Err(ProtocolError::UnexpectedContinuation),
             OpCode::Text | OpCode::Binary if in_progress => {
@@ -265,20 +272,28 @@ impl Connection {
         }
         frame.offset += chunk.len() as u64;
         frame.remaining -= chunk.len() as u64;
+        let Some(partial) = self.partial.as_mut() else {
+            return Ok(None);
+        };
         if !frame.discard {
-            if let Some(message) = self.message.as_mut() {
+            if let Some(message) = partial.message.as_mut() {
                 message.push(chunk)?;
             }
         }
         if frame.remaining > 0 {
-            self.reading = Some(frame);
+            partial.reading = Some(frame);
             return Ok(None);
         }
-        self.reading = None;
+        partial.reading = None;
         if frame.discard || !frame.fin {
+            if partial.message.is_none() {
+                self.partial = None;
+            }
             return Ok(None);
         }
-        match self.message.take() {
+        let message = partial.message.take();
+        self.partial = None;
+        match message {
             Some(message) => message.finish().map(Some),
             None => Ok(None),
         }

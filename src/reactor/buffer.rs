@@ -149,6 +149,53 @@ impl WriteQueue {
     }
 }
 
+/// A [`WriteQueue`] allocated on first use: an idle connection carries a
+/// null pointer instead of an empty queue. Once allocated it stays, so a
+/// broadcast receiver does not allocate per message.
+#[derive(Debug, Default)]
+pub(crate) struct LazyQueue(Option<Box<WriteQueue>>);
+
+impl LazyQueue {
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&mut self) -> &mut WriteQueue {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// See [`WriteQueue::push_slice`].
+    pub fn push_slice(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.get().push_slice(bytes);
+        }
+    }
+
+    /// See [`WriteQueue::push_shared`].
+    pub fn push_shared(&mut self, frame: Rc<[u8]>) {
+        self.get().push_shared(frame);
+    }
+
+    /// See [`WriteQueue::append_with`].
+    pub fn append_with<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        self.get().append_with(f)
+    }
+
+    /// See [`WriteQueue::write_to`].
+    pub fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<usize> {
+        match self.0.as_mut() {
+            Some(q) => q.write_to(socket),
+            None => Ok(0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! One connection's slot in the reactor's slab, and the registry that holds
 //! them together with what a [`Context`](super::Context) may touch.
 
-use super::buffer::WriteQueue;
+use super::buffer::LazyQueue;
 use super::metrics::Stats;
 use super::token::ConnId;
 use crate::config::ServerConfig;
@@ -18,12 +18,12 @@ pub(crate) struct Conn {
     pub id: ConnId,
     pub socket: TcpStream,
     pub engine: Connection,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// Received bytes the engine has not consumed yet (a partial header or
     /// control frame, or a partial handshake head): at most the head limit.
-    pub leftover: Vec<u8>,
+    pub leftover: Option<Box<[u8]>>,
     /// Output the kernel did not take yet.
-    pub queue: WriteQueue,
+    pub queue: LazyQueue,
     /// The identity the upgrade attached (see `Accept::user`).
     pub user: Option<Box<str>>,
     /// The earliest deadline this connection has in the timer heap.
@@ -47,6 +47,30 @@ pub(crate) struct Conn {
     /// the kernel does not answer unread data with a reset that would
     /// destroy our last response or close frame).
     pub draining: bool,
+}
+
+/// A peer address in 16 bytes instead of `SocketAddr`'s 32: IPv6 peers,
+/// rarer, pay a small allocation.
+#[derive(Debug, Clone)]
+pub(crate) enum Peer {
+    V4(std::net::SocketAddrV4),
+    V6(Box<std::net::SocketAddrV6>),
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        match addr {
+            SocketAddr::V4(a) => Peer::V4(a),
+            SocketAddr::V6(a) => Peer::V6(Box::new(a)),
+        }
+    }
+
+    pub fn get(&self) -> SocketAddr {
+        match self {
+            Peer::V4(a) => SocketAddr::V4(*a),
+            Peer::V6(a) => SocketAddr::V6(**a),
+        }
+    }
 }
 
 /// The connections and the per-iteration state shared with handlers.
@@ -84,4 +108,20 @@ impl Registry {
 /// function so that the registry's other fields stay borrowable.
 pub(crate) fn lookup(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns.get_mut(id.index()).filter(|c| c.id == id)
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "Conn {} Connection {} LazyQueue {} SocketAddr {} Option<Instant> {} Instant {}",
+            std::mem::size_of::<super::Conn>(),
+            std::mem::size_of::<crate::protocol::Connection>(),
+            std::mem::size_of::<super::LazyQueue>(),
+            std::mem::size_of::<std::net::SocketAddr>(),
+            std::mem::size_of::<Option<std::time::Instant>>(),
+            std::mem::size_of::<std::time::Instant>(),
+        );
+    }
 }

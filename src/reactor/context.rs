@@ -177,7 +177,7 @@ impl<'a> Context<'a> {
             .conns
             .get(id.index())
             .filter(|c| c.id == id)
-            .map(|c| c.peer)
+            .map(|c| c.peer.get())
     }
 
     /// Bytes queued for `id` that the kernel has not taken yet.
@@ -254,7 +254,7 @@ impl<'a> Context<'a> {
         if closed.is_ok() {
             log::warn!(
                 "{id} {}: closed as a slow consumer ({pending} bytes pending)",
-                conn.peer
+                conn.peer.get()
             );
             self.reg.stats.slow_consumer_closes += 1;
         }

@@ -19,7 +19,7 @@ pub(crate) fn dispatch<H: Handler>(
             let Some(conn) = lookup(&mut reg.conns, id) else {
                 return;
             };
-            let peer = conn.peer;
+            let peer = conn.peer.get();
             let decision = if conn.over_capacity {
                 Err(HandshakeError::ServerFull)
             } else {
@@ -56,7 +56,7 @@ pub(crate) fn dispatch<H: Handler>(
             let Some(conn) = lookup(&mut reg.conns, id) else {
                 return;
             };
-            let peer = conn.peer;
+            let peer = conn.peer.get();
             let response = handler.on_http(&mut Context::new(reg, Some(id)), &request, peer);
             let headers: Vec<&str> = response.headers.iter().map(String::as_str).collect();
             log::debug!(
@@ -77,7 +77,7 @@ pub(crate) fn dispatch<H: Handler>(
             }
         }
         Event::Rejected(e) => {
-            let peer = lookup(&mut reg.conns, id).map(|c| c.peer);
+            let peer = lookup(&mut reg.conns, id).map(|c| c.peer.get());
             reg.stats.record_handshake_failure(e.status());
             if e == HandshakeError::Timeout {
                 reg.stats.timer_closes += 1;
@@ -91,7 +91,7 @@ pub(crate) fn dispatch<H: Handler>(
             conn.opened = true;
             reg.stats.opened += 1;
             let info = OpenInfo {
-                peer: conn.peer,
+                peer: conn.peer.get(),
                 request: None,
                 subprotocol: subprotocol.as_deref(),
                 user: None,
@@ -116,7 +116,7 @@ pub(crate) fn dispatch<H: Handler>(
                 return;
             }
             conn.opened = false;
-            let peer = conn.peer;
+            let peer = conn.peer.get();
             reg.stats.record_close(closed.code.0);
             match &closed.cause {
                 CloseCause::Failed(e) => {

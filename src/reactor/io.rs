@@ -41,8 +41,9 @@ impl<H: Handler> Reactor<H> {
             if conn.read_paused || conn.connecting || !conn.engine.wants_read() {
                 return self.settle(id);
             }
-            let kept = conn.leftover.len();
-            self.read_buf[..kept].copy_from_slice(&conn.leftover);
+            let leftover = conn.leftover.as_deref().unwrap_or_default();
+            let kept = leftover.len();
+            self.read_buf[..kept].copy_from_slice(leftover);
             let space = self.read_buf.len() - kept;
             let n = match conn.socket.read(&mut self.read_buf[kept..]) {
                 Ok(0) => return self.on_eof(id),
@@ -51,13 +52,12 @@ impl<H: Handler> Reactor<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.on_io_error(id, &e),
             };
-            conn.leftover = Vec::new();
+            conn.leftover = None;
             let filled = kept + n;
             let consumed = self.process_input(id, filled);
             if let Some(conn) = lookup(&mut self.reg.conns, id) {
                 if consumed < filled && !conn.engine.is_closed() {
-                    conn.leftover
-                        .extend_from_slice(&self.read_buf[consumed..filled]);
+                    conn.leftover = Some(Box::from(&self.read_buf[consumed..filled]));
                 }
             }
             self.flush_current(id);
@@ -220,7 +220,7 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.reg.conns, id) else {
             return;
         };
-        conn.leftover = Vec::new();
+        conn.leftover = None;
         conn.peer_eof = true;
         if let Some(event) = conn.engine.handle_eof(now) {
             dispatch(&mut self.reg, &mut self.handler, id, event);
@@ -233,7 +233,7 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.reg.conns, id) else {
             return;
         };
-        log::debug!("{id} {}: {error}", conn.peer);
+        log::debug!("{id} {}: {error}", conn.peer.get());
         conn.queue = Default::default();
         self.remove(id);
     }
@@ -280,7 +280,7 @@ impl<H: Handler> Reactor<H> {
             }
             conn.timer_at = None;
             if conn.linger_until.is_some_and(|t| t <= now) {
-                log::debug!("{id} {}: dropped after lingering", conn.peer);
+                log::debug!("{id} {}: dropped after lingering", conn.peer.get());
                 if !conn.draining {
                     // output the peer never read; a drained close is clean
                     self.reg.stats.timer_closes += 1;

@@ -1,6 +1,6 @@
 //! Accepting connections, and dialling out.
 
-use super::conn::Conn;
+use super::conn::{Conn, Peer};
 use super::handler::Handler;
 use super::token::ConnId;
 use super::Reactor;
@@ -116,8 +116,8 @@ impl<H: Handler> Reactor<H> {
             id,
             socket,
             engine,
-            peer,
-            leftover: Vec::new(),
+            peer: Peer::new(peer),
+            leftover: None,
             queue: Default::default(),
             user: None,
             timer_at: None,
