@@ -11,6 +11,23 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+/// The listen backlog: connections the kernel queues before we accept
+/// them. mio's `bind` uses 128, which drops bursts of connects (each then
+/// waits a second for a SYN retransmission); the kernel caps this at
+/// `net.core.somaxconn`.
+const BACKLOG: i32 = 4096;
+
+/// A non-blocking listening socket with `SO_REUSEADDR` and a deep backlog.
+pub(super) fn bind(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 

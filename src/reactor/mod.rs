@@ -128,7 +128,7 @@ impl<H: Handler> Reactor<H> {
     /// Binds the configured address and starts accepting; returns the
     /// bound address (useful with port 0).
     pub fn listen(&mut self) -> std::io::Result<SocketAddr> {
-        let mut listener = mio::net::TcpListener::bind(self.reg.config.listen)?;
+        let mut listener = listener::bind(self.reg.config.listen)?;
         self.poll
             .registry()
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
