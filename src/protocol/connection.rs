@@ -143,6 +143,21 @@ pub(crate) struct Handshake {
     pub offered: Vec<String>,
 }
 
+impl Handshake {
+    /// A handshake started at `now`; `key` and `offered` are the client's.
+    fn new(now: Instant, key: [u8; 24], offered: Vec<String>) -> Self {
+        Handshake {
+            scanner: HeadScanner::default(),
+            started: now,
+            awaiting_answer: false,
+            accept: None,
+            subprotocol: None,
+            key,
+            offered,
+        }
+    }
+}
+
 /// A data frame whose payload is arriving across several inputs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InFrame {
@@ -190,15 +205,7 @@ pub struct Connection {
 impl Connection {
     /// A server-side connection, waiting for the client's upgrade request.
     pub fn server(now: Instant, config: Arc<ProtocolConfig>) -> Connection {
-        let handshake = Handshake {
-            scanner: HeadScanner::default(),
-            started: now,
-            awaiting_answer: false,
-            accept: None,
-            subprotocol: None,
-            key: [0; 24],
-            offered: Vec::new(),
-        };
+        let handshake = Handshake::new(now, [0; 24], Vec::new());
         Connection::new(
             now,
             config,
@@ -220,15 +227,7 @@ impl Connection {
     ) -> Connection {
         let key = super::accept::generate_key();
         super::client_handshake::write_request(out, url, &key, &subprotocols, extra_headers);
-        let handshake = Handshake {
-            scanner: HeadScanner::default(),
-            started: now,
-            awaiting_answer: false,
-            accept: None,
-            subprotocol: None,
-            key,
-            offered: subprotocols,
-        };
+        let handshake = Handshake::new(now, key, subprotocols);
         Connection::new(
             now,
             config,
