@@ -1,0 +1,460 @@
+#!/usr/bin/env bash
+# Side-by-side echo benchmark: edgews against echo servers on other Rust
+# WebSocket libraries (benches/peers: tokio-tungstenite, fastwebsockets,
+# tokio-websockets), all single-threaded, all driven by `edgews load`.
+#
+#   bash benches/compare.sh                       # 3 rounds of 5 s each
+#   ROUNDS=5 DURATION=10s bash benches/compare.sh
+#   SYSCALLS=1 bash benches/compare.sh            # + syscalls/message for edgews (strace)
+#
+# Environment:
+#   ROUNDS=3          echo rounds per server and setting (the table shows medians)
+#   DURATION=5s       measured time of each echo round
+#   WARMUP=1s         unmeasured time before it
+#   IDLE_CONNECTIONS=5000, IDLE_ROUNDS=1 (each idle round uses a fresh server)
+#   SERVERS="edgews tokio-tungstenite fastwebsockets tokio-websockets"
+#   SYSCALLS=0        1: one extra round per setting with edgews under `strace -f -c`
+#   BASE_PORT=19300   servers listen on BASE_PORT, BASE_PORT+1, ...
+#   SKIP_BUILD=0      1: use the binaries already built
+#   CARGO_TARGET_DIR  honoured, as cargo does (default: target/)
+#
+# Loopback only. Servers run pinned to CPU 0 (`taskset -c 0`), the load
+# generator to CPU 1. Echo rounds are interleaved (round 1 of every server
+# and setting, then round 2, ...) with all servers up at once, so slow
+# drifts in the machine's load spread over all of them; an idle server
+# blocks in epoll and takes no CPU. The idle-memory test starts each server
+# afresh. Every loader run's exit status and error count is checked: a
+# failed run shows as FAIL (or "k failed") in the table and the script exits
+# non-zero. Raw results: target/compare/compare-STAMP.jsonl, the table
+# beside it in compare-STAMP.txt, server logs in compare-STAMP-*.log.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+IDLE_ROUNDS=${IDLE_ROUNDS:-1}
+IDLE_DURATION=3s
+SYSCALLS=${SYSCALLS:-0}
+BASE_PORT=${BASE_PORT:-19300}
+SKIP_BUILD=${SKIP_BUILD:-0}
+read -r -a SERVERS <<<"${SERVERS:-edgews tokio-tungstenite fastwebsockets tokio-websockets}"
+# connections:size
+SETTINGS=("100:20" "100:1KiB" "10:64KiB")
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+EDGEWS=$TARGET/release/edgews
+PEERS=$TARGET/release/edgews-peers
+
+OUT_DIR=$ROOT/target/compare
+mkdir -p "$OUT_DIR"
+STAMP=$(date +%Y%m%d-%H%M%S)
+RAW=$OUT_DIR/compare-$STAMP.jsonl
+TABLE=$OUT_DIR/compare-$STAMP.txt
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+
+# Seconds in a duration such as 500ms, 5s, 2m or 0 (rounded up).
+secs() {
+    case $1 in
+        *ms) echo $(( (${1%ms} + 999) / 1000 )) ;;
+        *s) echo "${1%s}" ;;
+        *m) echo $(( ${1%m} * 60 )) ;;
+        0) echo 0 ;;
+        *) die "cannot read the duration '$1' (give 500ms, 5s or 2m)" ;;
+    esac
+}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $IDLE_ROUNDS =~ ^[0-9]+$ ]] || die "IDLE_ROUNDS must be an integer"
+ECHO_LIMIT=$(( $(secs "$WARMUP") + $(secs "$DURATION") + 60 ))
+IDLE_LIMIT=$(( $(secs "$IDLE_DURATION") + 120 ))
+
+for tool in taskset python3 ss timeout; do
+    command -v "$tool" >/dev/null || die "needs $tool"
+done
+if [[ $SYSCALLS == 1 ]]; then
+    command -v strace >/dev/null || die "SYSCALLS=1 needs strace (apt-get install strace)"
+fi
+(( $(nproc) >= 2 )) || die "needs two CPUs (server on 0, load on 1)"
+
+# The loader holds IDLE_CONNECTIONS sockets, the server as many.
+want_fds=$(( IDLE_CONNECTIONS + 1000 ))
+if (( $(ulimit -n) < want_fds )); then
+    ulimit -n "$want_fds" 2>/dev/null ||
+        die "ulimit -n is $(ulimit -n); $want_fds descriptors are needed"
+fi
+
+# --- processes we start, stopped on any exit --------------------------------
+
+declare -A PID=()
+STRACE_PID=
+cleanup() {
+    local p
+    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"}; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"}; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    PID=()
+    STRACE_PID=
+}
+TMP=$(mktemp -d)
+trap 'cleanup; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_of() {
+    local i
+    for i in "${!SERVERS[@]}"; do
+        [[ ${SERVERS[$i]} == "$1" ]] && { echo $(( BASE_PORT + i )); return; }
+    done
+    die "unknown server $1"
+}
+
+listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
+
+# Waits until the server process $1 listens on port $2.
+wait_port() {
+    local pid=$1 port=$2
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        listening "$port" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Starts server $1 pinned to CPU 0 and waits for its port.
+start_server() {
+    local name=$1 port log
+    port=$(port_of "$name")
+    log=$OUT_DIR/compare-$STAMP-$name.log
+    listening "$port" && die "port $port is taken already (set BASE_PORT)"
+    case $name in
+        edgews)
+            EDGEWS_LOG=warn taskset -c 0 "$EDGEWS" echo --listen "127.0.0.1:$port" \
+                --max-connections 20000 --ping-interval 0 >>"$log" 2>&1 &
+            ;;
+        tokio-tungstenite | fastwebsockets | tokio-websockets)
+            taskset -c 0 "$PEERS" "$name" --listen "127.0.0.1:$port" >>"$log" 2>&1 &
+            ;;
+        *) die "unknown server $name" ;;
+    esac
+    PID[$name]=$!
+    wait_port "${PID[$name]}" "$port" || die "$name did not come up on port $port; see $log"
+}
+
+stop_server() {
+    local name=$1 pid=${PID[$1]}
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PID[$name]"
+}
+
+# Checks a loader's output and appends one line to $RAW:
+#   record TEST SERVER CONNECTIONS SIZE ROUND EXIT OUTFILE
+# Prints a short summary; returns 1 if the run failed.
+record() {
+    python3 - "$RAW" "$@" <<'EOF'
+import json, sys
+raw, test, server, conns, size, rnd, rc, out = sys.argv[1:9]
+trace = sys.argv[9] if len(sys.argv) > 9 else None
+rc, conns = int(rc), int(conns)
+load, why = None, []
+for line in open(out, errors="replace"):
+    line = line.strip()
+    if line.startswith('{"mode":'):
+        try:
+            load = json.loads(line)
+        except ValueError:
+            why.append("unreadable JSON line")
+if rc != 0:
+    why.append(f"loader exit status {rc}")
+if load is None:
+    why.append("no JSON line")
+elif test in ("echo", "syscalls"):
+    if load.get("errors", 1) != 0:
+        why.append(f'{load.get("errors")} errors')
+    if load.get("messages", 0) <= 0:
+        why.append("no messages")
+    if load.get("connections") != conns:
+        why.append(f'{load.get("connections")} of {conns} connections')
+else:
+    if load.get("failed", 1) != 0 or load.get("closed_early", 1) != 0:
+        why.append(f'{load.get("failed")} failed, {load.get("closed_early")} closed early')
+    if load.get("connections") != conns:
+        why.append(f'{load.get("connections")} of {conns} connections')
+    if load.get("bytes_per_connection", 0) <= 0:
+        why.append("no RSS reading")
+calls = {}
+if trace:
+    # strace -c: "% time  seconds  usecs/call  calls  [errors]  syscall"
+    try:
+        for line in open(trace):
+            f = line.split()
+            if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+                calls[f[-1]] = int(f[3])
+    except (OSError, ValueError) as e:
+        why.append(f"strace summary: {e}")
+    if not calls:
+        why.append("no strace summary")
+ok = not why
+rec = {"test": test, "server": server, "connections": conns, "size": size,
+       "round": int(rnd), "exit": rc, "ok": ok, "why": "; ".join(why), "load": load}
+if trace:
+    rec["syscalls"] = calls
+with open(raw, "a") as f:
+    f.write(json.dumps(rec) + "\n")
+if not ok:
+    print(f"FAILED: {rec['why']}")
+    sys.exit(1)
+if test == "syscalls":
+    m = load["messages"]
+    print(f'{m:,} messages; per message: ' + ", ".join(
+        f"{k} {calls.get(k, 0) / m:.2f}" for k in ("recvfrom", "sendto", "epoll_wait")))
+elif test == "echo":
+    print(f'{load["msg_per_s"]:,.0f} msg/s  p50 {load["p50_us"]:.0f} us')
+else:
+    print(f'{load["bytes_per_connection"]:,.0f} B/connection')
+EOF
+}
+
+FAILED=0
+
+run_echo() {
+    local server=$1 conns=$2 size=$3 rnd=$4 rc=0 port out
+    port=$(port_of "$server")
+    out=$TMP/echo.out
+    : >"$out"
+    if kill -0 "${PID[$server]}" 2>/dev/null; then
+        timeout -k 5 "$ECHO_LIMIT" taskset -c 1 "$EDGEWS" load echo \
+            --url "ws://127.0.0.1:$port/" --connections "$conns" --size "$size" \
+            --duration "$DURATION" --warmup "$WARMUP" >"$out" 2>"$TMP/echo.err" || rc=$?
+        [[ $rc == 0 ]] || tail -n 3 "$TMP/echo.err" | tr '\r' '\n' | grep -v '^\s*$' | sed 's/^/    /' >&2 || true
+    else
+        echo "    $server is not running (see its log)" >&2
+        rc=255
+    fi
+    printf '  round %d  %-18s %4d x %-6s ' "$rnd" "$server" "$conns" "$size"
+    record echo "$server" "$conns" "$size" "$rnd" "$rc" "$out" || FAILED=1
+}
+
+run_idle() {
+    local server=$1 rnd=$2 rc=0 port out
+    port=$(port_of "$server")
+    out=$TMP/idle.out
+    : >"$out"
+    timeout -k 5 "$IDLE_LIMIT" taskset -c 1 "$EDGEWS" load idle \
+        --url "ws://127.0.0.1:$port/" --connections "$IDLE_CONNECTIONS" \
+        --duration "$IDLE_DURATION" --server-pid "${PID[$server]}" >"$out" 2>"$TMP/idle.err" || rc=$?
+    [[ $rc == 0 ]] || tail -n 3 "$TMP/idle.err" | tr '\r' '\n' | grep -v '^\s*$' | sed 's/^/    /' >&2 || true
+    printf '  round %d  %-18s %5d idle  ' "$rnd" "$server" "$IDLE_CONNECTIONS"
+    record idle "$server" "$IDLE_CONNECTIONS" 0 "$rnd" "$rc" "$out" || FAILED=1
+}
+
+# --- build -------------------------------------------------------------------
+
+if [[ $SKIP_BUILD != 1 ]]; then
+    echo "== building (release)"
+    cargo build --release -p edgews-peers
+    cargo build --release --bin edgews
+fi
+[[ -x $EDGEWS ]] || die "no $EDGEWS"
+[[ -x $PEERS ]] || die "no $PEERS"
+: >"$RAW"
+
+# --- the machine ---------------------------------------------------------------
+
+REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || REV="$REV (with local changes)"
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+top -bn1 -w 200 | head -n 20 >"$OUT_DIR/compare-$STAMP-top-start.txt" 2>/dev/null || true
+versions=$(python3 - "$ROOT/Cargo.lock" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+found = {}
+for block in text.split("[[package]]"):
+    m = re.search(r'name = "([^"]+)"\s*\nversion = "([^"]+)"', block)
+    if m and m.group(1) in ("tokio-tungstenite", "fastwebsockets", "tokio-websockets", "tokio", "hyper"):
+        found.setdefault(m.group(1), []).append(m.group(2))
+print(", ".join(f"{k} {'/'.join(v)}" for k, v in sorted(found.items())))
+EOF
+)
+HEADER=$(cat <<EOF
+date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')
+commit:   $REV
+machine:  $(nproc) CPUs, $CPU; kernel $(uname -r)
+peers:    $versions
+settings: rounds $ROUNDS x ${DURATION} (warm-up $WARMUP), pipeline 1; idle: $IDLE_CONNECTIONS connections, $IDLE_ROUNDS round(s)
+pinning:  servers on CPU 0, load generator on CPU 1
+EOF
+)
+echo "$HEADER"
+echo "load average at start: $LOAD_START"
+
+# --- echo throughput ----------------------------------------------------------
+
+echo "== echo: all servers up, rounds interleaved"
+for s in "${SERVERS[@]}"; do start_server "$s"; done
+for rnd in $(seq "$ROUNDS"); do
+    for setting in "${SETTINGS[@]}"; do
+        for s in "${SERVERS[@]}"; do
+            run_echo "$s" "${setting%%:*}" "${setting#*:}" "$rnd"
+        done
+    done
+done
+for s in "${SERVERS[@]}"; do stop_server "$s"; done
+
+# --- memory per idle connection ------------------------------------------------
+
+if (( IDLE_ROUNDS > 0 )); then
+    echo "== idle: $IDLE_CONNECTIONS connections, a fresh server each round"
+    for rnd in $(seq "$IDLE_ROUNDS"); do
+        for s in "${SERVERS[@]}"; do
+            start_server "$s"
+            run_idle "$s" "$rnd"
+            stop_server "$s"
+        done
+    done
+fi
+
+# --- syscalls per message, edgews only -----------------------------------------
+
+SYSCALL_REPORT=
+if [[ $SYSCALLS == 1 ]]; then
+    echo "== syscalls: edgews under strace -f -c (throughput under strace is meaningless)"
+    port=$(port_of edgews 2>/dev/null || echo "$BASE_PORT")
+    for setting in "${SETTINGS[@]}"; do
+        conns=${setting%%:*} size=${setting#*:}
+        trace=$OUT_DIR/compare-$STAMP-strace-$conns-$size.txt
+        listening "$port" && die "port $port is taken already"
+        EDGEWS_LOG=warn taskset -c 0 strace -f -c -o "$trace" "$EDGEWS" echo \
+            --listen "127.0.0.1:$port" --max-connections 20000 --ping-interval 0 \
+            >>"$OUT_DIR/compare-$STAMP-edgews-strace.log" 2>&1 &
+        STRACE_PID=$!
+        wait_port "$STRACE_PID" "$port" || die "edgews under strace did not come up"
+        rc=0
+        # No warm-up: the counts cover the whole run, so should the messages.
+        timeout -k 5 "$ECHO_LIMIT" taskset -c 1 "$EDGEWS" load echo \
+            --url "ws://127.0.0.1:$port/" --connections "$conns" --size "$size" \
+            --duration "$DURATION" --warmup 0 >"$TMP/strace.out" 2>"$TMP/strace.err" || rc=$?
+        # Stop the traced server (strace's child); strace then writes its summary.
+        tracee=$(ps -o pid= --ppid "$STRACE_PID" | tr -d ' ' | head -n1 || true)
+        kill -TERM "${tracee:-$STRACE_PID}" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$STRACE_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$STRACE_PID" 2>/dev/null || true
+        wait "$STRACE_PID" 2>/dev/null || true
+        STRACE_PID=
+        printf '  %-18s %4d x %-6s ' "edgews+strace" "$conns" "$size"
+        record syscalls edgews "$conns" "$size" 1 "$rc" "$TMP/strace.out" "$trace" || FAILED=1
+    done
+fi
+
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+top -bn1 -w 200 | head -n 20 >"$OUT_DIR/compare-$STAMP-top-end.txt" 2>/dev/null || true
+
+# --- the table -------------------------------------------------------------------
+
+{
+    echo
+    echo "$HEADER"
+    echo "load:     average $LOAD_START at start, $LOAD_END at end (1/5/15 min)"
+    echo
+    python3 - "$RAW" "${SERVERS[@]}" <<'EOF'
+import json, statistics, sys
+raw, servers = sys.argv[1], sys.argv[2:]
+recs = [json.loads(l) for l in open(raw)]
+base = "edgews" if "edgews" in servers else None
+
+def cell(test, server, conns, size, key):
+    runs = [r for r in recs if r["test"] == test and r["server"] == server
+            and r["connections"] == conns and r["size"] == size]
+    good = [r["load"][key] for r in runs if r["ok"]]
+    bad = len(runs) - len(good)
+    return runs, good, bad
+
+def fmt(n):
+    return f"{n:,.0f}"
+
+settings = []
+for r in recs:
+    k = (r["connections"], r["size"])
+    if r["test"] == "echo" and k not in settings:
+        settings.append(k)
+
+print("echo, msg/s: median of the rounds [min..max]; p50 round trip; ratio = server / edgews (higher: faster than edgews)")
+print(f'{"setting":<14}{"server":<19}{"msg/s":>11}  {"[min..max]":<21}{"p50 us":>8}{"/ edgews":>10}')
+for conns, size in settings:
+    label = f"{conns} x {size}" + (" B" if size.isdigit() else "")
+    base_med = None
+    if base:
+        _, good, bad = cell("echo", base, conns, size, "msg_per_s")
+        base_med = statistics.median(good) if good and not bad else None
+    for s in servers:
+        runs, good, bad = cell("echo", s, conns, size, "msg_per_s")
+        if not good:
+            print(f'{label:<14}{s:<19}{"FAIL":>11}  ({bad} of {len(runs)} rounds failed)')
+        else:
+            med = statistics.median(good)
+            p50 = statistics.median(r["load"]["p50_us"] for r in runs if r["ok"])
+            span = f"[{fmt(min(good))}..{fmt(max(good))}]"
+            ratio = f"{med / base_med:.2f}" if base_med else "-"
+            note = f"  ({bad} of {len(runs)} rounds FAILED)" if bad else ""
+            print(f"{label:<14}{s:<19}{fmt(med):>11}  {span:<21}{p50:>8.0f}{ratio:>10}{note}")
+        label = ""
+    print()
+
+idle = [r for r in recs if r["test"] == "idle"]
+if idle:
+    n = idle[0]["connections"]
+    print(f"memory, {n:,} idle connections: server RSS growth per connection (median); ratio = server / edgews (higher: more memory than edgews)")
+    print(f'{"server":<19}{"B/connection":>13}{"/ edgews":>10}')
+    base_med = None
+    if base:
+        _, good, bad = cell("idle", base, n, "0", "bytes_per_connection")
+        base_med = statistics.median(good) if good and not bad else None
+    for s in servers:
+        runs, good, bad = cell("idle", s, n, "0", "bytes_per_connection")
+        if not good:
+            print(f'{s:<19}{"FAIL":>13}  ({bad} of {len(runs)} rounds failed)')
+            continue
+        med = statistics.median(good)
+        ratio = f"{med / base_med:.2f}" if base_med else "-"
+        note = f"  ({bad} of {len(runs)} rounds FAILED)" if bad else ""
+        print(f"{s:<19}{fmt(med):>13}{ratio:>10}{note}")
+    print()
+
+sc = [r for r in recs if r["test"] == "syscalls"]
+if sc:
+    print("edgews syscalls per echoed message (strace -f -c, whole run, no warm-up)")
+    print(f'{"setting":<14}{"messages":>10}{"recvfrom":>10}{"sendto":>9}{"epoll_wait":>12}{"all":>8}  other calls seen')
+    for r in sc:
+        label = f'{r["connections"]} x {r["size"]}' + (" B" if r["size"].isdigit() else "")
+        calls = r.get("syscalls") or {}
+        if not r["ok"] or not calls:
+            print(f"{label:<14}{'FAIL':>10}  {r['why'] or 'no strace summary'}")
+            continue
+        m = r["load"]["messages"]
+        per = lambda k: calls.get(k, 0) / m
+        others = sorted(((v, k) for k, v in calls.items() if k not in ("recvfrom", "sendto", "epoll_wait")), reverse=True)[:5]
+        other = ", ".join(f"{k} {v / m:.3f}" for v, k in others)
+        print(f"{label:<14}{m:>10,}{per('recvfrom'):>10.3f}{per('sendto'):>9.3f}{per('epoll_wait'):>12.3f}{sum(calls.values()) / m:>8.3f}  {other}")
+    print()
+EOF
+    echo "raw results: $RAW"
+} | tee "$TABLE"
+
+if [[ $FAILED != 0 ]]; then
+    echo "compare.sh: some runs FAILED (see above and $RAW)" >&2
+    exit 1
+fi
