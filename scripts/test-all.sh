@@ -18,3 +18,6 @@ tests/autobahn/run.sh
 
 echo "== interop"
 tests/interop/run.sh
+
+echo "== browser end-to-end"
+tests/e2e/run.sh

@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod broadcast;
+pub mod chat;
 mod echo;
 pub mod pubsub;
 pub mod topics;
@@ -13,6 +14,7 @@ pub use crate::reactor::{
 };
 pub use auth::{Authenticated, JwtAuth};
 pub use broadcast::Broadcast;
+pub use chat::{Chat, ChatConfig};
 pub use echo::Echo;
 pub use pubsub::PubSub;
 pub use topics::Topics;

@@ -48,6 +48,16 @@ pub enum Command {
     /// Pub/sub server: /topics/NAME picks a topic; JSON control messages
     /// subscribe, unsubscribe and publish (see docs/usage.md).
     Pubsub(ServerArgs),
+    /// Chat server: a web page at / (open it in a browser), rooms and
+    /// presence over /ws?room=ROOM&name=NAME; with a JWT secret the token's
+    /// `sub` is the name.
+    Chat {
+        /// Longest message text accepted (e.g. 4KiB); longer ones get an error event.
+        #[arg(long, default_value = "4KiB", value_parser = parse_size)]
+        max_text: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Load generator: drives a server with many connections from one thread.
     #[command(subcommand)]
     Load(crate::load::LoadCommand),

@@ -6,7 +6,7 @@ mod load;
 use clap::Parser;
 use cli::{Cli, Command, LogFormat, ServerArgs};
 use edgews::reactor::{Handler, Reactor};
-use edgews::server::{Authenticated, Broadcast, Echo, PubSub};
+use edgews::server::{Authenticated, Broadcast, Chat, ChatConfig, Echo, PubSub};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -49,6 +49,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             server,
         } => serve("broadcast", &server, Broadcast { include_sender }),
         Command::Pubsub(args) => serve("pubsub", &args, PubSub::new()),
+        Command::Chat { max_text, server } => {
+            let max_text = usize::try_from(max_text).map_err(|_| "--max-text is too large")?;
+            let chat = Chat::new(ChatConfig { max_text });
+            serve("chat", &server, chat)
+        }
         Command::Load(command) => load::run(command),
     }
 }

@@ -141,7 +141,7 @@ impl BroadcastLoad {
 }
 
 impl Handler for BroadcastLoad {
-    fn on_open(&mut self, _ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
+    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
         self.opener.on_open();
         self.order.push(id);
         let inbox = Inbox {
@@ -149,6 +149,8 @@ impl Handler for BroadcastLoad {
             last: vec![None; self.senders],
         };
         self.inboxes.insert(id, inbox);
+        let now = ctx.now();
+        self.advance(ctx, now);
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
@@ -219,7 +221,13 @@ impl Handler for BroadcastLoad {
             (self.order.len(), self.deliveries, self.errors, self.phase);
         self.progress.tick(now, || {
             format!(
-                "[load broadcast] {phase:?}  open {open}  deliveries {}  errors {errors}",
+                "[load broadcast] {}  open {open}  deliveries {}  errors {errors}",
+                match phase {
+                    Phase::Opening => "opening",
+                    Phase::Sending(_) => "sending",
+                    Phase::Draining(_) => "draining",
+                    Phase::Done => "done",
+                },
                 thousands(deliveries)
             )
         });

@@ -21,6 +21,17 @@ enum Phase {
     Done,
 }
 
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Opening => "opening",
+            Phase::Warmup(_) => "warm-up",
+            Phase::Measuring(_) => "measuring",
+            Phase::Done => "done",
+        }
+    }
+}
+
 /// One connection's messages in flight: sequence number and send time.
 #[derive(Debug, Default)]
 struct Flight {
@@ -138,6 +149,9 @@ impl Handler for EchoLoad {
                 self.send_next(ctx, id);
             }
         }
+        // the last connection to open starts the run without waiting for a tick
+        let now = ctx.now();
+        self.advance(ctx, now);
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
@@ -207,7 +221,8 @@ impl Handler for EchoLoad {
         let phase = self.phase;
         self.progress.tick(now, || {
             format!(
-                "[load echo] {phase:?}  open {open}  messages {}  errors {errors}",
+                "[load echo] {}  open {open}  messages {}  errors {errors}",
+                phase.name(),
                 thousands(total)
             )
         });
