@@ -399,6 +399,13 @@ impl Connection {
         self.write_close(code, reason, out);
         self.state = State::Closing;
         self.timer_start = now;
+        // from now on data is discarded, including a message half received
+        if let Some(partial) = self.partial.as_mut() {
+            partial.message = None;
+            if let Some(frame) = partial.reading.as_mut() {
+                frame.discard = true;
+            }
+        }
         Ok(())
     }
 

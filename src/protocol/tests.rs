@@ -789,3 +789,22 @@ fn text_fragments_must_be_utf8_across_fragment_boundaries() {
         Err(UsageError::InvalidUtf8)
     );
 }
+
+#[test]
+fn a_message_half_received_when_we_close_is_discarded() {
+    let mut s = open_server(config());
+    let frame = masked(true, OpCode::Binary, &[7; 1000]);
+    let (events, _) = s.feed(&frame[..500]);
+    assert!(events.is_empty());
+    let mut out = Vec::new();
+    s.conn
+        .close(s.now, CloseCode::NORMAL, "", &mut out)
+        .unwrap();
+    let input = [
+        &frame[500..],
+        &masked(true, OpCode::Close, &close_payload(1000, ""))[..],
+    ]
+    .concat();
+    let (events, _) = s.feed(&input);
+    assert_eq!(events, [Ev::Closed(1000, CloseCause::Local)]);
+}

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Writes the committed seed corpus, fuzz/corpus/<target>/<name>.
+
+Run from anywhere: python3 fuzz/make_seeds.py. The files are committed;
+this script only documents how they were made and regenerates them (it
+overwrites files of the same name and leaves others alone).
+
+Most targets read a chunking prefix first (see fuzz/src/oracles.rs):
+byte 0 = n | flags << 3, then n chunk-size bytes, then the body.
+"""
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+MASK = bytes([0x37, 0xFA, 0x21, 0x3D])
+
+
+def write(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def prefix(sizes=(), flags=0):
+    assert len(sizes) < 8
+    return bytes([len(sizes) | (flags << 3)]) + bytes(sizes)
+
+
+def frame(op, payload=b"", fin=True, mask=None, rsv=0):
+    b0 = (0x80 if fin else 0) | (rsv << 4) | op
+    mbit = 0x80 if mask is not None else 0
+    n = len(payload)
+    if n < 126:
+        head = bytes([b0, mbit | n])
+    elif n < 65536:
+        head = bytes([b0, mbit | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
+    if mask is None:
+        return head + payload
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + body
+
+
+def close_payload(code, reason=b""):
+    return struct.pack(">H", code) + reason
+
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
+
+# --- frame_decode: raw frames, no prefix ------------------------------------
+fd = "frame_decode"
+write(fd, "rfc5.7_single_unmasked_text_hello", bytes.fromhex("810548656c6c6f"))
+write(fd, "rfc5.7_single_masked_text_hello", bytes.fromhex("818537fa213d7f9f4d5158"))
+write(fd, "rfc5.7_fragmented_unmasked_text", bytes.fromhex("010348656c" "80026c6f"))
+write(fd, "rfc5.7_unmasked_ping_masked_pong",
+      bytes.fromhex("890548656c6c6f" "8a8537fa213d7f9f4d5158"))
+write(fd, "rfc5.7_256_byte_binary", bytes.fromhex("827e0100") + bytes(256))
+write(fd, "rfc5.7_64k_binary_header_only", bytes.fromhex("827f0000000000010000"))
+write(fd, "masked_64bit_length_header", bytes.fromhex("82ff0000000000010000") + MASK)
+write(fd, "close_1000_masked", frame(CLOSE, close_payload(1000, b"bye"), mask=MASK))
+write(fd, "reserved_opcode_3", bytes.fromhex("8300"))
+write(fd, "rsv1_set", bytes.fromhex("c100"))
+write(fd, "non_minimal_16bit_length", bytes.fromhex("827e007d"))
+write(fd, "non_minimal_64bit_length", bytes.fromhex("827f000000000000ffff"))
+write(fd, "length_msb_set", bytes.fromhex("827f8000000000000000"))
+write(fd, "fragmented_ping", bytes.fromhex("0900"))
+write(fd, "ping_126_bytes", bytes.fromhex("897e007e") + bytes(126))
+write(fd, "three_frames_mixed",
+      frame(TEXT, b"a", fin=False, mask=MASK) + frame(PING, b"p", mask=MASK)
+      + frame(CONT, b"b", mask=MASK))
+
+# --- handshake_request: prefix + request head --------------------------------
+hr = "handshake_request"
+RFC_REQ = (b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: " + RFC_KEY + b"\r\n"
+           b"Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+ALLOWLIST = 1 << 1   # flags: origin policy = allow list
+ANY = 2 << 1         # flags: origin policy = any
+TIMEOUT = 1          # flags: end with the handshake timer
+write(hr, "rfc1.2_upgrade_cross_origin_refused", prefix() + RFC_REQ)
+write(hr, "rfc1.2_upgrade_origin_allowlisted", prefix(flags=ALLOWLIST) + RFC_REQ)
+write(hr, "rfc1.2_upgrade_any_origin_byte_by_byte", prefix([0], flags=ANY) + RFC_REQ)
+write(hr, "rfc1.2_upgrade_any_origin_chunks_7_13", prefix([6, 12], flags=ANY) + RFC_REQ)
+SIMPLE = (b"GET / HTTP/1.1\r\nHost: localhost:9001\r\nUpgrade: websocket\r\n"
+          b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: " + RFC_KEY + b"\r\n"
+          b"Sec-WebSocket-Version: 13\r\n\r\n")
+write(hr, "upgrade_keepalive_upgrade_no_origin", prefix() + SIMPLE)
+write(hr, "upgrade_same_origin", prefix() + SIMPLE.replace(
+    b"\r\n\r\n", b"\r\nOrigin: http://localhost:9001\r\n\r\n"))
+write(hr, "upgrade_lowercase_headers", prefix() + SIMPLE.lower().replace(
+    b"get / http/1.1", b"GET / HTTP/1.1").replace(RFC_KEY.lower(), RFC_KEY))
+write(hr, "upgrade_followed_by_frame", prefix([3]) + SIMPLE
+      + frame(TEXT, b"Hello", mask=MASK))
+write(hr, "plain_http_get", prefix() + b"GET /index.html?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+write(hr, "post_upgrade_405", prefix() + SIMPLE.replace(b"GET", b"POST", 1))
+write(hr, "http10_upgrade", prefix() + SIMPLE.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+write(hr, "version_8_426", prefix() + SIMPLE.replace(b"Version: 13", b"Version: 8"))
+write(hr, "bad_key_400", prefix() + SIMPLE.replace(RFC_KEY, b"c2hvcnQ="))
+write(hr, "missing_host_400", prefix() + SIMPLE.replace(b"Host: localhost:9001\r\n", b""))
+write(hr, "missing_connection_400", prefix() + SIMPLE.replace(
+    b"Connection: keep-alive, Upgrade\r\n", b""))
+write(hr, "too_many_headers_431", prefix() + SIMPLE.replace(
+    b"\r\n\r\n", b"\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(20)) + b"\r\n"))
+write(hr, "head_too_large_431", prefix([0xFF]) + b"GET / HTTP/1.1\r\nX: " + b"a" * 2100)
+write(hr, "incomplete_head_eof", prefix() + SIMPLE[:-2])
+write(hr, "incomplete_head_timeout_408", prefix(flags=TIMEOUT) + SIMPLE[:40])
+write(hr, "garbage_line", prefix() + b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\r\n\r\n")
+write(hr, "bare_lf_head", prefix() + SIMPLE.replace(b"\r\n", b"\n"))
+
+# --- handshake_response: prefix + response head ------------------------------
+hs = "handshake_response"
+OK = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      b"Sec-WebSocket-Accept: " + RFC_ACCEPT + b"\r\n")
+write(hs, "rfc_101_placeholder_accept", prefix() + OK + b"\r\n")
+write(hs, "rfc_101_byte_by_byte", prefix([0]) + OK + b"\r\n")
+write(hs, "101_with_subprotocol_chat", prefix([10, 30]) + OK
+      + b"Sec-WebSocket-Protocol: chat\r\n\r\n")
+write(hs, "101_with_unoffered_subprotocol", prefix() + OK
+      + b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+write(hs, "101_with_extension", prefix() + OK
+      + b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+write(hs, "101_wrong_accept", prefix() + OK.replace(RFC_ACCEPT, b"AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+      + b"\r\n")
+write(hs, "101_without_upgrade", prefix() + OK.replace(b"Upgrade: websocket\r\n", b"") + b"\r\n")
+write(hs, "101_followed_by_frame", prefix() + OK + b"\r\n" + frame(TEXT, b"Hello"))
+write(hs, "403_forbidden", prefix() + b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+write(hs, "200_ok", prefix() + b"HTTP/1.1 200 OK\r\n\r\nhello")
+write(hs, "garbage", prefix() + b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+write(hs, "incomplete", prefix() + OK)
+
+# --- server_connection / client_connection: prefix + frames ------------------
+TIMERS, ECHO, APP_CLOSE = 1, 2, 4
+for target, mask in (("server_connection", MASK), ("client_connection", None)):
+    side = "masked" if mask else "unmasked"
+    f = lambda op, p=b"", fin=True: frame(op, p, fin=fin, mask=mask)
+    write(target, f"rfc5.7_{side}_text_hello", prefix() + f(TEXT, b"Hello"))
+    write(target, f"rfc5.7_{side}_fragmented_text", prefix([2])
+          + f(TEXT, b"Hel", fin=False) + f(CONT, b"lo"))
+    write(target, f"{side}_fragments_with_ping_and_pong_between", prefix([0x80, 5])
+          + f(TEXT, b"Hel", fin=False) + f(PING, b"p1") + f(CONT, b"", fin=False)
+          + f(PONG, b"unsolicited") + f(CONT, b"lo"))
+    write(target, f"rfc5.7_{side}_256_byte_binary_echo", prefix(flags=ECHO)
+          + f(BINARY, bytes(range(256))))
+    write(target, f"{side}_64k_binary_in_chunks", prefix([0xFF, 0x90, 0x03])
+          + f(BINARY, bytes(i * 7 & 0xFF for i in range(65536))))
+    write(target, f"{side}_ping_125", prefix() + f(PING, b"\x07" * 125))
+    write(target, f"{side}_close_1000_with_reason", prefix() + f(CLOSE, close_payload(1000, b"bye"))
+          + f(TEXT, b"ignored"))
+    write(target, f"{side}_close_empty", prefix() + f(CLOSE))
+    write(target, f"{side}_close_bad_code_1005", prefix() + f(CLOSE, close_payload(1005)))
+    write(target, f"{side}_close_one_byte", prefix() + f(CLOSE, b"\x03"))
+    write(target, f"{side}_invalid_utf8_text", prefix([1]) + f(TEXT, b"Hello \xff world"))
+    write(target, f"{side}_code_point_split_across_fragments", prefix([0])
+          + f(TEXT, "κό".encode()[:3], fin=False) + f(CONT, "κό".encode()[3:]))
+    write(target, f"{side}_text_ending_inside_code_point", prefix()
+          + f(TEXT, "€".encode()[:2]))
+    write(target, f"{side}_frame_over_limit_header", prefix() + frame(BINARY, b"", mask=mask)[:1]
+          + bytes([0xFF if mask else 0x7F]) + struct.pack(">Q", 70000) + (mask or b""))
+    write(target, f"{side}_65_empty_fragments", prefix()
+          + f(BINARY, b"", fin=False) + f(CONT, b"", fin=False) * 63 + f(CONT, b""))
+    write(target, f"{side}_unexpected_continuation", prefix() + f(CONT, b"x"))
+    write(target, f"{side}_reserved_opcode", prefix() + bytes([0x83, 0x80 if mask else 0])
+          + (mask or b""))
+    write(target, f"{side}_echo_then_timers", prefix([4], flags=ECHO | TIMERS)
+          + f(TEXT, b"echo me") + f(BINARY, b"\x00\x01"))
+    write(target, f"{side}_app_close_then_data_and_close", prefix([8], flags=APP_CLOSE)
+          + f(TEXT, b"first") + f(TEXT, b"discarded") + f(PING, b"no pong")
+          + f(CLOSE, close_payload(1000)))
+    write(target, f"{side}_app_close_then_close_timeout", prefix([8], flags=APP_CLOSE | TIMERS)
+          + f(TEXT, b"first") + f(BINARY, b"x" * 300))
+    write(target, f"{side}_wrong_masking", prefix()
+          + frame(TEXT, b"Hello", mask=None if mask else MASK))
+
+# --- utf8_incremental: prefix + bytes ----------------------------------------
+u = "utf8_incremental"
+write(u, "ascii_hello", prefix() + b"Hello, world")
+write(u, "greek_kosme_byte_by_byte", prefix([0]) + "κόσμε".encode())
+write(u, "mixed_every_length_split", prefix([0, 1, 2, 3]) + "a é € 𝄞 \U0010FFFF z".encode())
+write(u, "surrogate_ed_a0_80", prefix([0]) + b"ab\xed\xa0\x80cd")
+write(u, "overlong_c0_af", prefix([0]) + b"\xc0\xaf")
+write(u, "overlong_e0_80_af", prefix([1]) + b"x\xe0\x80\xaf")
+write(u, "above_max_f4_90", prefix([2]) + b"ab\xf4\x90\x80\x80")
+write(u, "five_byte_f8", prefix() + b"\xf8\x88\x80\x80\x80")
+write(u, "truncated_euro_at_end", prefix([1]) + b"price \xe2\x82")
+write(u, "invalid_ff_mid_piece", prefix([5]) + b"hello wor\xffld")
+write(u, "unfinished_then_ascii", prefix([0]) + b"\xe2\x82A")
+write(u, "max_boundaries", prefix([3])
+      + "\u007f\u0080\u07ff\u0800\uffff\U00010000\U0010ffff\ud7ff\ue000".encode())
+
+# --- roundtrip: prefix + operations ------------------------------------------
+r = "roundtrip"
+def msg(text=False, length=5, frags=0, many=False, pings=None, zero_key=False, shifts=b"",
+        big=False, huge=False):
+    tag = (7 if big else 0) | (0x80 if huge else 0) | (0x08 if text else 0) | (0x10 if many else 0) \
+        | (0x20 if pings is not None else 0) | (0x40 if zero_key else 0)
+    out = bytes([tag]) + struct.pack(">H", length) + bytes([frags])
+    if pings is not None:
+        out += bytes([pings])
+    return out + MASK + shifts
+write(r, "one_text_message", prefix() + msg(text=True))
+write(r, "one_binary_message_zero_key", prefix() + msg(length=300, zero_key=True))
+write(r, "fragmented_text_with_pings", prefix([0x81])
+      + msg(text=True, length=64, frags=3, pings=0x07, shifts=b"\x05\x09\x11"))
+write(r, "64_fragments", prefix() + msg(length=1000, frags=63, many=True))
+write(r, "big_binary_256k", prefix([0xFF]) + msg(length=0xFFFF, big=True, huge=True, frags=1,
+                                                  shifts=b"\x10\x20\x30"))
+write(r, "big_text_64k_plus", prefix([0xC0]) + msg(text=True, length=0x4001, big=True))
+write(r, "ping_pong_close_with_reason", prefix()
+      + bytes([4, 10]) + MASK + bytes([5, 20]) + MASK + bytes([6, 3]) + MASK + bytes([40])
+      + b"junk after close")
+write(r, "empty_close", prefix([0]) + msg() + bytes([6, 16]) + MASK)
+write(r, "messages_byte_by_byte", prefix([0]) + msg(text=True, length=20, frags=2)
+      + msg(length=9) + bytes([4, 3]) + MASK)
