@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod client_handshake;
 pub mod close;
+mod commands;
 mod connection;
 pub mod error;
 pub mod frame;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod mask;
 pub mod message;
 mod read;
+mod timers;
 pub mod utf8;
 
 pub use client_handshake::WsUrl;

@@ -1,0 +1,230 @@
+//! The commands of [`Connection`]: sending messages, pings and closes, and
+//! answering the opening handshake.
+
+use super::close::{truncate_reason, CloseCode};
+use super::connection::{Connection, Handshake, Outgoing, Role, State};
+use super::error::{HandshakeError, UsageError};
+use super::frame::{encode_frame, OpCode};
+use super::http::write_response;
+use std::time::Instant;
+
+impl Connection {
+    /// Sends a text message (§5.6).
+    pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), UsageError> {
+        self.send_data(OpCode::Text, text.as_bytes(), out)
+    }
+
+    /// Sends a binary message (§5.6).
+    pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), UsageError> {
+        self.send_data(OpCode::Binary, data, out)
+    }
+
+    /// Sends a message of either kind; text must be valid UTF-8.
+    pub fn send(
+        &mut self,
+        kind: super::MessageKind,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        match kind {
+            super::MessageKind::Text => {
+                let text = std::str::from_utf8(data).map_err(|_| UsageError::InvalidUtf8)?;
+                self.send_text(text, out)
+            }
+            super::MessageKind::Binary => self.send_binary(data, out),
+        }
+    }
+
+    /// Sends one fragment of a message (§5.4): the first with `Text` or
+    /// `Binary`, the rest with `Continuation`, the last with `fin` set.
+    pub fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        self.check_open()?;
+        // §5.4: a message's fragments are a first frame, then continuations,
+        // with no other data frame between them
+        let mut state = match (opcode, self.sending.take()) {
+            (OpCode::Text | OpCode::Binary, None) => Box::new(Outgoing {
+                utf8: (opcode == OpCode::Text).then(super::utf8::Utf8Validator::new),
+            }),
+            (OpCode::Continuation, Some(state)) => state,
+            (OpCode::Continuation, None) => {
+                return Err(UsageError::Fragmentation(
+                    "no fragmented message in progress",
+                ))
+            }
+            (_, Some(state)) if !opcode.is_control() => {
+                self.sending = Some(state);
+                return Err(UsageError::Fragmentation(
+                    "a fragmented message is in progress",
+                ));
+            }
+            (_, state) => {
+                self.sending = state;
+                return Err(UsageError::Fragmentation(
+                    "control frames cannot be fragmented",
+                ));
+            }
+        };
+        if let Some(utf8) = state.utf8.as_mut() {
+            let checked = utf8
+                .feed(data)
+                .and_then(|()| if fin { utf8.finish() } else { Ok(()) });
+            if checked.is_err() {
+                self.sending = Some(state);
+                return Err(UsageError::InvalidUtf8);
+            }
+        }
+        if !fin {
+            self.sending = Some(state);
+        }
+        self.write_frame(fin, opcode, data, out);
+        Ok(())
+    }
+
+    /// Sends a ping (§5.5.2); at most 125 bytes of payload.
+    pub fn send_ping(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), UsageError> {
+        self.send_control(OpCode::Ping, payload, out)
+    }
+
+    /// Sends an unsolicited pong (§5.5.3), e.g. as a one-way heartbeat.
+    pub fn send_pong(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), UsageError> {
+        self.send_control(OpCode::Pong, payload, out)
+    }
+
+    /// Starts the closing handshake (§7.1.2): sends a close frame with
+    /// `code` and `reason` (at most 123 bytes) and waits, up to
+    /// `close_timeout` from `now`, for the peer's close.
+    pub fn close(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        if !code.is_valid_on_wire() {
+            return Err(UsageError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > super::close::MAX_REASON_LEN {
+            return Err(UsageError::CloseReasonTooLong);
+        }
+        self.check_open()?;
+        self.write_close(code, reason, out);
+        self.state = State::Closing;
+        self.timer_start = now;
+        // from now on data is discarded, including a message half received
+        if let Some(partial) = self.partial.as_mut() {
+            partial.message = None;
+            if let Some(frame) = partial.reading.as_mut() {
+                frame.discard = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), UsageError> {
+        match self.state {
+            State::Open => Ok(()),
+            State::Closing | State::Closed if self.handshake.is_none() => {
+                Err(UsageError::AlreadyClosing)
+            }
+            _ => Err(UsageError::NotOpen),
+        }
+    }
+
+    fn send_data(
+        &mut self,
+        opcode: OpCode,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        self.check_open()?;
+        if self.sending.is_some() {
+            return Err(UsageError::Fragmentation(
+                "a fragmented message is in progress",
+            ));
+        }
+        self.write_frame(true, opcode, data, out);
+        Ok(())
+    }
+
+    fn send_control(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        if payload.len() > 125 {
+            return Err(UsageError::ControlPayloadTooLong);
+        }
+        self.check_open()?;
+        self.write_frame(true, opcode, payload, out);
+        Ok(())
+    }
+
+    /// Encodes one frame, masked with a fresh key in the client role (§5.3:
+    /// "The masking key MUST be derived from a strong source of entropy").
+    pub(crate) fn write_frame(&self, fin: bool, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
+        let mask = match self.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        encode_frame(out, fin, opcode, mask, payload);
+    }
+
+    /// Encodes a close frame (§5.5.1: code in network order, then reason).
+    pub(crate) fn write_close(&self, code: CloseCode, reason: &str, out: &mut Vec<u8>) {
+        let reason = truncate_reason(reason);
+        let mut payload = [0u8; 125];
+        payload[..2].copy_from_slice(&code.0.to_be_bytes());
+        payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+        self.write_frame(true, OpCode::Close, &payload[..2 + reason.len()], out);
+    }
+
+    /// Server: answers the pending upgrade request with `101 Switching
+    /// Protocols`; the connection is open.
+    pub fn accept(&mut self, out: &mut Vec<u8>) -> Result<(), UsageError> {
+        let hs = self.pending_request()?;
+        let accept = hs.accept.ok_or(UsageError::NoPendingRequest)?;
+        let subprotocol = hs.subprotocol.and_then(|i| self.config.subprotocols.get(i));
+        super::handshake::write_accept(out, &accept, subprotocol.map(String::as_str));
+        self.handshake = None;
+        self.state = State::Open;
+        Ok(())
+    }
+
+    /// Server: refuses the pending request with the error's HTTP status.
+    pub fn reject(&mut self, error: &HandshakeError, out: &mut Vec<u8>) -> Result<(), UsageError> {
+        self.pending_request()?;
+        super::handshake::write_rejection(out, error);
+        self.state = State::Closed;
+        Ok(())
+    }
+
+    /// Server: answers the pending request with a plain HTTP response
+    /// (`extra` headers as `Name: value`), then the connection is closed.
+    pub fn respond(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        extra: &[&str],
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        self.pending_request()?;
+        write_response(out, status, content_type, extra, body);
+        self.state = State::Closed;
+        Ok(())
+    }
+
+    fn pending_request(&self) -> Result<&Handshake, UsageError> {
+        match &self.handshake {
+            Some(hs) if hs.awaiting_answer && self.state == State::Connecting => Ok(hs),
+            _ => Err(UsageError::NoPendingRequest),
+        }
+    }
+}
