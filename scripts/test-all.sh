@@ -3,9 +3,11 @@
 #   1. cargo test: unit, property, integration (real loopback TCP), abuse,
 #      and the replay of the committed fuzz corpus;
 #   2. the Autobahn testsuite against our server and our client;
-#   3. interop with Python `websockets` and Node `ws`.
-# Steps 2 and 3 install their peers themselves (git-ignored virtualenvs and
-# node_modules) and fail loudly if they cannot: nothing is skipped.
+#   3. interop with Python `websockets` and Node `ws`;
+#   4. the chat page end to end in headless Chromium.
+# Steps 2 to 4 install what they need themselves (git-ignored virtualenvs and
+# node_modules, Debian's chromium) and fail loudly if they cannot: nothing is
+# skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
