@@ -150,14 +150,14 @@ fn echo_read(conn: &mut Connection, now: Instant, input: &mut [u8], out: &mut Ve
 fn assert_echo(out: &[u8], text: &[u8], binary: &[u8]) {
     let (h, n) = decode_header(out, 0).unwrap().unwrap();
     assert_eq!(
-        (h.opcode, h.mask, h.len),
+        (h.opcode, h.mask(), h.len),
         (OpCode::Text, None, text.len() as u64)
     );
     assert_eq!(&out[n..n + text.len()], text);
     let out = &out[n + text.len()..];
     let (h, n) = decode_header(out, 0).unwrap().unwrap();
     assert_eq!(
-        (h.opcode, h.mask, h.len),
+        (h.opcode, h.mask(), h.len),
         (OpCode::Binary, None, binary.len() as u64)
     );
     assert_eq!(&out[n..], binary);

@@ -85,7 +85,7 @@ impl Peer {
                 Ok(Some((h, n))) if avail.len() >= n + h.len as usize => {
                     let total = n + h.len as usize;
                     let mut payload = avail[n..total].to_vec();
-                    if let Some(key) = h.mask {
+                    if let Some(key) = h.mask() {
                         apply_mask(&mut payload, key, 0);
                     }
                     self.start += total;

@@ -306,8 +306,8 @@ fn read_out_frame(bytes: &[u8], role: Role) -> OutFrame {
         Err(e) => panic!("engine wrote an invalid frame header ({e}): {bytes:02x?}"),
     };
     match role {
-        Role::Server => assert!(h.mask.is_none(), "server wrote a masked frame"),
-        Role::Client => assert!(h.mask.is_some(), "client wrote an unmasked frame"),
+        Role::Server => assert!(h.mask().is_none(), "server wrote a masked frame"),
+        Role::Client => assert!(h.mask().is_some(), "client wrote an unmasked frame"),
     }
     assert_eq!(h.rsv, 0, "engine set RSV bits");
     let len = usize::try_from(h.len).expect("frame length");
@@ -317,7 +317,7 @@ fn read_out_frame(bytes: &[u8], role: Role) -> OutFrame {
         bytes.len() - n
     );
     let mut payload = bytes[n..n + len].to_vec();
-    if let Some(key) = h.mask {
+    if let Some(key) = h.mask() {
         apply_mask(&mut payload, key, 0);
     }
     if h.opcode.is_control() {
@@ -422,7 +422,7 @@ pub fn frame_decode(data: &[u8]) {
             "header length {n} past the input ({})",
             buf.len()
         );
-        assert_eq!(n, header_len(header.len, header.mask.is_some()));
+        assert_eq!(n, header_len(header.len, header.mask().is_some()));
         assert_eq!(header.rsv, 0);
         if header.opcode.is_control() {
             assert!(header.fin && header.len <= 125);
@@ -433,7 +433,7 @@ pub fn frame_decode(data: &[u8]) {
             &mut again,
             header.fin,
             header.opcode,
-            header.mask,
+            header.mask(),
             header.len,
         );
         assert_eq!(&again[..], &buf[..n], "re-encoded header differs");

@@ -173,7 +173,7 @@ impl Connection {
                 let end = start + header.len as usize;
                 return Step::Control {
                     opcode: header.opcode,
-                    mask: header.mask,
+                    mask: header.mask(),
                     start,
                     end,
                 };
@@ -208,7 +208,7 @@ impl Connection {
         }
         partial.reading = Some(InFrame {
             remaining: header.len,
-            mask: header.mask,
+            mask: header.mask(),
             offset: 0,
             fin: header.fin,
             discard,
@@ -224,7 +224,7 @@ impl Connection {
     /// §5.1: "a client MUST mask all frames that it sends to the server"
     /// and "A server MUST NOT mask any frames that it sends to the client".
     fn check_mask(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
-        match (self.role, header.mask.is_some()) {
+        match (self.role, header.mask().is_some()) {
             (Role::Server, false) => Err(ProtocolError::UnmaskedFrame),
             (Role::Client, true) => Err(ProtocolError::MaskedFrame),
             _ => Ok(()),
@@ -375,7 +375,7 @@ fn kind_of(opcode: OpCode) -> MessageKind {
 
 /// Unmasks and checks a message that arrived whole in one frame.
 fn finish_single(header: FrameHeader, payload: &mut [u8]) -> Result<Message<'_>, ProtocolError> {
-    if let Some(key) = header.mask {
+    if let Some(key) = header.mask() {
         apply_mask(payload, key, 0);
     }
     let kind = kind_of(header.opcode);

@@ -115,7 +115,7 @@ fn frames(mut out: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
     while !out.is_empty() {
         let (h, n) = frame::decode_header(out, 0).unwrap().unwrap();
         let mut payload = out[n..n + h.len as usize].to_vec();
-        if let Some(k) = h.mask {
+        if let Some(k) = h.mask() {
             mask::apply_mask(&mut payload, k, 0);
         }
         frames.push((h.opcode, payload));
@@ -174,7 +174,7 @@ fn client_receives_unmasked_frames_and_masks_what_it_sends() {
     let mut out = Vec::new();
     c.conn.send_text("Hello", &mut out).unwrap();
     let (h, _) = frame::decode_header(&out, 0).unwrap().unwrap();
-    assert!(h.mask.is_some());
+    assert!(h.mask().is_some());
     assert_eq!(frames(&out), [(OpCode::Text, b"Hello".to_vec())]);
 }
 

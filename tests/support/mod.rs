@@ -187,7 +187,7 @@ impl RawClient {
                 let total = n + h.len as usize;
                 if self.buf.len() >= total {
                     let mut payload = self.buf[n..total].to_vec();
-                    if let Some(key) = h.mask {
+                    if let Some(key) = h.mask() {
                         apply_mask(&mut payload, key, 0);
                     }
                     self.buf.drain(..total);
