@@ -169,6 +169,7 @@ impl<'a> Context<'a> {
             .get(id.index())
             .filter(|c| c.id == id)
             .and_then(|c| c.user.as_deref())
+            .map(String::as_str)
     }
 
     /// The peer address of `id`.

@@ -39,7 +39,7 @@ pub(crate) fn dispatch<H: Handler>(
                 return;
             }
             conn.opened = true;
-            conn.user = accept.user.map(String::into_boxed_str);
+            conn.user = accept.user.map(Box::new);
             reg.stats.opened += 1;
             log::info!("{id} {peer}: open {}", request.target);
             // a copy: the handler gets the registry mutably through its context
@@ -48,7 +48,7 @@ pub(crate) fn dispatch<H: Handler>(
                 peer,
                 request: Some(&request),
                 subprotocol: request.subprotocol,
-                user: user.as_deref(),
+                user: user.as_deref().map(String::as_str),
             };
             handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
         }

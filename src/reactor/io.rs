@@ -143,6 +143,7 @@ impl<H: Handler> Reactor<H> {
     /// timer in the heap.
     pub(super) fn settle(&mut self, id: ConnId) {
         let now = self.reg.now;
+        let clock = self.reg.clock;
         let max_backpressure = self.reg.config.max_backpressure;
         let close_timeout = self.protocol.close_timeout;
         let Some(conn) = lookup(&mut self.reg.conns, id) else {
@@ -156,22 +157,21 @@ impl<H: Handler> Reactor<H> {
                 // §7.1.1: the server closes the TCP connection first; a client
                 // waits for it (and gives up after the linger)
                 conn.draining = true;
-                conn.linger_until = Some(now + DRAIN_LINGER);
+                conn.linger_until = Some(clock.stamp(now + DRAIN_LINGER));
                 let server = conn.engine.role() == Role::Server;
                 if server && conn.socket.shutdown(Shutdown::Write).is_err() {
                     return self.remove(id);
                 }
             }
-            conn.linger_until.get_or_insert(now + close_timeout);
+            conn.linger_until
+                .get_or_insert_with(|| clock.stamp(now + close_timeout));
         }
         if conn.queue.len() > max_backpressure && !conn.read_paused {
             log::debug!("{id}: {} bytes pending, reading paused", conn.queue.len());
             conn.read_paused = true;
         }
-        let next = [conn.engine.poll_timeout(), conn.linger_until]
-            .into_iter()
-            .flatten()
-            .min();
+        let engine_next = conn.engine.poll_timeout().map(|t| clock.stamp(t));
+        let next = [engine_next, conn.linger_until].into_iter().flatten().min();
         if let Some(next) = next {
             if conn.timer_at.is_none_or(|at| next < at) {
                 conn.timer_at = Some(next);
@@ -271,7 +271,8 @@ impl<H: Handler> Reactor<H> {
 
     pub(super) fn run_timers(&mut self) {
         let now = self.reg.now;
-        while let Some((at, id)) = self.timers.pop_due(now) {
+        let now_stamp = self.reg.clock.stamp(now);
+        while let Some((at, id)) = self.timers.pop_due(now_stamp) {
             let Some(conn) = lookup(&mut self.reg.conns, id) else {
                 continue;
             };
@@ -279,7 +280,7 @@ impl<H: Handler> Reactor<H> {
                 continue; // superseded by an earlier entry
             }
             conn.timer_at = None;
-            if conn.linger_until.is_some_and(|t| t <= now) {
+            if conn.linger_until.is_some_and(|t| t <= now_stamp) {
                 log::debug!("{id} {}: dropped after lingering", conn.peer.get());
                 if !conn.draining {
                     // output the peer never read; a drained close is clean

@@ -11,10 +11,20 @@ use std::time::{Duration, Instant};
 /// How long to let the server settle before reading its memory.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// The idle scenario.
+/// The idle scenario: warm-up connections, a first reading of the server's
+/// memory, the measured connections, a second reading after they settle.
 pub struct IdleLoad {
     opener: Opener,
     server_pid: Option<u32>,
+    /// Measured connections, opened once the warm-up ones are in.
+    measured_count: usize,
+    /// The warm-up connections are open and the baseline has been read.
+    baseline_taken: bool,
+    /// When the warm-up connections were all open (the baseline is read a
+    /// settling time later).
+    warm_since: Option<Instant>,
+    /// Connections open when the baseline was read.
+    open_at_baseline: usize,
     rss_before: Option<u64>,
     rss_after: Option<u64>,
     duration: Duration,
@@ -32,13 +42,14 @@ impl IdleLoad {
             Some(pid) => Some(rss_of(pid).ok_or(format!("cannot read /proc/{pid}/status"))?),
             None => None,
         };
+        let warmup = args.warmup_connections;
         Ok(IdleLoad {
-            opener: Opener::new(
-                &args.common.url,
-                args.common.connections,
-                args.common.connect_concurrency,
-            ),
+            opener: Opener::new(&args.common.url, warmup, args.common.connect_concurrency),
             server_pid: args.server_pid,
+            measured_count: args.common.connections,
+            baseline_taken: false,
+            warm_since: None,
+            open_at_baseline: 0,
             rss_before,
             rss_after: None,
             duration: args.common.duration,
@@ -48,6 +59,31 @@ impl IdleLoad {
             closed_early: 0,
             progress: Progress::new(Instant::now()),
         })
+    }
+
+    /// Reads the baseline once the warm-up connections have settled, then
+    /// starts the measured ones.
+    fn take_baseline(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if !self.opener.done() {
+            return;
+        }
+        let since = *self.warm_since.get_or_insert(now);
+        let warmed_up = self.opener.opened > 0;
+        if warmed_up && now < since + SETTLE {
+            return;
+        }
+        if warmed_up {
+            self.rss_before = self.server_pid.and_then(rss_of);
+        }
+        self.baseline_taken = true;
+        self.open_at_baseline = self.opener.opened;
+        self.opener.add(self.measured_count);
+        self.opener.pump(ctx);
+    }
+
+    /// Connections opened after the baseline.
+    fn measured_open(&self) -> usize {
+        self.opener.opened - self.open_at_baseline
     }
 }
 
@@ -76,16 +112,27 @@ impl Handler for IdleLoad {
                 t + SETTLE
             }
         });
+        let baseline = self
+            .warm_since
+            .filter(|_| !self.baseline_taken)
+            .map(|t| t + SETTLE);
         let now = Instant::now();
-        [hold, self.opener.next_pump(now), Some(self.progress.due())]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            hold,
+            baseline,
+            self.opener.next_pump(now),
+            Some(self.progress.due()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
         self.opener.pump(ctx);
-        if self.held_since.is_none() && self.opener.done() {
+        if !self.baseline_taken {
+            self.take_baseline(ctx, now);
+        } else if self.held_since.is_none() && self.opener.done() {
             self.held_since = Some(now);
         }
         if let Some(since) = self.held_since {
@@ -99,9 +146,14 @@ impl Handler for IdleLoad {
             }
         }
         let (open, failed) = (self.opener.opened, self.opener.failed);
+        let phase = if self.baseline_taken {
+            ""
+        } else {
+            " (warm-up)"
+        };
         self.progress.tick(now, || {
             format!(
-                "[load idle] open {}  failed {failed}",
+                "[load idle] open {}{phase}  failed {failed}",
                 thousands(open as u64)
             )
         });
@@ -111,7 +163,8 @@ impl Handler for IdleLoad {
 impl Scenario for IdleLoad {
     fn finish(&mut self) -> Result<(), String> {
         self.progress.clear();
-        let open = self.opener.opened as u64;
+        let open = self.measured_open() as u64;
+        let warmup = self.open_at_baseline;
         let per_conn = match (self.rss_before, self.rss_after) {
             (Some(before), Some(after)) if open > 0 => {
                 Some((after.saturating_sub(before)) as f64 / open as f64)
@@ -120,16 +173,22 @@ impl Scenario for IdleLoad {
         };
         match per_conn {
             Some(b) => println!(
-                "idle: {} connections open, {} failed; server RSS {} -> {} bytes: {b:.0} B per connection",
+                "idle: {} connections open after {warmup} warm-up ones, {} failed; \
+                 server RSS {} -> {} bytes: {b:.0} B per connection",
                 thousands(open),
                 self.opener.failed,
                 thousands(self.rss_before.unwrap_or(0)),
                 thousands(self.rss_after.unwrap_or(0))
             ),
-            None => println!("idle: {} connections open, {} failed", thousands(open), self.opener.failed),
+            None => println!(
+                "idle: {} connections open after {warmup} warm-up ones, {} failed",
+                thousands(open),
+                self.opener.failed
+            ),
         }
         println!(
-            "{{\"mode\":\"idle\",\"connections\":{open},\"failed\":{},\"rss_before\":{},\"rss_after\":{},\
+            "{{\"mode\":\"idle\",\"connections\":{open},\"warmup_connections\":{warmup},\
+             \"failed\":{},\"rss_before\":{},\"rss_after\":{},\
              \"bytes_per_connection\":{:.0},\"closed_early\":{}}}",
             self.opener.failed,
             self.rss_before.unwrap_or(0),

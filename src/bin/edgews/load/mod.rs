@@ -84,6 +84,12 @@ pub struct IdleArgs {
     /// The server's process id: its VmRSS is read before and after.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Connections opened (and kept) before the first reading, so that
+    /// what the first connections cost once (code paged in, allocator
+    /// arenas, buffers sized on first use) is not charged to the measured
+    /// ones. 0 reads the server's memory before any connection.
+    #[arg(long, default_value_t = 100)]
+    pub warmup_connections: usize,
 }
 
 /// Runs a scenario; fails when it saw errors (a wrong echo, a lost message).

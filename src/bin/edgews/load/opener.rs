@@ -27,6 +27,11 @@ impl Opener {
         }
     }
 
+    /// Adds `count` more connections to open.
+    pub fn add(&mut self, count: usize) {
+        self.to_open += count;
+    }
+
     /// Starts as many connections as the concurrency allows.
     pub fn pump(&mut self, ctx: &mut Context<'_>) {
         while self.to_open > 0 && self.in_progress < self.concurrency {

@@ -1,0 +1,77 @@
+//! Deadlines in 8 bytes. An `Instant` takes 16 on Linux (seconds and
+//! nanoseconds); every connection holds two deadlines and the timer heap one
+//! entry per connection, so the reactor stores them as nanoseconds since its
+//! own start instead.
+
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
+
+/// A point in time as nanoseconds since the reactor's epoch, plus one so that
+/// `Option<Stamp>` is 8 bytes too. Ordered like the instants it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Stamp(NonZeroU64);
+
+/// Converts between instants and stamps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    /// A clock whose stamps count from `epoch`.
+    pub fn new(epoch: Instant) -> Clock {
+        Clock { epoch }
+    }
+
+    /// `at` as a stamp. An instant before the epoch is the epoch (a deadline
+    /// that has passed either way); one more than 584 years after it is the
+    /// latest stamp.
+    pub fn stamp(&self, at: Instant) -> Stamp {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX).min(u64::MAX - 1);
+        Stamp(NonZeroU64::MIN.saturating_add(nanos))
+    }
+
+    /// The instant a stamp stands for.
+    pub fn instant(&self, stamp: Stamp) -> Instant {
+        self.epoch + Duration::from_nanos(stamp.0.get() - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip_and_keep_their_order() {
+        let epoch = Instant::now();
+        let clock = Clock::new(epoch);
+        let times = [
+            epoch,
+            epoch + Duration::from_nanos(1),
+            epoch + Duration::from_millis(1500),
+            epoch + Duration::from_secs(86_400 * 365),
+        ];
+        for pair in times.windows(2) {
+            assert!(clock.stamp(pair[0]) < clock.stamp(pair[1]));
+        }
+        for t in times {
+            assert_eq!(clock.instant(clock.stamp(t)), t);
+        }
+        assert_eq!(std::mem::size_of::<Option<Stamp>>(), 8);
+    }
+
+    #[test]
+    fn instants_before_the_epoch_are_the_epoch() {
+        let before = Instant::now();
+        let clock = Clock::new(before + Duration::from_secs(5));
+        assert_eq!(
+            clock.stamp(before),
+            clock.stamp(before + Duration::from_secs(5))
+        );
+        assert_eq!(
+            clock.instant(clock.stamp(before)),
+            before + Duration::from_secs(5)
+        );
+    }
+}
