@@ -434,3 +434,52 @@ fn a_client_that_sends_64_mib_without_reading_is_paused_with_bounded_memory_and_
     let stats = server.stop();
     assert_eq!(stats.bytes_in, TOTAL as u64);
 }
+
+#[test]
+fn large_echoes_sent_from_the_read_buffer_keep_their_bytes_and_order_through_partial_writes() {
+    let _g = shared();
+    let server = TestServer::start(ServerConfig::default(), || Echo);
+    let mut raw = RawClient::open(server.addr, "/");
+    // around the zero-copy threshold (1 KiB) and up to most of the read
+    // buffer, text and binary, with pings and small messages between them
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..120u64 {
+        let (opcode, payload) = match i % 6 {
+            0 => (OpCode::Binary, pattern(i, 1023)),
+            1 => (OpCode::Binary, pattern(i, 1024)),
+            2 => (OpCode::Text, text_of_len(5000 + i as usize).into_bytes()),
+            3 => (OpCode::Ping, b"p".to_vec()),
+            4 => (OpCode::Binary, pattern(i, 200_000)),
+            _ => (OpCode::Text, b"small".to_vec()),
+        };
+        bytes.extend(client_frame(true, opcode, &payload));
+        let answer = if opcode == OpCode::Ping {
+            OpCode::Pong
+        } else {
+            opcode
+        };
+        expected.push((answer, payload));
+    }
+    // 4 MB written in one go while nobody reads for a while: the server's
+    // socket buffer fills, so its writes are partial and the rest queues
+    let mut writer = raw.stream.try_clone().unwrap();
+    let sender = thread::spawn(move || writer.write_all(&bytes).unwrap());
+    thread::sleep(Duration::from_millis(300));
+    for (opcode, payload) in &expected {
+        expect_frame(&mut raw, *opcode, payload);
+    }
+    sender.join().unwrap();
+    raw.send(&client_frame(true, OpCode::Close, &1000u16.to_be_bytes()));
+    assert_eq!(raw.read_close_code(), Some(1000));
+    drop(raw);
+    let stats = server.stop();
+    assert!(
+        stats.messages_out_zero_copy > 0,
+        "no echo went out without a copy: {stats:?}"
+    );
+    assert!(
+        stats.messages_out_zero_copy < stats.messages_out,
+        "small messages are copied"
+    );
+}

@@ -4,7 +4,7 @@
 use super::close::{truncate_reason, CloseCode};
 use super::connection::{Connection, Handshake, Outgoing, Role, State};
 use super::error::{HandshakeError, UsageError};
-use super::frame::{encode_frame, OpCode};
+use super::frame::{encode_frame, encode_header, OpCode};
 use super::http::write_response;
 use std::time::Instant;
 
@@ -33,6 +33,36 @@ impl Connection {
             }
             super::MessageKind::Binary => self.send_binary(data, out),
         }
+    }
+
+    /// Appends only the frame header of a whole message carrying `data`,
+    /// for a caller that sends `data` itself right after it (from its read
+    /// buffer with vectored I/O, say, instead of copying it into `out`).
+    /// The checks are [`send`](Connection::send)'s. Returns the key the
+    /// caller must mask `data` with when sending it: `Some` for a client
+    /// (§5.3), `None` for a server, whose payload goes out as it is.
+    pub fn send_header(
+        &mut self,
+        kind: super::MessageKind,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<[u8; 4]>, UsageError> {
+        let opcode = match kind {
+            super::MessageKind::Text if std::str::from_utf8(data).is_err() => {
+                return Err(UsageError::InvalidUtf8)
+            }
+            super::MessageKind::Text => OpCode::Text,
+            super::MessageKind::Binary => OpCode::Binary,
+        };
+        self.check_open()?;
+        if self.sending.is_some() {
+            return Err(UsageError::Fragmentation(
+                "a fragmented message is in progress",
+            ));
+        }
+        let mask = self.mask_key();
+        encode_header(out, true, opcode, mask, data.len() as u64);
+        Ok(mask)
     }
 
     /// Sends one fragment of a message (§5.4): the first with `Text` or
@@ -169,11 +199,16 @@ impl Connection {
     /// Encodes one frame, masked with a fresh key in the client role (§5.3:
     /// "The masking key MUST be derived from a strong source of entropy").
     pub(crate) fn write_frame(&self, fin: bool, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
-        let mask = match self.role {
+        encode_frame(out, fin, opcode, self.mask_key(), payload);
+    }
+
+    /// §5.3: a client masks every frame with a fresh, unpredictable key; a
+    /// server never masks.
+    fn mask_key(&self) -> Option<[u8; 4]> {
+        match self.role {
             Role::Client => Some(rand::random::<[u8; 4]>()),
             Role::Server => None,
-        };
-        encode_frame(out, fin, opcode, mask, payload);
+        }
     }
 
     /// Encodes a close frame (§5.5.1: code in network order, then reason).

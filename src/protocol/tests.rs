@@ -808,3 +808,63 @@ fn a_message_half_received_when_we_close_is_discarded() {
     let (events, _) = s.feed(&input);
     assert_eq!(events, [Ev::Closed(1000, CloseCause::Local)]);
 }
+
+#[test]
+fn send_header_writes_what_send_would_without_the_payload() {
+    let mut s = open_server(config());
+    let data = vec![7u8; 70_000];
+    let (mut whole, mut header) = (Vec::new(), Vec::new());
+    s.conn.send_binary(&data, &mut whole).unwrap();
+    assert_eq!(
+        s.conn.send_header(MessageKind::Binary, &data, &mut header),
+        Ok(None)
+    );
+    header.extend_from_slice(&data);
+    assert_eq!(header, whole);
+
+    // a client gets the key to mask with; masked, the frame decodes back
+    let mut c = open_client();
+    let mut out = Vec::new();
+    let key = c
+        .conn
+        .send_header(MessageKind::Text, "héllo".as_bytes(), &mut out)
+        .unwrap()
+        .expect("a client masks");
+    let mut payload = "héllo".as_bytes().to_vec();
+    mask::apply_mask(&mut payload, key, 0);
+    out.extend_from_slice(&payload);
+    assert_eq!(
+        frames(&out),
+        vec![(OpCode::Text, "héllo".as_bytes().to_vec())]
+    );
+}
+
+#[test]
+fn send_header_refuses_what_send_refuses() {
+    let mut s = open_server(config());
+    let mut out = Vec::new();
+    assert_eq!(
+        s.conn.send_header(MessageKind::Text, &[0xff], &mut out),
+        Err(UsageError::InvalidUtf8)
+    );
+    s.conn
+        .send_fragment(OpCode::Binary, false, b"x", &mut out)
+        .unwrap();
+    out.clear();
+    assert!(matches!(
+        s.conn.send_header(MessageKind::Binary, b"y", &mut out),
+        Err(UsageError::Fragmentation(_))
+    ));
+    s.conn
+        .send_fragment(OpCode::Continuation, true, b"z", &mut out)
+        .unwrap();
+    s.conn
+        .close(s.now, CloseCode::NORMAL, "", &mut out)
+        .unwrap();
+    out.clear();
+    assert_eq!(
+        s.conn.send_header(MessageKind::Binary, b"y", &mut out),
+        Err(UsageError::AlreadyClosing)
+    );
+    assert!(out.is_empty(), "nothing is written when refused");
+}

@@ -4,6 +4,7 @@
 use super::buffer::LazyQueue;
 use super::clock::{Clock, Stamp};
 use super::metrics::Stats;
+use super::splice::{InputSpan, Splice};
 use super::token::ConnId;
 use crate::config::ServerConfig;
 use crate::protocol::Connection;
@@ -83,6 +84,11 @@ pub(crate) struct Registry {
     /// Output of the connection being processed, written to its socket
     /// when its processing ends; empty between connections.
     pub scratch: Vec<u8>,
+    /// Payloads in the read buffer that go out between the bytes of
+    /// `scratch` (see `splice.rs`); empty between connections.
+    pub splices: Vec<Splice>,
+    /// Where the input being processed lies; none outside `process_input`.
+    pub input: InputSpan,
     /// Connections with queued output from this iteration.
     pub dirty: Vec<ConnId>,
     /// The clock, read once per loop iteration.

@@ -3,8 +3,10 @@
 
 use super::conn::{lookup, Registry};
 use super::metrics::Stats;
+use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
 use crate::protocol::frame::{encode_frame, OpCode};
+use crate::protocol::mask::apply_mask;
 use crate::protocol::{CloseCode, Connection, MessageKind, Role, State, UsageError};
 use std::fmt;
 use std::net::SocketAddr;
@@ -69,10 +71,48 @@ impl<'a> Context<'a> {
     }
 
     /// Sends a message of either kind to `id` (text must be UTF-8).
+    ///
+    /// A payload that is the message being handled (or part of it), sent
+    /// back to its own connection, is not copied: see `splice.rs`.
     pub fn send(&mut self, id: ConnId, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
-        self.with_output(id, |engine, out| engine.send(kind, data, out))?;
+        match self.splice_range(id, data) {
+            Some(range) => {
+                let reg = &mut *self.reg;
+                let conn = lookup(&mut reg.conns, id).ok_or(SendError::UnknownConnection)?;
+                match conn.engine.send_header(kind, data, &mut reg.scratch)? {
+                    None => {
+                        let at = reg.scratch.len();
+                        reg.splices.push(Splice { at, range });
+                        reg.stats.messages_out_zero_copy += 1;
+                    }
+                    Some(key) => {
+                        // not reached (servers do not mask), but correct
+                        let start = reg.scratch.len();
+                        reg.scratch.extend_from_slice(data);
+                        apply_mask(&mut reg.scratch[start..], key, 0);
+                    }
+                }
+            }
+            None => self.with_output(id, |engine, out| engine.send(kind, data, out))?,
+        }
         self.reg.stats.record_sent(data.len());
         Ok(())
+    }
+
+    /// Where `data` lies in the input being processed, when it can be sent
+    /// from there: to the current, server-side connection, with nothing
+    /// queued before it, large enough to be worth a piece of its own.
+    fn splice_range(&self, id: ConnId, data: &[u8]) -> Option<std::ops::Range<usize>> {
+        if self.current != Some(id)
+            || data.len() < SPLICE_MIN
+            || self.reg.splices.len() >= MAX_SPLICES
+        {
+            return None;
+        }
+        let range = self.reg.input.range_of(data)?;
+        let conn = self.reg.conns.get(id.index()).filter(|c| c.id == id)?;
+        let direct = conn.queue.is_empty() && !conn.connecting;
+        (direct && conn.engine.role() == Role::Server).then_some(range)
     }
 
     /// Sends a ping to `id`.
@@ -133,6 +173,14 @@ impl<'a> Context<'a> {
                 || conn.engine.role() != Role::Server
                 || !conn.opened
             {
+                continue;
+            }
+            if current && !reg.splices.is_empty() {
+                // its output refers to the read buffer and must go out first,
+                // from there: this frame follows it in the scratch buffer
+                reg.scratch.extend_from_slice(&frame);
+                reg.stats.record_sent(data.len());
+                sent += 1;
                 continue;
             }
             if current && !reg.scratch.is_empty() {
@@ -221,6 +269,9 @@ impl<'a> Context<'a> {
             return Ok(f(&mut conn.engine, &mut reg.scratch)?);
         }
         if current {
+            // a splice needs an empty queue, and nothing queues output for
+            // the current connection while one is pending
+            debug_assert!(reg.splices.is_empty());
             conn.queue.push_slice(&reg.scratch);
             reg.scratch.clear();
         }

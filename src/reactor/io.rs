@@ -5,6 +5,7 @@
 use super::conn::{lookup, Conn};
 use super::dispatch::dispatch;
 use super::handler::Handler;
+use super::splice::{write_spliced, InputSpan};
 use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{CloseCode, Role, State};
@@ -77,20 +78,23 @@ impl<H: Handler> Reactor<H> {
     /// Returns the bytes consumed.
     fn process_input(&mut self, id: ConnId, filled: usize) -> usize {
         let now = self.reg.now;
+        self.reg.input = InputSpan::of(&self.read_buf[..filled]);
         let mut pos = 0;
-        loop {
+        let consumed = loop {
             let reg = &mut self.reg;
             let Some(conn) = reg.conns.get_mut(id.index()) else {
-                return filled;
+                break filled;
             };
             let input = &mut self.read_buf[pos..filled];
             let (used, event) = conn.engine.handle_input(now, input, &mut reg.scratch);
             pos += used;
             match event {
                 Some(event) => dispatch(reg, &mut self.handler, id, event),
-                None => return pos,
+                None => break pos,
             }
-        }
+        };
+        self.reg.input = InputSpan::none();
+        consumed
     }
 
     /// Writes the current connection's output: straight from the scratch
@@ -100,9 +104,14 @@ impl<H: Handler> Reactor<H> {
         let reg = &mut self.reg;
         let Some(conn) = reg.conns.get_mut(id.index()).filter(|c| c.id == id) else {
             reg.scratch.clear();
+            reg.splices.clear();
             return;
         };
-        let result = if conn.connecting {
+        let result = if !reg.splices.is_empty() {
+            let result = write_spliced(conn, &reg.scratch, &reg.splices, &self.read_buf);
+            reg.splices.clear();
+            result
+        } else if conn.connecting {
             conn.queue.push_slice(&reg.scratch);
             Ok(())
         } else if conn.queue.is_empty() {

@@ -27,6 +27,10 @@ pub struct Stats {
     pub messages_out: u64,
     /// Payload bytes sent.
     pub bytes_out: u64,
+    /// Messages (among `messages_out`) whose payload was written straight
+    /// from the read buffer, without a copy: echoes and replies that quote
+    /// a message that arrived whole.
+    pub messages_out_zero_copy: u64,
     /// Receivers closed with 1008 for falling behind.
     pub slow_consumer_closes: u64,
     /// Connections closed by a timer (handshake, ping, close, linger).
@@ -109,6 +113,12 @@ impl Stats {
             "counter",
             "Payload bytes sent.",
             self.bytes_out,
+        );
+        metric(
+            "edgews_messages_out_zero_copy_total",
+            "counter",
+            "Messages sent from the read buffer without a copy.",
+            self.messages_out_zero_copy,
         );
         metric(
             "edgews_slow_consumer_closes_total",

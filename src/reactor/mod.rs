@@ -24,6 +24,7 @@ mod handler;
 mod io;
 mod listener;
 mod metrics;
+mod splice;
 mod timer;
 mod token;
 
@@ -117,6 +118,8 @@ impl<H: Handler> Reactor<H> {
             reg: Registry {
                 conns: Slab::with_capacity(capacity),
                 scratch: Vec::new(),
+                splices: Vec::new(),
+                input: splice::InputSpan::none(),
                 dirty: Vec::new(),
                 now,
                 clock: Clock::new(now),
