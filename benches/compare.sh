@@ -27,6 +27,14 @@
 # failed run shows as FAIL (or "k failed") in the table and the script exits
 # non-zero. Raw results: target/compare/compare-STAMP.jsonl, the table
 # beside it in compare-STAMP.txt, server logs in compare-STAMP-*.log.
+#
+# Server CPU: on two cores the load generator (which masks, copies and
+# verifies every byte) can be the bottleneck, so msg/s alone may not show
+# which server is cheaper. Each echo round therefore also reads the server's
+# utime+stime (/proc/PID/stat) over the measured window, and the table adds
+# its CPU use (% of one core: user+sys, and user alone) and the messages
+# echoed per server CPU-second, the server's own cost per message, with a
+# ratio to edgews ("n/a" where the server's CPU time could not be read).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,10 +76,34 @@ secs() {
         *) die "cannot read the duration '$1' (give 500ms, 5s or 2m)" ;;
     esac
 }
+# Milliseconds in such a duration.
+msecs() {
+    case $1 in
+        *ms) echo $(( ${1%ms} )) ;;
+        *s) echo $(( ${1%s} * 1000 )) ;;
+        *m) echo $(( ${1%m} * 60000 )) ;;
+        0) echo 0 ;;
+        *) die "cannot read the duration '$1' (give 500ms, 5s or 2m)" ;;
+    esac
+}
+# Seconds with three decimals, for sleep: 1500 -> 1.500.
+ms_to_s() { printf '%d.%03d' $(( $1 / 1000 )) $(( $1 % 1000 )); }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $IDLE_ROUNDS =~ ^[0-9]+$ ]] || die "IDLE_ROUNDS must be an integer"
 ECHO_LIMIT=$(( $(secs "$WARMUP") + $(secs "$DURATION") + 60 ))
 IDLE_LIMIT=$(( $(secs "$IDLE_DURATION") + 120 ))
+# The server-CPU window of an echo round: from WARMUP after the loader
+# starts (its warm-up ends then, plus the few ms it takes to connect) to
+# DURATION minus a margin later, inside the loader's measured time.
+WARMUP_MS=$(msecs "$WARMUP")
+DURATION_MS=$(msecs "$DURATION")
+CPU_MARGIN_MS=200
+(( DURATION_MS > 5 * CPU_MARGIN_MS )) || CPU_MARGIN_MS=$(( DURATION_MS / 5 ))
+CPU_WINDOW_MS=$(( DURATION_MS - CPU_MARGIN_MS ))
+WARMUP_S=$(ms_to_s "$WARMUP_MS")
+CPU_WINDOW_S=$(ms_to_s "$CPU_WINDOW_MS")
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || true)
+[[ $CLK_TCK =~ ^[1-9][0-9]*$ ]] || CLK_TCK=
 
 for tool in taskset python3 ss timeout; do
     command -v "$tool" >/dev/null || die "needs $tool"
@@ -92,18 +124,20 @@ fi
 
 declare -A PID=()
 STRACE_PID=
+LOAD_PID=
 cleanup() {
     local p
-    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"}; do
+    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"} ${LOAD_PID:+"$LOAD_PID"}; do
         kill -TERM "$p" 2>/dev/null || true
     done
-    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"}; do
+    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"} ${LOAD_PID:+"$LOAD_PID"}; do
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
     PID=()
     STRACE_PID=
+    LOAD_PID=
 }
 TMP=$(mktemp -d)
 trap 'cleanup; rm -rf "$TMP"' EXIT
@@ -160,14 +194,40 @@ stop_server() {
     unset "PID[$name]"
 }
 
+# True while process $1 runs (false once it has exited, zombie or reaped).
+running() {
+    local line
+    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
+    line=${line##*) }
+    [[ ${line%% *} != Z ]]
+}
+
+# Sets SAMPLE to "UTIME STIME WALL" for process $1: fields 14 and 15 of
+# /proc/PID/stat (clock ticks, all threads) and the wall clock in seconds.
+# Returns 1 if they cannot be read. No subshell, so no fork between the two.
+SAMPLE=
+cpu_sample() {
+    local line f
+    SAMPLE=
+    [[ -n $CLK_TCK ]] || return 1
+    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
+    # fields from 3 on: the command name (field 2) may hold spaces
+    read -r -a f <<<"${line##*) }"
+    [[ ${f[0]:-Z} != Z && ${f[11]:-} =~ ^[0-9]+$ && ${f[12]:-} =~ ^[0-9]+$ ]] || return 1
+    SAMPLE="${f[11]} ${f[12]} $EPOCHREALTIME"
+}
+
 # Checks a loader's output and appends one line to $RAW:
-#   record TEST SERVER CONNECTIONS SIZE ROUND EXIT OUTFILE
+#   record TEST SERVER CONNECTIONS SIZE ROUND EXIT OUTFILE [TRACE [CPU]]
+# CPU (echo only): "CLK_TCK UTIME0 STIME0 WALL0 UTIME1 STIME1 WALL1", the
+# server's CPU time at both ends of the window, or "n/a: why".
 # Prints a short summary; returns 1 if the run failed.
 record() {
     python3 - "$RAW" "$@" <<'EOF'
 import json, sys
 raw, test, server, conns, size, rnd, rc, out = sys.argv[1:9]
-trace = sys.argv[9] if len(sys.argv) > 9 else None
+trace = (sys.argv[9] if len(sys.argv) > 9 else "") or None
+cpu_arg = sys.argv[10] if len(sys.argv) > 10 else None
 rc, conns = int(rc), int(conns)
 load, why = None, []
 for line in open(out, errors="replace"):
@@ -207,11 +267,43 @@ if trace:
         why.append(f"strace summary: {e}")
     if not calls:
         why.append("no strace summary")
+# Server CPU over the window: "CLK_TCK U0 S0 T0 U1 S1 T1" or "n/a: why".
+# A missing reading shows as n/a; it does not fail the run.
+server_cpu, cpu_why = None, None
+if cpu_arg is not None:
+    try:
+        if cpu_arg.startswith("n/a"):
+            raise ValueError(cpu_arg[3:].lstrip(": ") or "no reading")
+        f = cpu_arg.split()
+        if len(f) != 7:
+            raise ValueError(f"unreadable sample {cpu_arg!r}")
+        tck, u0, s0, u1, s1 = (int(x) for x in (f[0], f[1], f[2], f[4], f[5]))
+        t0, t1 = (float(x.replace(",", ".")) for x in (f[3], f[6]))
+        window = t1 - t0
+        if window <= 0 or u1 < u0 or s1 < s0:
+            raise ValueError("samples out of order")
+        du, ds = u1 - u0, s1 - s0
+        cores = (du + ds) / tck / window  # server CPU-seconds per wall second
+        rate = (load or {}).get("msg_per_s")
+        server_cpu = {
+            "window_s": round(window, 3), "clk_tck": tck,
+            "user_ticks": du, "sys_ticks": ds,
+            "user_pct": round(100 * du / tck / window, 1),
+            "sys_pct": round(100 * ds / tck / window, 1),
+            "cpu_pct": round(100 * cores, 1),
+            "msg_per_cpu_s": round(rate / cores) if rate and cores > 0 else None,
+        }
+    except ValueError as e:
+        cpu_why = str(e)
 ok = not why
 rec = {"test": test, "server": server, "connections": conns, "size": size,
        "round": int(rnd), "exit": rc, "ok": ok, "why": "; ".join(why), "load": load}
 if trace:
     rec["syscalls"] = calls
+if cpu_arg is not None:
+    rec["server_cpu"] = server_cpu
+    if cpu_why:
+        rec["server_cpu_why"] = cpu_why
 with open(raw, "a") as f:
     f.write(json.dumps(rec) + "\n")
 if not ok:
@@ -222,7 +314,14 @@ if test == "syscalls":
     print(f'{m:,} messages; per message: ' + ", ".join(
         f"{k} {calls.get(k, 0) / m:.2f}" for k in ("recvfrom", "sendto", "epoll_wait")))
 elif test == "echo":
-    print(f'{load["msg_per_s"]:,.0f} msg/s  p50 {load["p50_us"]:.0f} us')
+    if server_cpu:
+        mpc = server_cpu["msg_per_cpu_s"]
+        cpu = (f'server CPU {server_cpu["cpu_pct"]:.0f}% (user {server_cpu["user_pct"]:.0f}%, '
+               f'sys {server_cpu["sys_pct"]:.0f}%)  '
+               + (f"{mpc:,.0f} msg/CPU-s" if mpc else "n/a msg/CPU-s"))
+    else:
+        cpu = f"server CPU n/a ({cpu_why})"
+    print(f'{load["msg_per_s"]:,.0f} msg/s  p50 {load["p50_us"]:.0f} us  {cpu}')
 else:
     print(f'{load["bytes_per_connection"]:,.0f} B/connection')
 EOF
@@ -231,21 +330,46 @@ EOF
 FAILED=0
 
 run_echo() {
-    local server=$1 conns=$2 size=$3 rnd=$4 rc=0 port out
+    local server=$1 conns=$2 size=$3 rnd=$4 rc=0 port out spid cpu="n/a: no reading"
     port=$(port_of "$server")
     out=$TMP/echo.out
     : >"$out"
-    if kill -0 "${PID[$server]}" 2>/dev/null; then
+    spid=${PID[$server]:-}
+    if [[ -n $spid ]] && kill -0 "$spid" 2>/dev/null; then
         timeout -k 5 "$ECHO_LIMIT" taskset -c 1 "$EDGEWS" load echo \
             --url "ws://127.0.0.1:$port/" --connections "$conns" --size "$size" \
-            --duration "$DURATION" --warmup "$WARMUP" >"$out" 2>"$TMP/echo.err" || rc=$?
+            --duration "$DURATION" --warmup "$WARMUP" >"$out" 2>"$TMP/echo.err" &
+        LOAD_PID=$!
+        # The server's CPU time over the loader's measured window: from the
+        # end of its warm-up to a margin before its end.
+        sleep "$WARMUP_S"
+        if [[ -z $CLK_TCK ]]; then
+            cpu="n/a: no CLK_TCK"
+        elif ! running "$LOAD_PID"; then
+            cpu="n/a: loader ended during warm-up"
+        elif ! cpu_sample "$spid"; then
+            cpu="n/a: cannot read /proc/$spid/stat"
+        else
+            cpu="$CLK_TCK $SAMPLE"
+            sleep "$CPU_WINDOW_S"
+            if ! running "$LOAD_PID"; then
+                cpu="n/a: loader ended inside the window"
+            elif ! cpu_sample "$spid"; then
+                cpu="n/a: cannot read /proc/$spid/stat"
+            else
+                cpu="$cpu $SAMPLE"
+            fi
+        fi
+        wait "$LOAD_PID" || rc=$?
+        LOAD_PID=
         [[ $rc == 0 ]] || tail -n 3 "$TMP/echo.err" | tr '\r' '\n' | grep -v '^\s*$' | sed 's/^/    /' >&2 || true
     else
         echo "    $server is not running (see its log)" >&2
         rc=255
+        cpu="n/a: server not running"
     fi
     printf '  round %d  %-18s %4d x %-6s ' "$rnd" "$server" "$conns" "$size"
-    record echo "$server" "$conns" "$size" "$rnd" "$rc" "$out" || FAILED=1
+    record echo "$server" "$conns" "$size" "$rnd" "$rc" "$out" "" "$cpu" || FAILED=1
 }
 
 run_idle() {
@@ -392,14 +516,24 @@ for r in recs:
     if r["test"] == "echo" and k not in settings:
         settings.append(k)
 
+def cpu_cells(runs, key):
+    """The server-CPU readings `key` of the good rounds that have one."""
+    return [r["server_cpu"][key] for r in runs if r["ok"] and r.get("server_cpu")
+            and r["server_cpu"].get(key) is not None]
+
 print("echo, msg/s: median of the rounds [min..max]; p50 round trip; ratio = server / edgews (higher: faster than edgews)")
-print(f'{"setting":<14}{"server":<19}{"msg/s":>11}  {"[min..max]":<21}{"p50 us":>8}{"/ edgews":>10}')
+print("server CPU over the measured window, medians: CPU% = user+sys and usr% = user alone, in % of one core;")
+print("msg/CPU-s = msg/s / server CPU-seconds per second; ratio = server / edgews (higher: less CPU per message than edgews)")
+print(f'{"setting":<14}{"server":<19}{"msg/s":>11}  {"[min..max]":<21}{"p50 us":>8}{"/ edgews":>10}'
+      f'{"CPU%":>7}{"usr%":>6}{"msg/CPU-s":>12}{"/ edgews":>10}')
 for conns, size in settings:
     label = f"{conns} x {size}" + (" B" if size.isdigit() else "")
-    base_med = None
+    base_med = base_mpc = None
     if base:
-        _, good, bad = cell("echo", base, conns, size, "msg_per_s")
+        runs, good, bad = cell("echo", base, conns, size, "msg_per_s")
         base_med = statistics.median(good) if good and not bad else None
+        mpc = cpu_cells(runs, "msg_per_cpu_s")
+        base_mpc = statistics.median(mpc) if mpc and not bad else None
     for s in servers:
         runs, good, bad = cell("echo", s, conns, size, "msg_per_s")
         if not good:
@@ -409,8 +543,20 @@ for conns, size in settings:
             p50 = statistics.median(r["load"]["p50_us"] for r in runs if r["ok"])
             span = f"[{fmt(min(good))}..{fmt(max(good))}]"
             ratio = f"{med / base_med:.2f}" if base_med else "-"
-            note = f"  ({bad} of {len(runs)} rounds FAILED)" if bad else ""
-            print(f"{label:<14}{s:<19}{fmt(med):>11}  {span:<21}{p50:>8.0f}{ratio:>10}{note}")
+            cpu, usr, mpc = (cpu_cells(runs, k) for k in ("cpu_pct", "user_pct", "msg_per_cpu_s"))
+            cpu_s = f"{statistics.median(cpu):.0f}" if cpu else "n/a"
+            usr_s = f"{statistics.median(usr):.0f}" if usr else "n/a"
+            mpc_med = statistics.median(mpc) if mpc else None
+            mpc_s = fmt(mpc_med) if mpc_med else "n/a"
+            mpc_ratio = f"{mpc_med / base_mpc:.2f}" if mpc_med and base_mpc else ("-" if mpc_med else "n/a")
+            notes = []
+            if bad:
+                notes.append(f"{bad} of {len(runs)} rounds FAILED")
+            if mpc and len(mpc) < len(good):
+                notes.append(f"CPU read in {len(mpc)} of {len(good)} rounds")
+            note = f"  ({'; '.join(notes)})" if notes else ""
+            print(f"{label:<14}{s:<19}{fmt(med):>11}  {span:<21}{p50:>8.0f}{ratio:>10}"
+                  f"{cpu_s:>7}{usr_s:>6}{mpc_s:>12}{mpc_ratio:>10}{note}")
         label = ""
     print()
 
