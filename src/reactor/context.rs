@@ -265,13 +265,13 @@ impl<'a> Context<'a> {
         let current = self.current == Some(id);
         let reg = &mut *self.reg;
         let conn = lookup(&mut reg.conns, id).ok_or(SendError::UnknownConnection)?;
-        if current && conn.queue.is_empty() {
+        // While a splice is pending, scratch refers to the read buffer and
+        // cannot move to the queue: new output follows it in scratch, and
+        // `write_spliced` keeps the order either way.
+        if current && (conn.queue.is_empty() || !reg.splices.is_empty()) {
             return Ok(f(&mut conn.engine, &mut reg.scratch)?);
         }
         if current {
-            // a splice needs an empty queue, and nothing queues output for
-            // the current connection while one is pending
-            debug_assert!(reg.splices.is_empty());
             conn.queue.push_slice(&reg.scratch);
             reg.scratch.clear();
         }

@@ -68,10 +68,25 @@ pub(crate) fn write_spliced(
     splices: &[Splice],
     input: &[u8],
 ) -> io::Result<()> {
+    if splices.len() > MAX_SPLICES {
+        // `Context::send` never splices more; were it to, nothing is lost:
+        // everything is queued in order and written from the queue
+        let mut from = 0;
+        for splice in splices {
+            conn.queue.push_slice(&scratch[from..splice.at]);
+            conn.queue.push_slice(&input[splice.range.clone()]);
+            from = splice.at;
+        }
+        conn.queue.push_slice(&scratch[from..]);
+        if conn.connecting {
+            return Ok(());
+        }
+        return conn.queue.write_to(&mut conn.socket).map(drop);
+    }
     let mut pieces = [IoSlice::new(&[]); 2 * MAX_SPLICES + 1];
     let mut n = 0;
     let mut from = 0;
-    for splice in splices.iter().take(MAX_SPLICES) {
+    for splice in splices {
         pieces[n] = IoSlice::new(&scratch[from..splice.at]);
         pieces[n + 1] = IoSlice::new(&input[splice.range.clone()]);
         n += 2;
