@@ -125,35 +125,9 @@ pub fn decode_header(
     if opcode.is_control() && (!fin || short > 125) {
         return control_frame_error(buf, fin, short);
     }
-    let (len, pos) = match short {
-        126 => match buf.get(2..4) {
-            Some(&[a, b]) => {
-                let len = u64::from(u16::from_be_bytes([a, b]));
-                // §5.2: "the minimal number of bytes MUST be used"
-                if len < 126 {
-                    return Err(ProtocolError::NonMinimalLength);
-                }
-                (len, 4)
-            }
-            _ => return Ok(None),
-        },
-        127 => match buf.get(2..10) {
-            Some(bytes) => {
-                let mut be = [0u8; 8];
-                be.copy_from_slice(bytes);
-                let len = u64::from_be_bytes(be);
-                // §5.2: "the most significant bit MUST be 0"
-                if len >> 63 != 0 {
-                    return Err(ProtocolError::LengthMsbSet);
-                }
-                if len < 65536 {
-                    return Err(ProtocolError::NonMinimalLength);
-                }
-                (len, 10)
-            }
-            None => return Ok(None),
-        },
-        n => (u64::from(n), 2),
+    let (len, pos) = match payload_len(buf, short)? {
+        Some(decoded) => decoded,
+        None => return Ok(None),
     };
     let (mask_key, end) = if masked {
         match buf.get(pos..pos + 4) {
