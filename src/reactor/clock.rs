@@ -3,6 +3,7 @@
 //! entry per connection, so the reactor stores them as nanoseconds since its
 //! own start instead.
 
+use std::cell::Cell;
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
@@ -12,24 +13,40 @@ use std::time::{Duration, Instant};
 pub(crate) struct Stamp(NonZeroU64);
 
 /// Converts between instants and stamps.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Clock {
     epoch: Instant,
+    /// The last two conversions. Every connection that had input in one
+    /// loop iteration gets the same deadline (that iteration's clock plus
+    /// the ping interval), so `settle` converts the same few instants again
+    /// and again: this iteration's, and the previous one's for connections
+    /// settled on a writable event. Two entries, because those alternate.
+    /// Spares a subtraction of `Instant`s (~70 instructions) per message.
+    recent: Cell<[(Instant, Stamp); 2]>,
 }
 
 impl Clock {
     /// A clock whose stamps count from `epoch`.
     pub fn new(epoch: Instant) -> Clock {
-        Clock { epoch }
+        Clock {
+            epoch,
+            recent: Cell::new([(epoch, Stamp(NonZeroU64::MIN)); 2]),
+        }
     }
 
     /// `at` as a stamp. An instant before the epoch is the epoch (a deadline
     /// that has passed either way); one more than 584 years after it is the
     /// latest stamp.
     pub fn stamp(&self, at: Instant) -> Stamp {
+        let recent = self.recent.get();
+        if let Some(&(_, stamp)) = recent.iter().find(|(t, _)| *t == at) {
+            return stamp;
+        }
         let nanos = at.saturating_duration_since(self.epoch).as_nanos();
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX).min(u64::MAX - 1);
-        Stamp(NonZeroU64::MIN.saturating_add(nanos))
+        let stamp = Stamp(NonZeroU64::MIN.saturating_add(nanos));
+        self.recent.set([(at, stamp), recent[0]]);
+        stamp
     }
 
     /// The instant a stamp stands for.
@@ -58,6 +75,11 @@ mod tests {
         for t in times {
             assert_eq!(clock.instant(clock.stamp(t)), t);
         }
+        // the memo of recent conversions never answers for another instant
+        let (a, b, c) = (times[1], times[2], times[3]);
+        let (sa, sb, sc) = (clock.stamp(a), clock.stamp(b), clock.stamp(c));
+        let again = [a, b, c, a, a, c, b].map(|t| clock.stamp(t));
+        assert_eq!(again, [sa, sb, sc, sa, sa, sc, sb]);
         assert_eq!(std::mem::size_of::<Option<Stamp>>(), 8);
     }
 

@@ -152,7 +152,7 @@ impl<H: Handler> Reactor<H> {
     /// timer in the heap.
     pub(super) fn settle(&mut self, id: ConnId) {
         let now = self.reg.now;
-        let clock = self.reg.clock;
+        let clock = &self.reg.clock;
         let max_backpressure = self.reg.config.max_backpressure;
         let close_timeout = self.protocol.close_timeout;
         let Some(conn) = lookup(&mut self.reg.conns, id) else {
