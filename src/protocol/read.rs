@@ -22,16 +22,20 @@ impl Connection {
     /// consumed and ignored (§5.5.1: "after sending a Close frame ... MUST
     /// NOT send any more data frames"; what the peer sends after its own
     /// close is discarded).
+    ///
+    /// An empty `input` yields no event and changes nothing, so a caller
+    /// whose input is used up need not call again.
     pub fn handle_input<'b>(
         &mut self,
         now: Instant,
         input: &'b mut [u8],
         out: &mut Vec<u8>,
     ) -> (usize, Option<Event<'b>>) {
-        if !input.is_empty() {
-            self.last_activity = now;
-            self.awaiting_pong = false;
+        if input.is_empty() {
+            return (0, None);
         }
+        self.last_activity = now;
+        self.awaiting_pong = false;
         match self.state {
             State::Connecting => self.read_head(input, out),
             State::Open | State::Closing => self.read_frames(input, out),

@@ -72,6 +72,15 @@ impl Feeder {
                 Some(e) => events.push(own(e)),
                 None => break,
             }
+            if pos == buf.len() {
+                // the reactor stops here; hold the engine to its word that
+                // an empty input yields nothing, in every state reached
+                let written = out.len();
+                let (used, event) = self.conn.handle_input(self.now, &mut [], &mut out);
+                assert_eq!((used, event.map(own)), (0, None));
+                assert_eq!(out.len(), written, "output for an empty input");
+                break;
+            }
         }
         self.pending = buf.split_off(pos);
         (events, out)

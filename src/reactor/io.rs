@@ -92,6 +92,9 @@ impl<H: Handler> Reactor<H> {
                 Some(event) => dispatch(reg, &mut self.handler, id, event),
                 None => break pos,
             }
+            if pos == filled {
+                break pos; // an empty input yields no event (`handle_input`)
+            }
         };
         self.reg.input = InputSpan::none();
         consumed
@@ -130,6 +133,13 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.reg.conns, id) else {
             return;
         };
+        if conn.queue.is_empty() && !conn.connecting && !conn.read_paused {
+            // Edge-triggered epoll reports "writable" whenever the peer's
+            // ACKs free send-buffer space, i.e. after nearly every write.
+            // With nothing queued there is nothing to write or resume, and
+            // nothing changed since the connection was last settled.
+            return;
+        }
         if conn.connecting {
             match connect_result(conn) {
                 Ok(true) => conn.connecting = false,
@@ -344,7 +354,9 @@ fn write_or_queue(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
     loop {
         return match conn.socket.write(bytes) {
             Ok(n) => {
-                conn.queue.push_slice(&bytes[n..]);
+                if n < bytes.len() {
+                    conn.queue.push_slice(&bytes[n..]);
+                }
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
