@@ -877,3 +877,78 @@ fn send_header_refuses_what_send_refuses() {
     );
     assert!(out.is_empty(), "nothing is written when refused");
 }
+
+/// One step of a connection's life, for the timer-phase property.
+#[derive(Debug, Clone)]
+enum LifeStep {
+    Wait(u64),
+    Message,
+    Ping,
+    PeerClose,
+    Timeout,
+    LocalClose,
+    Eof,
+}
+
+fn life_step() -> impl Strategy<Value = LifeStep> {
+    prop_oneof![
+        4 => (0u64..40).prop_map(LifeStep::Wait),
+        3 => Just(LifeStep::Message),
+        1 => Just(LifeStep::Ping),
+        1 => Just(LifeStep::PeerClose),
+        4 => Just(LifeStep::Timeout),
+        1 => Just(LifeStep::LocalClose),
+        1 => Just(LifeStep::Eof),
+    ]
+}
+
+/// The order in which a deadline comes: any instant before "never".
+fn deadline_order(deadline: Option<Instant>) -> (bool, Option<Instant>) {
+    (deadline.is_none(), deadline)
+}
+
+proptest! {
+    /// The reactor skips `poll_timeout` while `timer_phase` is unchanged
+    /// (reactor/io.rs `settle`): that is only sound if, within a phase, the
+    /// deadline never comes earlier.
+    #[test]
+    fn the_deadline_never_comes_earlier_within_a_timer_phase(
+        steps in proptest::collection::vec(life_step(), 1..40),
+        handshake_first in any::<bool>(), // a server still waiting for its request
+        ping_interval in proptest::option::of(1u64..40),
+        pong_timeout in 1u64..60,
+    ) {
+        let cfg = Arc::new(ProtocolConfig {
+            ping_interval: ping_interval.map(Duration::from_secs),
+            pong_timeout: Duration::from_secs(pong_timeout),
+            ..ProtocolConfig::default()
+        });
+        let mut s = if handshake_first {
+            let now = Instant::now();
+            Feeder::new(Connection::server(now, cfg), now)
+        } else {
+            open_server(cfg)
+        };
+        let mut out = Vec::new();
+        for step in steps {
+            let phase = s.conn.timer_phase();
+            let before = s.conn.poll_timeout();
+            match step {
+                LifeStep::Wait(secs) => s.now += Duration::from_secs(secs),
+                LifeStep::Message => drop(s.feed(&masked(true, OpCode::Binary, b"m"))),
+                LifeStep::Ping => drop(s.feed(&masked(true, OpCode::Ping, b"p"))),
+                LifeStep::PeerClose => drop(s.feed(&masked(true, OpCode::Close, &close_payload(1000, "")))),
+                LifeStep::Timeout => drop(s.conn.handle_timeout(s.now, &mut out)),
+                LifeStep::LocalClose => drop(s.conn.close(s.now, CloseCode::NORMAL, "", &mut out)),
+                LifeStep::Eof => drop(s.conn.handle_eof(s.now)),
+            }
+            if s.conn.timer_phase() == phase {
+                let after = s.conn.poll_timeout();
+                prop_assert!(
+                    deadline_order(after) >= deadline_order(before),
+                    "{:?} -> {:?} in phase {}", before, after, phase
+                );
+            }
+        }
+    }
+}

@@ -30,6 +30,24 @@ impl Connection {
         }
     }
 
+    /// Which of the deadlines [`poll_timeout`](Connection::poll_timeout)
+    /// reports: it changes with the state and when a keep-alive ping starts
+    /// or stops waiting for its answer. While the phase stays the same, the
+    /// deadline never moves earlier (traffic only postpones the keep-alive
+    /// ping), so a driver whose timer is armed at the deadline it last saw
+    /// may skip asking again until the phase changes or the timer fires:
+    /// at worst the timer fires early, which
+    /// [`handle_timeout`](Connection::handle_timeout) ignores.
+    pub fn timer_phase(&self) -> u8 {
+        let state = match self.state {
+            State::Connecting => 0,
+            State::Open => 1,
+            State::Closing => 2,
+            State::Closed => 3,
+        };
+        (state << 1) | u8::from(self.awaiting_pong)
+    }
+
     /// Acts on timers due at `now`: fails a handshake that took too long
     /// (a server answers 408), sends a keep-alive ping after silence, fails
     /// the connection with 1011 when that ping goes unanswered, and gives up

@@ -32,6 +32,9 @@ pub(crate) struct Conn {
     pub user: Option<Box<String>>,
     /// The earliest deadline this connection has in the timer heap.
     pub timer_at: Option<Stamp>,
+    /// The engine's [`timer_phase`](Connection::timer_phase) when its
+    /// deadline was last looked at.
+    pub timer_phase: u8,
     /// Closed, flushing its last bytes; dropped at this deadline regardless.
     pub linger_until: Option<Stamp>,
     /// `on_open` was called and `on_close` not yet.

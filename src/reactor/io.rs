@@ -189,6 +189,13 @@ impl<H: Handler> Reactor<H> {
             log::debug!("{id}: {} bytes pending, reading paused", conn.queue.len());
             conn.read_paused = true;
         }
+        let phase = conn.engine.timer_phase();
+        if conn.timer_at.is_some() && conn.linger_until.is_none() && phase == conn.timer_phase {
+            // the common case, after a message: the engine's deadline can
+            // only have moved later, and the armed timer will see to it
+            return;
+        }
+        conn.timer_phase = phase;
         let engine_next = conn.engine.poll_timeout().map(|t| clock.stamp(t));
         let next = [engine_next, conn.linger_until].into_iter().flatten().min();
         if let Some(next) = next {

@@ -138,6 +138,7 @@ impl<H: Handler> Reactor<H> {
             queue: Default::default(),
             user: None,
             timer_at: None,
+            timer_phase: u8::MAX,
             linger_until: None,
             opened: false,
             over_capacity: false,
