@@ -32,7 +32,32 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let (head_bytes, body) = buf.split_at_mut(head);
     mask_short(head_bytes, rotate(key, offset));
     // the body starts `head` bytes further into the payload
-    mask_body(body, rotate(key, offset.wrapping_add(head)));
+    let body_key = rotate(key, offset.wrapping_add(head));
+    #[cfg(target_arch = "x86_64")]
+    if body.len() >= WIDE_FROM && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `mask_body_avx2` only requires the CPU to support AVX2,
+        // which was just detected at run time.
+        #[allow(unsafe_code)]
+        unsafe {
+            mask_body_avx2(body, body_key)
+        };
+        return;
+    }
+    mask_body(body, body_key);
+}
+
+/// From this length on, a CPU with AVX2 masks 32 bytes per instruction
+/// instead of 16. Measured (`cargo bench --bench protocol -- mask/`,
+/// `docs/benchmarks.md`): 64 KiB 51 -> 114 GB/s, 1 KiB 42 -> 60 GB/s; below
+/// that the run-time check would cost more than it saves.
+const WIDE_FROM: usize = 1024;
+
+/// [`mask_body`] compiled for AVX2: the same code, which the compiler
+/// vectorises with 256-bit registers when allowed to.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn mask_body_avx2(buf: &mut [u8], key: [u8; 4]) {
+    mask_body(buf, key);
 }
 
 /// From this length on, the bulk is aligned first. Measured through a
@@ -163,6 +188,34 @@ mod tests {
                     apply_mask(&mut fast, key, offset);
                     assert_eq!(fast, slow);
                 }
+            }
+        }
+    }
+
+    /// The one `unsafe` call in the crate: the AVX2 build of the body loop
+    /// against the portable one, on every length up to a few vectors and
+    /// every key rotation (the tests above reach it through `apply_mask`
+    /// from `WIDE_FROM` on, on a CPU that has AVX2).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_body_equals_portable_body() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2 on this CPU: the portable loop is the only one used");
+            return;
+        }
+        let data: Vec<u8> = (0..700u32).map(|i| (i * 31 + 7) as u8).collect();
+        for len in 0..data.len() {
+            for offset in 0..4 {
+                let key = rotate([0x37, 0xfa, 0x21, 0x3d], offset);
+                let mut wide = data[..len].to_vec();
+                let mut portable = wide.clone();
+                // SAFETY: AVX2 was detected above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    mask_body_avx2(&mut wide, key)
+                };
+                mask_body(&mut portable, key);
+                assert_eq!(wide, portable, "len {len} offset {offset}");
             }
         }
     }
