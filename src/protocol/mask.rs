@@ -16,25 +16,43 @@
 /// `docs/benchmarks.md`): the 8-byte loop vectorises to 32 bytes per
 /// iteration with SSE2; from 1 KiB on it starts at a 16-byte boundary,
 /// because a payload sits 6, 8 or 14 bytes into its frame and wide loads
-/// that straddle cache lines cost up to a third of the throughput; the key
+/// that straddle cache lines cost up to a third of the throughput, and it
+/// runs the same loop compiled for AVX2 where the CPU has it; the key
 /// is rotated in a register; and the bytes before the boundary and after
 /// the loop take at most four loop-free steps (8, 4, 2, 1 bytes), which is
 /// all that small messages need.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let head = if buf.len() >= ALIGN_FROM {
-        // `align_offset` is a safe query of the address; `min` covers its
-        // documented right to answer "impossible" (usize::MAX).
-        buf.as_ptr().align_offset(16).min(buf.len())
+    if buf.len() < LONG_FROM {
+        // small messages: the loop and its tail, inlined into the caller
+        mask_body(buf, rotate(key, offset));
     } else {
-        0
-    };
+        mask_long(buf, key, offset);
+    }
+}
+
+/// From this length on, the bulk is aligned first and, on a CPU with AVX2,
+/// masked 32 bytes per instruction instead of 16. Measured (see
+/// `docs/benchmarks.md`): aligning costs ~1.5 ns more than it saves at
+/// 512 B, is even at 1 KiB and wins from 2 KiB on (-25% at 2 KiB, -33% at
+/// 16 KiB, -25% at 64 KiB); AVX2 takes 64 KiB from 51 to 114 GB/s and
+/// 1 KiB from 42 to 60 GB/s (`cargo bench --bench protocol -- mask/`).
+const LONG_FROM: usize = 1024;
+
+/// [`apply_mask`] from [`LONG_FROM`] bytes on: the head up to a 16-byte
+/// boundary, then the aligned body. Kept out of line, so that the small
+/// path stays small where it is inlined.
+#[inline(never)]
+fn mask_long(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    // `align_offset` is a safe query of the address; `min` covers its
+    // documented right to answer "impossible" (usize::MAX).
+    let head = buf.as_ptr().align_offset(16).min(buf.len());
     let (head_bytes, body) = buf.split_at_mut(head);
     mask_short(head_bytes, rotate(key, offset));
     // the body starts `head` bytes further into the payload
     let body_key = rotate(key, offset.wrapping_add(head));
     #[cfg(target_arch = "x86_64")]
-    if body.len() >= WIDE_FROM && std::arch::is_x86_feature_detected!("avx2") {
+    if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: `mask_body_avx2` only requires the CPU to support AVX2,
         // which was just detected at run time.
         #[allow(unsafe_code)]
@@ -46,12 +64,6 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     mask_body(body, body_key);
 }
 
-/// From this length on, a CPU with AVX2 masks 32 bytes per instruction
-/// instead of 16. Measured (`cargo bench --bench protocol -- mask/`,
-/// `docs/benchmarks.md`): 64 KiB 51 -> 114 GB/s, 1 KiB 42 -> 60 GB/s; below
-/// that the run-time check would cost more than it saves.
-const WIDE_FROM: usize = 1024;
-
 /// [`mask_body`] compiled for AVX2: the same code, which the compiler
 /// vectorises with 256-bit registers when allowed to.
 #[cfg(target_arch = "x86_64")]
@@ -59,12 +71,6 @@ const WIDE_FROM: usize = 1024;
 fn mask_body_avx2(buf: &mut [u8], key: [u8; 4]) {
     mask_body(buf, key);
 }
-
-/// From this length on, the bulk is aligned first. Measured through a
-/// server `Connection` (see `docs/benchmarks.md`): at 512 B aligning costs
-/// ~1.5 ns more than it saves, at 1 KiB it is even, from 2 KiB on it wins
-/// (-25% at 2 KiB, -33% at 16 KiB, -25% at 64 KiB).
-const ALIGN_FROM: usize = 1024;
 
 /// The 8-byte loop, then the tail; `key` is already rotated.
 #[inline(always)]
@@ -160,15 +166,15 @@ mod tests {
 
     #[test]
     fn fast_mask_equals_naive_at_every_alignment_of_long_payloads() {
-        // lengths from ALIGN_FROM up take the aligned path: cover every
+        // lengths from LONG_FROM up take the aligned path: cover every
         // head length (0..16) with every key offset
         let key = [0x37, 0xfa, 0x21, 0x3d];
         let data: Vec<u8> = (0..5000u32).map(|i| (i * 13 + 5) as u8).collect();
         for len in [
-            ALIGN_FROM - 1,
-            ALIGN_FROM,
-            ALIGN_FROM + 1,
-            2 * ALIGN_FROM + 5,
+            LONG_FROM - 1,
+            LONG_FROM,
+            LONG_FROM + 1,
+            2 * LONG_FROM + 5,
             4099,
         ] {
             for start in 0..32 {
@@ -195,7 +201,7 @@ mod tests {
     /// The one `unsafe` call in the crate: the AVX2 build of the body loop
     /// against the portable one, on every length up to a few vectors and
     /// every key rotation (the tests above reach it through `apply_mask`
-    /// from `WIDE_FROM` on, on a CPU that has AVX2).
+    /// from `LONG_FROM` on, on a CPU that has AVX2).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_body_equals_portable_body() {
