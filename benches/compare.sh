@@ -521,11 +521,23 @@ def cpu_cells(runs, key):
     return [r["server_cpu"][key] for r in runs if r["ok"] and r.get("server_cpu")
             and r["server_cpu"].get(key) is not None]
 
+def user_share(runs):
+    """User time as % of the server's CPU time, pooled over the good rounds:
+    one round holds only ~20 user ticks, too few to tell 5% from 6%."""
+    user, total = 0, 0
+    for r in runs:
+        c = r.get("server_cpu") if r["ok"] else None
+        if c and c.get("user_ticks") is not None and c.get("sys_ticks") is not None:
+            user += c["user_ticks"]
+            total += c["user_ticks"] + c["sys_ticks"]
+    return 100 * user / total if total else None
+
 print("echo, msg/s: median of the rounds [min..max]; p50 round trip; ratio = server / edgews (higher: faster than edgews)")
 print("server CPU over the measured window, medians: CPU% = user+sys and usr% = user alone, in % of one core;")
+print("usr/CPU = user time as % of the server's CPU time, pooled over the rounds (ticks summed);")
 print("msg/CPU-s = msg/s / server CPU-seconds per second; ratio = server / edgews (higher: less CPU per message than edgews)")
 print(f'{"setting":<14}{"server":<19}{"msg/s":>11}  {"[min..max]":<21}{"p50 us":>8}{"/ edgews":>10}'
-      f'{"CPU%":>7}{"usr%":>6}{"msg/CPU-s":>12}{"/ edgews":>10}')
+      f'{"CPU%":>7}{"usr%":>6}{"usr/CPU":>9}{"msg/CPU-s":>12}{"/ edgews":>10}')
 for conns, size in settings:
     label = f"{conns} x {size}" + (" B" if size.isdigit() else "")
     base_med = base_mpc = None
@@ -546,6 +558,8 @@ for conns, size in settings:
             cpu, usr, mpc = (cpu_cells(runs, k) for k in ("cpu_pct", "user_pct", "msg_per_cpu_s"))
             cpu_s = f"{statistics.median(cpu):.0f}" if cpu else "n/a"
             usr_s = f"{statistics.median(usr):.0f}" if usr else "n/a"
+            share = user_share(runs)
+            share_s = f"{share:.1f}%" if share is not None else "n/a"
             mpc_med = statistics.median(mpc) if mpc else None
             mpc_s = fmt(mpc_med) if mpc_med else "n/a"
             mpc_ratio = f"{mpc_med / base_mpc:.2f}" if mpc_med and base_mpc else ("-" if mpc_med else "n/a")
@@ -556,7 +570,7 @@ for conns, size in settings:
                 notes.append(f"CPU read in {len(mpc)} of {len(good)} rounds")
             note = f"  ({'; '.join(notes)})" if notes else ""
             print(f"{label:<14}{s:<19}{fmt(med):>11}  {span:<21}{p50:>8.0f}{ratio:>10}"
-                  f"{cpu_s:>7}{usr_s:>6}{mpc_s:>12}{mpc_ratio:>10}{note}")
+                  f"{cpu_s:>7}{usr_s:>6}{share_s:>9}{mpc_s:>12}{mpc_ratio:>10}{note}")
         label = ""
     print()
 
