@@ -12,7 +12,7 @@
 #   DURATION=5s       measured time of each echo round
 #   WARMUP=1s         unmeasured time before it
 #   IDLE_CONNECTIONS=5000, IDLE_ROUNDS=1 (each idle round uses a fresh server)
-#   SERVERS="edgews tokio-tungstenite fastwebsockets tokio-websockets"
+#   SERVERS="edgews tokio-tungstenite fastwebsockets tokio-websockets floor"
 #   SYSCALLS=0        1: one extra round per setting with edgews under `strace -f -c`
 #   BASE_PORT=19300   servers listen on BASE_PORT, BASE_PORT+1, ...
 #   SKIP_BUILD=0      1: use the binaries already built
@@ -35,6 +35,14 @@
 # its CPU use (% of one core: user+sys, and user alone) and the messages
 # echoed per server CPU-second, the server's own cost per message, with a
 # ratio to edgews ("n/a" where the server's CPU time could not be read).
+#
+# The floor: `floor` (benches/peers/src/floor.rs) is not a WebSocket server
+# but a yardstick that only reads, unmasks in place and writes, validating
+# nothing. Its row is what a server whose own code cost (almost) nothing
+# reaches in the same run. The per-message table gives each server's user
+# and kernel time per message and, per setting, the bound: how far a server
+# with the best real peer's kernel work and no user-space work at all could
+# lead that peer, (usr + sys) / sys; the floor's lead is that bound measured.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,7 +57,7 @@ IDLE_DURATION=3s
 SYSCALLS=${SYSCALLS:-0}
 BASE_PORT=${BASE_PORT:-19300}
 SKIP_BUILD=${SKIP_BUILD:-0}
-read -r -a SERVERS <<<"${SERVERS:-edgews tokio-tungstenite fastwebsockets tokio-websockets}"
+read -r -a SERVERS <<<"${SERVERS:-edgews tokio-tungstenite fastwebsockets tokio-websockets floor}"
 # connections:size
 SETTINGS=("100:20" "100:1KiB" "10:64KiB")
 
@@ -176,7 +184,7 @@ start_server() {
             EDGEWS_LOG=warn taskset -c 0 "$EDGEWS" echo --listen "127.0.0.1:$port" \
                 --max-connections 20000 --ping-interval 0 >>"$log" 2>&1 &
             ;;
-        tokio-tungstenite | fastwebsockets | tokio-websockets)
+        tokio-tungstenite | fastwebsockets | tokio-websockets | floor)
             taskset -c 0 "$PEERS" "$name" --listen "127.0.0.1:$port" >>"$log" 2>&1 &
             ;;
         *) die "unknown server $name" ;;
@@ -445,6 +453,7 @@ if (( IDLE_ROUNDS > 0 )); then
     echo "== idle: $IDLE_CONNECTIONS connections, a fresh server each round"
     for rnd in $(seq "$IDLE_ROUNDS"); do
         for s in "${SERVERS[@]}"; do
+            [[ $s == floor ]] && continue # a buffer per connection by design
             start_server "$s"
             run_idle "$s" "$rnd"
             stop_server "$s"
@@ -573,6 +582,37 @@ for conns, size in settings:
                   f"{cpu_s:>7}{usr_s:>6}{share_s:>9}{mpc_s:>12}{mpc_ratio:>10}{note}")
         label = ""
     print()
+
+def per_message_us(runs, key):
+    """Median over the good rounds of a server's CPU time per message (us)."""
+    vals = [r["server_cpu"][key] * 1e4 / r["load"]["msg_per_s"] for r in runs
+            if r["ok"] and r.get("server_cpu") and r["server_cpu"].get(key) is not None
+            and r["load"]["msg_per_s"]]
+    return statistics.median(vals) if vals else None
+
+real = [s for s in servers if s not in ("edgews", "floor")]
+print("per message: the server's CPU time (us, medians of the rounds) in user space and in the kernel.")
+print("bound = (usr + sys) / sys of the best real peer: how far a server with that peer's kernel work and")
+print("no user-space work at all could lead it; the floor's own lead is that bound measured (see floor.rs)")
+print(f'{"setting":<14}{"server":<19}{"usr us":>8}{"sys us":>8}{"msg/s / best peer":>19}')
+for conns, size in settings:
+    label = f"{conns} x {size}" + (" B" if size.isdigit() else "")
+    meds, times = {}, {}
+    for s in servers:
+        runs, good, bad = cell("echo", s, conns, size, "msg_per_s")
+        if good and not bad:
+            meds[s] = statistics.median(good)
+        times[s] = tuple(per_message_us(runs, key) for key in ("user_pct", "sys_pct"))
+    best = max((s for s in real if s in meds), key=lambda s: meds[s], default=None)
+    for s in servers:
+        lead = f"{meds[s] / meds[best]:>19.2f}" if best and s in meds else f'{"-":>19}'
+        cells = "".join(f"{v:>8.2f}" if v is not None else f'{"n/a":>8}' for v in times[s])
+        print(f"{label:<14}{s:<19}{cells}{lead}")
+        label = ""
+    u, k = times.get(best, (None, None))
+    if u is not None and k:
+        print(f'{"":<14}bound vs {best}: {(u + k) / k:.2f}')
+print()
 
 idle = [r for r in recs if r["test"] == "idle"]
 if idle:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it and .ci/run calls it:
 #   1. cargo test: unit, property, integration (real loopback TCP), abuse,
-#      and the replay of the committed fuzz corpus;
+#      and the replay of the committed fuzz corpus; and the benchmark
+#      yardstick in benches/peers (its floor server answers as compare.sh
+#      needs);
 #   2. the Autobahn testsuite against our server and our client;
 #   3. interop with Python `websockets` and Node `ws`;
 #   4. the chat page end to end in headless Chromium.
@@ -14,6 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "== cargo test"
 cargo test --all-targets --quiet
 cargo test --doc --quiet
+cargo test -p edgews-peers --quiet
 
 echo "== Autobahn testsuite"
 tests/autobahn/run.sh

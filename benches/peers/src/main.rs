@@ -10,11 +10,15 @@
 //! edgews-peers tokio-tungstenite --listen 127.0.0.1:9002
 //! edgews-peers fastwebsockets    --listen 127.0.0.1:9003
 //! edgews-peers tokio-websockets  --listen 127.0.0.1:9004
+//! edgews-peers floor             --listen 127.0.0.1:9005
 //! ```
+//!
+//! `floor` is no WebSocket library but a yardstick: see `floor.rs`.
 //!
 //! Prints `listening ADDR` on stdout once the socket is bound.
 
 mod fastws;
+mod floor;
 mod tokio_ws;
 mod tungstenite;
 
@@ -49,6 +53,8 @@ enum Peer {
     /// tokio-websockets' ServerBuilder.
     #[command(name = "tokio-websockets")]
     TokioWebsockets(ListenArgs),
+    /// Not a WebSocket server: the kernel-work floor (see floor.rs).
+    Floor(ListenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,24 +65,12 @@ struct ListenArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edgews-peers: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let result = match Cli::parse().peer {
+        Peer::Floor(a) => floor::serve(a.listen),
+        Peer::TokioTungstenite(a) => on_tokio(serve(a.listen, tungstenite::handle)),
+        Peer::Fastwebsockets(a) => on_tokio(serve(a.listen, fastws::handle)),
+        Peer::TokioWebsockets(a) => on_tokio(serve(a.listen, tokio_ws::handle)),
     };
-    let result = runtime.block_on(async move {
-        match cli.peer {
-            Peer::TokioTungstenite(a) => serve(a.listen, tungstenite::handle).await,
-            Peer::Fastwebsockets(a) => serve(a.listen, fastws::handle).await,
-            Peer::TokioWebsockets(a) => serve(a.listen, tokio_ws::handle).await,
-        }
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -86,6 +80,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `server` on a current-thread tokio runtime.
+fn on_tokio(server: impl std::future::Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(server)
+}
+
 /// Accepts connections forever, spawning `handle` for each on this thread.
 async fn serve<F, Fut>(addr: SocketAddr, handle: F) -> std::io::Result<()>
 where
@@ -93,11 +95,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::bind(addr).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening {}", listener.local_addr()?)?;
-        out.flush()?;
-    }
+    announce(listener.local_addr()?)?;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -111,4 +109,11 @@ where
             }
         }
     }
+}
+
+/// Prints `listening ADDR` once the socket is bound.
+fn announce(addr: SocketAddr) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening {addr}")?;
+    out.flush()
 }
