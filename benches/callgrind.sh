@@ -4,6 +4,7 @@
 #
 #   bash benches/callgrind.sh                 # 100 connections x 20 B, 4 s
 #   SIZE=1024 CONNECTIONS=100 bash benches/callgrind.sh
+#   SERVER=floor bash benches/callgrind.sh    # the yardstick (benches/peers)
 #
 # Runs `edgews echo` under `valgrind --tool=callgrind` on loopback, drives
 # it with `edgews load echo` for DURATION, stops it with SIGINT, and prints
@@ -12,7 +13,8 @@
 # stays in target/callgrind/ for `callgrind_annotate`.
 #
 # Environment: SIZE=20, CONNECTIONS=100, DURATION=4s, PORT=19111,
-# SKIP_BUILD=0 (1: use target/release/edgews as it is).
+# SERVER=edgews (or floor: `edgews-peers floor`, what the syscalls alone
+# cost), SKIP_BUILD=0 (1: use the release binaries as they are).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,16 +24,26 @@ CONNECTIONS=${CONNECTIONS:-100}
 DURATION=${DURATION:-4s}
 PORT=${PORT:-19111}
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installed" >&2; exit 1; }
+SERVER=${SERVER:-edgews}
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --bin edgews >&2
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/edgews
+case $SERVER in
+    edgews) SERVE=("$BIN" echo) STOP=INT ;;
+    floor)
+        [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -p edgews-peers >&2
+        # no signal handler of its own: TERM ends it (Callgrind still writes)
+        SERVE=("${CARGO_TARGET_DIR:-$ROOT/target}/release/edgews-peers" floor) STOP=TERM
+        ;;
+    *) echo "callgrind.sh: SERVER is edgews or floor" >&2; exit 1 ;;
+esac
 OUT_DIR=$ROOT/target/callgrind
 mkdir -p "$OUT_DIR"
-OUT=$OUT_DIR/echo-$CONNECTIONS-$SIZE-$(date +%Y%m%d-%H%M%S).out
+OUT=$OUT_DIR/$SERVER-$CONNECTIONS-$SIZE-$(date +%Y%m%d-%H%M%S).out
 
 valgrind --tool=callgrind --callgrind-out-file="$OUT" \
-    "$BIN" echo --listen "127.0.0.1:$PORT" >"$OUT.log" 2>&1 &
-SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+    "${SERVE[@]}" --listen "127.0.0.1:$PORT" >"$OUT.log" 2>&1 &
+SERVER_PID=$!
+trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
 # valgrind starts slowly: wait for the port
 for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -39,8 +51,8 @@ for _ in $(seq 100); do
 done
 RESULT=$("$BIN" load echo --url "ws://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
     --size "$SIZE" --duration "$DURATION" --warmup 0s 2>/dev/null | tail -1)
-kill -INT "$SERVER"
-wait "$SERVER" || true
+kill -"$STOP" "$SERVER_PID"
+wait "$SERVER_PID" || true
 trap - EXIT
 MESSAGES=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messages"])' "$RESULT")
 TOTAL=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
