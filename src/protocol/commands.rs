@@ -166,6 +166,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn send_data(
         &mut self,
         opcode: OpCode,
@@ -198,6 +199,7 @@ impl Connection {
 
     /// Encodes one frame, masked with a fresh key in the client role (§5.3:
     /// "The masking key MUST be derived from a strong source of entropy").
+    #[inline]
     pub(crate) fn write_frame(&self, fin: bool, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
         encode_frame(out, fin, opcode, self.mask_key(), payload);
     }

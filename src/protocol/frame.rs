@@ -206,7 +206,7 @@ fn control_frame_error(
 }
 
 /// Appends a frame header to `out`.
-#[inline]
+#[inline(always)]
 pub fn encode_header(
     out: &mut Vec<u8>,
     fin: bool,
@@ -231,7 +231,7 @@ pub fn encode_header(
 }
 
 /// Appends a whole frame to `out`, masking the payload when a key is given.
-#[inline]
+#[inline(always)]
 pub fn encode_frame(
     out: &mut Vec<u8>,
     fin: bool,
