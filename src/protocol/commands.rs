@@ -47,13 +47,34 @@ impl Connection {
         data: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Option<[u8; 4]>, UsageError> {
-        let opcode = match kind {
-            super::MessageKind::Text if std::str::from_utf8(data).is_err() => {
-                return Err(UsageError::InvalidUtf8)
-            }
-            super::MessageKind::Text => OpCode::Text,
-            super::MessageKind::Binary => OpCode::Binary,
-        };
+        if kind == super::MessageKind::Text && std::str::from_utf8(data).is_err() {
+            return Err(UsageError::InvalidUtf8);
+        }
+        self.send_header_checked(kind, data.len(), out)
+    }
+
+    /// [`send`](Connection::send) for a payload whose kind the caller has
+    /// checked already: text known to be UTF-8 (a `&str`, or a message the
+    /// engine itself validated on receipt), so it is not checked twice.
+    #[inline]
+    pub(crate) fn send_checked(
+        &mut self,
+        kind: super::MessageKind,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        self.send_data(data_opcode(kind), data, out)
+    }
+
+    /// [`send_header`](Connection::send_header) for a payload of `len`
+    /// bytes whose kind the caller has checked already (see
+    /// [`send_checked`](Connection::send_checked)).
+    pub(crate) fn send_header_checked(
+        &mut self,
+        kind: super::MessageKind,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<[u8; 4]>, UsageError> {
         self.check_open()?;
         if self.sending.is_some() {
             return Err(UsageError::Fragmentation(
@@ -61,7 +82,7 @@ impl Connection {
             ));
         }
         let mask = self.mask_key();
-        encode_header(out, true, opcode, mask, data.len() as u64);
+        encode_header(out, true, data_opcode(kind), mask, len as u64);
         Ok(mask)
     }
 
@@ -271,4 +292,13 @@ impl Connection {
 /// A masking key from the thread's cryptographically secure generator.
 fn fresh_mask_key() -> [u8; 4] {
     rand::random::<[u8; 4]>()
+}
+
+/// The opcode of a whole data message of `kind` (§5.6).
+#[inline]
+fn data_opcode(kind: super::MessageKind) -> OpCode {
+    match kind {
+        super::MessageKind::Text => OpCode::Text,
+        super::MessageKind::Binary => OpCode::Binary,
+    }
 }

@@ -62,24 +62,56 @@ impl<'a> Context<'a> {
 
     /// Sends a text message to `id`.
     pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<(), SendError> {
-        self.send(id, MessageKind::Text, text.as_bytes())
+        self.send_checked(id, Checked::text(text))
     }
 
     /// Sends a binary message to `id`.
     pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
-        self.send(id, MessageKind::Binary, data)
+        self.send_checked(id, Checked::binary(data))
     }
 
     /// Sends a message of either kind to `id` (text must be UTF-8).
     ///
     /// A payload that is the message being handled (or part of it), sent
-    /// back to its own connection, is not copied: see `splice.rs`.
+    /// back to its own connection, is not copied: see `splice.rs`. Text
+    /// that is exactly the message being handled is not checked again.
     pub fn send(&mut self, id: ConnId, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        let payload = self.check(kind, data)?;
+        self.send_checked(id, payload)
+    }
+
+    /// Checks that text is UTF-8, unless it is exactly the text message
+    /// being handled, which the engine validated on receipt (§8.1) and
+    /// which lies unchanged in the read buffer while the handler runs.
+    #[inline]
+    fn check<'d>(&self, kind: MessageKind, data: &'d [u8]) -> Result<Checked<'d>, UsageError> {
+        if kind == MessageKind::Text {
+            self.check_text(data)?;
+        }
+        Ok(Checked { kind, data })
+    }
+
+    #[inline(never)]
+    fn check_text(&self, data: &[u8]) -> Result<(), UsageError> {
+        let validated = self.reg.validated_text.is_some()
+            && self.reg.input.range_of(data) == self.reg.validated_text;
+        if validated || std::str::from_utf8(data).is_ok() {
+            Ok(())
+        } else {
+            Err(UsageError::InvalidUtf8)
+        }
+    }
+
+    fn send_checked(&mut self, id: ConnId, payload: Checked<'_>) -> Result<(), SendError> {
+        let Checked { kind, data } = payload;
         match self.splice_range(id, data) {
             Some(range) => {
                 let reg = &mut *self.reg;
                 let conn = lookup(&mut reg.conns, id).ok_or(SendError::UnknownConnection)?;
-                match conn.engine.send_header(kind, data, &mut reg.scratch)? {
+                match conn
+                    .engine
+                    .send_header_checked(kind, data.len(), &mut reg.scratch)?
+                {
                     None => {
                         let at = reg.scratch.len();
                         reg.splices.push(Splice { at, range });
@@ -93,7 +125,7 @@ impl<'a> Context<'a> {
                     }
                 }
             }
-            None => self.with_output(id, |engine, out| engine.send(kind, data, out))?,
+            None => self.with_output(id, |engine, out| engine.send_checked(kind, data, out))?,
         }
         self.reg.stats.record_sent(data.len());
         Ok(())
@@ -152,10 +184,7 @@ impl<'a> Context<'a> {
         kind: MessageKind,
         data: &[u8],
     ) -> Result<usize, SendError> {
-        let opcode = match kind {
-            MessageKind::Text if std::str::from_utf8(data).is_err() => {
-                return Err(UsageError::InvalidUtf8.into())
-            }
+        let opcode = match self.check(kind, data)?.kind {
             MessageKind::Text => OpCode::Text,
             MessageKind::Binary => OpCode::Binary,
         };
@@ -309,6 +338,31 @@ impl<'a> Context<'a> {
                 conn.peer.get()
             );
             self.reg.stats.slow_consumer_closes += 1;
+        }
+    }
+}
+
+/// A payload whose kind has been checked: text is UTF-8. Made only by
+/// `Context::check` or from a `&str`, so the engine's unchecked send path
+/// is reached with nothing else.
+#[derive(Clone, Copy)]
+struct Checked<'d> {
+    kind: MessageKind,
+    data: &'d [u8],
+}
+
+impl<'d> Checked<'d> {
+    fn text(text: &'d str) -> Self {
+        Checked {
+            kind: MessageKind::Text,
+            data: text.as_bytes(),
+        }
+    }
+
+    fn binary(data: &'d [u8]) -> Self {
+        Checked {
+            kind: MessageKind::Binary,
+            data,
         }
     }
 }

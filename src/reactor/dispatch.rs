@@ -4,7 +4,8 @@ use super::conn::{lookup, Registry};
 use super::context::Context;
 use super::handler::{Handler, OpenInfo};
 use super::token::ConnId;
-use crate::protocol::{CloseCause, Event, HandshakeError};
+use crate::protocol::{CloseCause, Event, HandshakeError, MessageKind};
+use std::borrow::Cow;
 
 /// Hands one event of connection `id` to the handler, answering handshake
 /// requests on the way. Output goes to the registry's scratch buffer.
@@ -104,7 +105,18 @@ pub(crate) fn dispatch<H: Handler>(
         Event::Message(message) => {
             reg.stats.messages_in += 1;
             reg.stats.bytes_in += message.data.len() as u64;
+            // Text the engine validated, borrowed from the read buffer: the
+            // one place a payload's bytes are known not to change while the
+            // handler runs (an owned payload could be freed and its address
+            // reused for other bytes).
+            if message.kind == MessageKind::Binary {
+                return handler.on_message(&mut Context::new(reg, Some(id)), id, message);
+            }
+            if let Cow::Borrowed(data) = message.data {
+                reg.validated_text = reg.input.range_of(data);
+            }
             handler.on_message(&mut Context::new(reg, Some(id)), id, message);
+            reg.validated_text = None;
         }
         Event::Ping(payload) => handler.on_ping(&mut Context::new(reg, Some(id)), id, payload),
         Event::Pong(payload) => handler.on_pong(&mut Context::new(reg, Some(id)), id, payload),
