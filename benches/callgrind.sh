@@ -5,6 +5,7 @@
 #   bash benches/callgrind.sh                 # 100 connections x 20 B, 4 s
 #   SIZE=1024 CONNECTIONS=100 bash benches/callgrind.sh
 #   SERVER=floor bash benches/callgrind.sh    # the yardstick (benches/peers)
+#   SIZE=1024 LOAD_ARGS=--text bash benches/callgrind.sh   # text (Greek) echo
 #
 # Runs `edgews echo` under `valgrind --tool=callgrind` on loopback, drives
 # it with `edgews load echo` for DURATION, stops it with SIGINT, and prints
@@ -14,7 +15,10 @@
 #
 # Environment: SIZE=20, CONNECTIONS=100, DURATION=4s, PORT=19111,
 # SERVER=edgews (or floor: `edgews-peers floor`, what the syscalls alone
-# cost), SKIP_BUILD=0 (1: use the release binaries as they are).
+# cost), LOAD_ARGS (more options for `edgews load echo`, e.g. --text),
+# SKIP_BUILD=0 (1: use the release binaries as they are); SERVER_BIN, to
+# count another build of `edgews echo` (the generator stays LOAD_BIN,
+# default target/release/edgews).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +31,8 @@ command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installe
 SERVER=${SERVER:-edgews}
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --bin edgews >&2
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/edgews
+LOAD_BIN=${LOAD_BIN:-$BIN}
+BIN=${SERVER_BIN:-$BIN}
 case $SERVER in
     edgews) SERVE=("$BIN" echo) STOP=INT ;;
     floor)
@@ -49,8 +55,8 @@ for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     sleep 0.1
 done
-RESULT=$("$BIN" load echo --url "ws://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
-    --size "$SIZE" --duration "$DURATION" --warmup 0s 2>/dev/null | tail -1)
+RESULT=$("$LOAD_BIN" load echo --url "ws://127.0.0.1:$PORT" --connections "$CONNECTIONS" \
+    --size "$SIZE" --duration "$DURATION" --warmup 0s ${LOAD_ARGS:-} 2>/dev/null | tail -1)
 kill -"$STOP" "$SERVER_PID"
 wait "$SERVER_PID" || true
 trap - EXIT

@@ -47,6 +47,8 @@ pub struct EchoLoad {
     warmup: Duration,
     duration: Duration,
     template: Vec<u8>,
+    /// Binary, or text with `--text`.
+    kind: MessageKind,
     scratch: Vec<u8>,
     flights: HashMap<ConnId, Flight>,
     phase: Phase,
@@ -65,7 +67,11 @@ impl EchoLoad {
         if args.pipeline == 0 {
             return Err("--pipeline must be at least 1".into());
         }
-        let template: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let template = if args.text {
+            greek(size)
+        } else {
+            (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+        };
         Ok(EchoLoad {
             opener: Opener::new(
                 &args.common.url,
@@ -78,6 +84,11 @@ impl EchoLoad {
             duration: args.common.duration,
             scratch: template.clone(),
             template,
+            kind: if args.text {
+                MessageKind::Text
+            } else {
+                MessageKind::Binary
+            },
             flights: HashMap::new(),
             phase: Phase::Opening,
             measure_start: None,
@@ -98,9 +109,9 @@ impl EchoLoad {
         };
         let seq = flight.next_seq;
         flight.next_seq += 1;
-        stamp(&mut self.scratch, seq);
+        stamp(&mut self.scratch, seq, self.kind);
         flight.in_flight.push_back((seq, ctx.now()));
-        if let Err(e) = ctx.send_binary(id, &self.scratch) {
+        if let Err(e) = ctx.send(id, self.kind, &self.scratch) {
             self.error(format!("{id}: send failed: {e}"));
         }
     }
@@ -134,10 +145,41 @@ impl EchoLoad {
     }
 }
 
-/// Writes `seq` into the first bytes of the payload (as many as fit).
-fn stamp(buf: &mut [u8], seq: u64) {
-    let n = buf.len().min(8);
-    buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+/// Writes `seq` into the first bytes of the payload (as many as fit): its
+/// bytes for binary, its last hex digits for text (which `greek` leaves
+/// ASCII room for).
+fn stamp(buf: &mut [u8], seq: u64, kind: MessageKind) {
+    match kind {
+        MessageKind::Binary => {
+            let n = buf.len().min(8);
+            buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+        }
+        MessageKind::Text => {
+            let n = buf.len().min(TEXT_STAMP);
+            for (i, byte) in buf[..n].iter_mut().enumerate() {
+                let digit = (seq >> (4 * (n - 1 - i))) & 0xF;
+                *byte = b"0123456789abcdef"[digit as usize];
+            }
+        }
+    }
+}
+
+/// ASCII bytes at the start of a text payload, for the sequence number.
+const TEXT_STAMP: usize = 16;
+
+/// `len` bytes of UTF-8: room for the stamp, then Greek letters (two bytes
+/// each), and one ASCII byte to make up an odd length.
+fn greek(len: usize) -> Vec<u8> {
+    let mut text = vec![b'0'; len.min(TEXT_STAMP)];
+    let letters = "αβγδεζηθικλμνξοπρστυφχψω";
+    while text.len() + 2 <= len {
+        let i = (text.len() / 2) % 24;
+        text.extend_from_slice(letters.chars().nth(i).unwrap().to_string().as_bytes());
+    }
+    if text.len() < len {
+        text.push(b'.');
+    }
+    text
 }
 
 impl Handler for EchoLoad {
@@ -163,8 +205,8 @@ impl Handler for EchoLoad {
         else {
             return self.error(format!("{id}: unexpected message"));
         };
-        stamp(&mut self.scratch, seq);
-        if message.kind != MessageKind::Binary || message.data.as_ref() != self.scratch.as_slice() {
+        stamp(&mut self.scratch, seq, self.kind);
+        if message.kind != self.kind || message.data.as_ref() != self.scratch.as_slice() {
             self.error(format!(
                 "{id}: echo of message {seq} differs from what was sent"
             ));
@@ -265,6 +307,34 @@ impl Scenario for EchoLoad {
             (Some(e), _) => Err(format!("{} errors; first: {e}", self.errors)),
             (None, 0) => Err("no message was measured".into()),
             (None, _) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_payloads_are_utf8_of_the_asked_length_with_any_stamp() {
+        for len in 0..200 {
+            let mut text = greek(len);
+            assert_eq!(text.len(), len);
+            for seq in [0, 1, 0xABCD, u64::MAX] {
+                stamp(&mut text, seq, MessageKind::Text);
+                assert!(std::str::from_utf8(&text).is_ok(), "len {len} seq {seq}");
+            }
+        }
+        assert!(greek(100).len() > TEXT_STAMP && !greek(100).is_ascii());
+    }
+
+    #[test]
+    fn stamps_of_different_sequence_numbers_differ() {
+        for kind in [MessageKind::Binary, MessageKind::Text] {
+            let (mut a, mut b) = (greek(40), greek(40));
+            stamp(&mut a, 41, kind);
+            stamp(&mut b, 42, kind);
+            assert_ne!(a, b, "{kind:?}");
         }
     }
 }

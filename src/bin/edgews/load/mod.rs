@@ -58,6 +58,11 @@ pub struct EchoArgs {
     /// Messages each connection keeps in flight.
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
+    /// Send text messages (Greek, two bytes a character, behind an ASCII
+    /// sequence number) instead of binary ones, so the server's UTF-8
+    /// checks are part of what is measured.
+    #[arg(long)]
+    pub text: bool,
 }
 
 /// `edgews load broadcast`.
