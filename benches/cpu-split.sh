@@ -15,7 +15,8 @@
 #
 # Environment: SERVER_BIN (default target/release/edgews, started as
 # `SERVER_BIN echo --listen ...`), LOAD_BIN (default target/release/edgews),
-# SIZE=20, CONNECTIONS=100, WINDOW=15 (seconds measured per run), RUNS=3, PORT=19222.
+# SIZE=20, CONNECTIONS=100, WINDOW=15 (seconds measured per run), RUNS=3, PORT=19222,
+# LOAD_ARGS (more options for `edgews load echo`, e.g. --text).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,7 +44,7 @@ for run in $(seq "$RUNS"); do
     result=$(mktemp)
     taskset -c 1 "$LOAD_BIN" load echo --url "ws://127.0.0.1:$PORT" \
         --connections "$CONNECTIONS" --size "$SIZE" --warmup 1s \
-        --duration "$((WINDOW + 2))s" 2>/dev/null >"$result" &
+        --duration "$((WINDOW + 2))s" ${LOAD_ARGS:-} 2>/dev/null >"$result" &
     load=$!
     sleep 2
     read -r su0 ss0 < <(ticks "$server")
