@@ -63,7 +63,7 @@ impl Connection {
         data: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), UsageError> {
-        self.send_data(data_opcode(kind), data, out)
+        self.send_data(kind.into(), data, out)
     }
 
     /// [`send_header`](Connection::send_header) for a payload of `len`
@@ -82,7 +82,7 @@ impl Connection {
             ));
         }
         let mask = self.mask_key();
-        encode_header(out, true, data_opcode(kind), mask, len as u64);
+        encode_header(out, true, kind.into(), mask, len as u64);
         Ok(mask)
     }
 
@@ -292,13 +292,4 @@ impl Connection {
 /// A masking key from the thread's cryptographically secure generator.
 fn fresh_mask_key() -> [u8; 4] {
     rand::random::<[u8; 4]>()
-}
-
-/// The opcode of a whole data message of `kind` (§5.6).
-#[inline]
-fn data_opcode(kind: super::MessageKind) -> OpCode {
-    match kind {
-        super::MessageKind::Text => OpCode::Text,
-        super::MessageKind::Binary => OpCode::Binary,
-    }
 }

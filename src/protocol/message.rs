@@ -15,6 +15,16 @@ pub enum MessageKind {
     Binary,
 }
 
+impl From<MessageKind> for super::frame::OpCode {
+    /// The opcode of a data frame carrying a message of this kind (§5.6).
+    fn from(kind: MessageKind) -> Self {
+        match kind {
+            MessageKind::Text => super::frame::OpCode::Text,
+            MessageKind::Binary => super::frame::OpCode::Binary,
+        }
+    }
+}
+
 /// A complete received message.
 ///
 /// A message that arrived whole in one frame within one read is borrowed

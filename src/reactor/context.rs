@@ -184,10 +184,7 @@ impl<'a> Context<'a> {
         kind: MessageKind,
         data: &[u8],
     ) -> Result<usize, SendError> {
-        let opcode = match self.check(kind, data)?.kind {
-            MessageKind::Text => OpCode::Text,
-            MessageKind::Binary => OpCode::Binary,
-        };
+        let opcode = OpCode::from(self.check(kind, data)?.kind);
         let mut frame = Vec::with_capacity(data.len() + 10);
         encode_frame(&mut frame, true, opcode, None, data);
         let frame: Rc<[u8]> = Rc::from(frame);
@@ -343,8 +340,8 @@ impl<'a> Context<'a> {
 }
 
 /// A payload whose kind has been checked: text is UTF-8. Made only by
-/// `Context::check` or from a `&str`, so the engine's unchecked send path
-/// is reached with nothing else.
+/// `Context::check`, from a `&str`, or for binary, so the engine's
+/// unchecked send path is reached with nothing else.
 #[derive(Clone, Copy)]
 struct Checked<'d> {
     kind: MessageKind,

@@ -105,13 +105,13 @@ pub(crate) fn dispatch<H: Handler>(
         Event::Message(message) => {
             reg.stats.messages_in += 1;
             reg.stats.bytes_in += message.data.len() as u64;
-            // Text the engine validated, borrowed from the read buffer: the
-            // one place a payload's bytes are known not to change while the
-            // handler runs (an owned payload could be freed and its address
-            // reused for other bytes).
             if message.kind == MessageKind::Binary {
                 return handler.on_message(&mut Context::new(reg, Some(id)), id, message);
             }
+            // Text the engine validated, borrowed from the read buffer: the
+            // one place a payload's bytes are known not to change while the
+            // handler runs (an owned payload could be freed and its address
+            // reused for other bytes). See `Context::check`.
             if let Cow::Borrowed(data) = message.data {
                 reg.validated_text = reg.input.range_of(data);
             }
