@@ -2,14 +2,15 @@
 //! echo server can avoid on this machine: one edge-triggered epoll loop
 //! (mio), one `recv` and one `send` (or `writev`) per batch of frames,
 //! unmasking the payload in place (with edgews' own unmasking, the fastest
-//! this crate knows) and sending it from where it lies. It
-//! validates nothing a real server must (UTF-8, opcodes, reserved bits,
-//! lengths, the handshake's headers beyond the key), keeps no timers, and
-//! gives every connection a 256 KiB buffer (no use for the idle-memory test).
+//! this crate knows) and sending it from where it lies. It validates
+//! nothing a real server must (UTF-8, opcodes, reserved bits, lengths, the
+//! handshake's headers beyond the key), keeps no timers, and gives every
+//! connection a 256 KiB buffer: a larger frame ends the connection, and the
+//! idle-memory test would mean nothing.
 //!
 //! Its figures in `benches/compare.sh` are what a server whose own code cost
-//! nothing would reach with the same kernel work: the ceiling for every
-//! real server's msg/s and user-space share in the same run.
+//! nothing would reach with the same kernel work: the bound on every real
+//! server's msg/s and user-space share in the same run.
 
 use edgews::protocol::accept::accept_key;
 use edgews::protocol::mask::apply_mask;
