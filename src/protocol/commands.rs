@@ -26,13 +26,10 @@ impl Connection {
         data: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), UsageError> {
-        match kind {
-            super::MessageKind::Text => {
-                let text = std::str::from_utf8(data).map_err(|_| UsageError::InvalidUtf8)?;
-                self.send_text(text, out)
-            }
-            super::MessageKind::Binary => self.send_binary(data, out),
+        if kind == super::MessageKind::Text && std::str::from_utf8(data).is_err() {
+            return Err(UsageError::InvalidUtf8);
         }
+        self.send_checked(kind, data, out)
     }
 
     /// Appends only the frame header of a whole message carrying `data`,

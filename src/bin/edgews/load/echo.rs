@@ -171,10 +171,11 @@ const TEXT_STAMP: usize = 16;
 /// each), and one ASCII byte to make up an odd length.
 fn greek(len: usize) -> Vec<u8> {
     let mut text = vec![b'0'; len.min(TEXT_STAMP)];
-    let letters = "αβγδεζηθικλμνξοπρστυφχψω";
+    let mut letters = "αβγδεζηθικλμνξοπρστυφχψω".chars().cycle();
+    let mut letter = [0u8; 4];
     while text.len() + 2 <= len {
-        let i = (text.len() / 2) % 24;
-        text.extend_from_slice(letters.chars().nth(i).unwrap().to_string().as_bytes());
+        let next = letters.next().unwrap_or('α');
+        text.extend_from_slice(next.encode_utf8(&mut letter).as_bytes());
     }
     if text.len() < len {
         text.push(b'.');
