@@ -43,6 +43,13 @@ pub struct ProtocolConfig {
     pub subprotocols: Vec<String>,
     /// Which `Origin`s may open a connection. Default [`OriginPolicy::SameHost`].
     pub origin: OriginPolicy,
+    /// `Host` values the server answers to (every request, upgrade or
+    /// plain HTTP); others get 403. Empty (the default) accepts any. An
+    /// entry without a port matches that host on any port. Against DNS
+    /// rebinding of a server that listens on loopback without
+    /// authentication (a page on `evil.example` that resolves to
+    /// 127.0.0.1 sends `Host: evil.example`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ProtocolConfig {
@@ -59,12 +66,43 @@ impl Default for ProtocolConfig {
             close_timeout: Duration::from_secs(5),
             subprotocols: Vec::new(),
             origin: OriginPolicy::SameHost,
+            allowed_hosts: Vec::new(),
         }
     }
 }
 
+/// The longest any configured duration may be: one day. Longer values
+/// are mistakes, and unbounded ones overflow `Instant` arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The largest message or frame limit: 1 GiB.
+pub const MAX_MESSAGE_LIMIT: u64 = 1 << 30;
+
+/// The most fragments a message may be allowed: 2^24.
+pub const MAX_FRAGMENTS_LIMIT: u32 = 1 << 24;
+
+/// The largest handshake head limit: 128 KiB (half the reactor's read buffer).
+pub const MAX_HEAD_LIMIT: usize = 128 << 10;
+
+/// The most headers a handshake may be allowed.
+pub const MAX_HEADERS_LIMIT: usize = 1024;
+
+/// The most connections one reactor may be configured for: 2^24.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
+
+/// The largest `max_backpressure`: 1 GiB.
+pub const MAX_BACKPRESSURE_LIMIT: usize = 1 << 30;
+
+fn check_duration(value: Duration, what: &'static str) -> Result<(), ConfigError> {
+    if value > MAX_DURATION {
+        return Err(ConfigError(what));
+    }
+    Ok(())
+}
+
 impl ProtocolConfig {
-    /// Checks that the values make sense together.
+    /// Checks that the values make sense together and lie within their
+    /// upper bounds (the `MAX_*` constants of this module).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_frame_size == 0 || self.max_message_size == 0 {
             return Err(ConfigError("max frame and message sizes must be positive"));
@@ -90,6 +128,27 @@ impl ProtocolConfig {
         if self.ping_interval == Some(zero) {
             return Err(ConfigError("ping_interval must be positive (or None)"));
         }
+        if self.max_message_size > MAX_MESSAGE_LIMIT {
+            return Err(ConfigError("max_message_size must be at most 1 GiB"));
+        }
+        if self.max_fragments > MAX_FRAGMENTS_LIMIT {
+            return Err(ConfigError("max_fragments must be at most 16777216"));
+        }
+        if self.max_head_size > MAX_HEAD_LIMIT || self.max_headers > MAX_HEADERS_LIMIT {
+            return Err(ConfigError(
+                "the head limits must be at most 128 KiB and 1024 headers",
+            ));
+        }
+        check_duration(self.handshake_timeout, "handshake_timeout must be at most 24 h")?;
+        check_duration(self.pong_timeout, "pong_timeout must be at most 24 h")?;
+        check_duration(self.close_timeout, "close_timeout must be at most 24 h")?;
+        check_duration(
+            self.ping_interval.unwrap_or_default(),
+            "ping_interval must be at most 24 h",
+        )?;
+        if self.allowed_hosts.iter().any(|h| h.trim().is_empty()) {
+            return Err(ConfigError("allowed hosts must not be empty"));
+        }
         Ok(())
     }
 }
@@ -109,6 +168,17 @@ pub struct ServerConfig {
     pub max_backpressure: usize,
     /// How long shutdown waits for close replies. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Most messages the reactor hands to the handler from one connection
+    /// before the other ready connections get their turn. Default 1,024: a
+    /// client that pipelines millions of small messages cannot starve the
+    /// others, nor make fan-out queue more than this many messages between
+    /// two flushes.
+    pub max_messages_per_turn: usize,
+    /// A second listener of the same reactor that serves only `GET
+    /// /metrics` and `GET /healthz` (no upgrades), e.g. on loopback for the
+    /// scraper. When set, the public listener answers `/metrics` with 404.
+    /// Default none: `/metrics` is served on the public listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// The per-connection protocol limits.
     pub protocol: ProtocolConfig,
 }
@@ -120,6 +190,8 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_backpressure: 16 << 20,
             shutdown_timeout: Duration::from_secs(5),
+            max_messages_per_turn: 1024,
+            metrics_listen: None,
             protocol: ProtocolConfig::default(),
         }
     }
@@ -134,6 +206,21 @@ impl ServerConfig {
         }
         if self.max_backpressure < 1024 {
             return Err(ConfigError("max_backpressure must be at least 1 KiB"));
+        }
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(ConfigError("max_connections must be at most 16777216"));
+        }
+        if self.max_backpressure > MAX_BACKPRESSURE_LIMIT {
+            return Err(ConfigError("max_backpressure must be at most 1 GiB"));
+        }
+        if self.max_messages_per_turn == 0 {
+            return Err(ConfigError("max_messages_per_turn must be at least 1"));
+        }
+        check_duration(self.shutdown_timeout, "shutdown_timeout must be at most 24 h")?;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError(
+                "the metrics listener needs an address of its own",
+            ));
         }
         Ok(())
     }
@@ -176,5 +263,57 @@ mod tests {
             ..Default::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes_past_their_bounds_are_refused() {
+        let huge = Duration::from_secs(u64::MAX);
+        let protocol = |f: fn(&mut ProtocolConfig)| {
+            let mut c = ProtocolConfig::default();
+            f(&mut c);
+            c
+        };
+        let refused = [
+            protocol(|c| c.handshake_timeout = Duration::from_secs(u64::MAX)),
+            protocol(|c| c.pong_timeout = MAX_DURATION + Duration::from_millis(1)),
+            protocol(|c| c.close_timeout = Duration::from_secs(u64::MAX)),
+            protocol(|c| c.ping_interval = Some(Duration::from_secs(u64::MAX))),
+            protocol(|c| {
+                c.max_message_size = u64::MAX;
+                c.max_frame_size = u64::MAX
+            }),
+            protocol(|c| c.max_fragments = u32::MAX),
+            protocol(|c| c.max_head_size = usize::MAX),
+            protocol(|c| c.allowed_hosts = vec![" ".into()]),
+        ];
+        for c in refused {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+        let at_bounds = protocol(|c| {
+            c.handshake_timeout = MAX_DURATION;
+            c.ping_interval = Some(MAX_DURATION);
+            c.max_message_size = MAX_MESSAGE_LIMIT;
+        });
+        assert_eq!(at_bounds.validate(), Ok(()));
+        for s in [
+            ServerConfig {
+                shutdown_timeout: huge,
+                ..Default::default()
+            },
+            ServerConfig {
+                max_backpressure: usize::MAX,
+                ..Default::default()
+            },
+            ServerConfig {
+                max_connections: usize::MAX,
+                ..Default::default()
+            },
+            ServerConfig {
+                max_messages_per_turn: 0,
+                ..Default::default()
+            },
+        ] {
+            assert!(s.validate().is_err(), "{s:?}");
+        }
     }
 }

@@ -146,6 +146,14 @@ pub enum HandshakeError {
     ServerFull,
     /// The handshake did not complete within `handshake_timeout` (408).
     Timeout,
+    /// The `Host` is not among the configured allowed hosts (403).
+    HostNotAllowed,
+    /// Too many connections or upgrades from one client (429), to be tried
+    /// again after this many seconds (sent as `Retry-After`).
+    TooManyRequests {
+        /// Seconds until a retry may succeed, at least 1.
+        retry_after_secs: u32,
+    },
     /// The application refused the upgrade with this status and reason.
     Refused(u16, String),
 }
@@ -161,7 +169,8 @@ impl HandshakeError {
             HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders => 431,
             HandshakeError::MethodNotAllowed => 405,
             HandshakeError::UnsupportedVersion | HandshakeError::NotUpgrade => 426,
-            HandshakeError::OriginRefused => 403,
+            HandshakeError::OriginRefused | HandshakeError::HostNotAllowed => 403,
+            HandshakeError::TooManyRequests { .. } => 429,
             HandshakeError::ServerFull => 503,
             HandshakeError::Timeout => 408,
             HandshakeError::Refused(status, _) => *status,
@@ -183,6 +192,10 @@ impl fmt::Display for HandshakeError {
                 f.write_str("unsupported WebSocket version: use 13")
             }
             HandshakeError::OriginRefused => f.write_str("origin not allowed"),
+            HandshakeError::HostNotAllowed => f.write_str("host not allowed"),
+            HandshakeError::TooManyRequests { .. } => {
+                f.write_str("too many connections or upgrades from your address")
+            }
             HandshakeError::NotUpgrade => f.write_str("this is a WebSocket endpoint"),
             HandshakeError::ServerFull => f.write_str("server at its connection limit"),
             HandshakeError::Timeout => f.write_str("handshake timed out"),

@@ -153,6 +153,7 @@ pub fn parse_request<'a>(
         headers: parsed.headers.iter().map(|h| (h.name, h.value)).collect(),
         subprotocol: None,
     };
+    check_host(&request, &config.allowed_hosts)?;
     let wants_upgrade = request
         .header("upgrade")
         .is_some_and(|v| has_token(v, "websocket"))
@@ -238,6 +239,45 @@ fn validate_upgrade(
     Ok(accept_key(key))
 }
 
+/// Applies the `Host` allowlist (`ProtocolConfig::allowed_hosts`) to any
+/// request, upgrade or not: an entry with a port must equal the `Host`
+/// header; one without matches that host on any port (case-insensitive).
+fn check_host(request: &Request<'_>, allowed: &[String]) -> Result<(), HandshakeError> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let mut hosts = request.header_all("host");
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return Err(HandshakeError::HostNotAllowed);
+    };
+    let host = host.trim_ascii();
+    let name = host_without_port(host);
+    let matches = |entry: &String| {
+        let entry = entry.trim().as_bytes();
+        entry.eq_ignore_ascii_case(host)
+            || (host_without_port(entry) == entry && entry.eq_ignore_ascii_case(name))
+    };
+    if allowed.iter().any(matches) {
+        Ok(())
+    } else {
+        Err(HandshakeError::HostNotAllowed)
+    }
+}
+
+/// `host:port` without `:port`; `[v6]:port` without `:port`.
+fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
+
 /// Applies the origin policy to an `Origin` header value.
 fn origin_allowed(origin: &[u8], host: &[u8], policy: &OriginPolicy) -> bool {
     let authority = origin_authority(origin);
@@ -295,10 +335,17 @@ pub fn write_accept(out: &mut Vec<u8>, accept: &[u8; ACCEPT_LEN], subprotocol: O
 /// a one-line reason as the body, and for 426 the version we speak (§4.4).
 pub fn write_rejection(out: &mut Vec<u8>, error: &HandshakeError) {
     let status = error.status();
-    let extra: &[&str] = if status == 426 {
-        &["Upgrade: websocket", "Sec-WebSocket-Version: 13"]
-    } else {
-        &[]
+    let retry_after;
+    let retry_header: [&str; 1];
+    let extra: &[&str] = match error {
+        _ if status == 426 => &["Upgrade: websocket", "Sec-WebSocket-Version: 13"],
+        // RFC 6585 §4: a 429 "MAY include a Retry-After header"
+        HandshakeError::TooManyRequests { retry_after_secs } => {
+            retry_after = format!("Retry-After: {}", (*retry_after_secs).max(1));
+            retry_header = [retry_after.as_str()];
+            &retry_header
+        }
+        _ => &[],
     };
     let body = format!("{error}\n");
     write_response(

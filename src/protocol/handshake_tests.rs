@@ -1514,3 +1514,66 @@ fn application_reject_writes_the_error_and_closes() {
     assert_eq!(response.body, b"log in first\n");
     assert!(conn.is_closed());
 }
+
+fn with_allowed_hosts(hosts: &[&str]) -> ProtocolConfig {
+    ProtocolConfig {
+        allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        ..ProtocolConfig::default()
+    }
+}
+
+#[test]
+fn any_host_is_served_when_no_allowlist_is_set() {
+    let request = upgrade_with(&[("Host", Some("evil.example"))]);
+    assert!(parse_request(&request, &default_config()).is_ok());
+}
+
+#[test]
+fn a_host_outside_the_allowlist_gets_403_for_upgrades_and_plain_requests() {
+    let config = with_allowed_hosts(&["localhost", "127.0.0.1:9001"]);
+    let rebound = upgrade_with(&[("Host", Some("evil.example:9001"))]);
+    assert_eq!(
+        parse_request(&rebound, &config).unwrap_err(),
+        HandshakeError::HostNotAllowed
+    );
+    let page = head("GET / HTTP/1.1", &[("Host", "evil.example")]);
+    assert_eq!(
+        parse_request(&page, &config).unwrap_err(),
+        HandshakeError::HostNotAllowed
+    );
+    let no_host = head("GET / HTTP/1.1", &[("Accept", "*/*")]);
+    assert_eq!(
+        parse_request(&no_host, &config).unwrap_err(),
+        HandshakeError::HostNotAllowed
+    );
+    let port_differs = upgrade_with(&[("Host", Some("127.0.0.1:9002"))]);
+    assert_eq!(
+        parse_request(&port_differs, &config).unwrap_err(),
+        HandshakeError::HostNotAllowed
+    );
+    assert_eq!(HandshakeError::HostNotAllowed.status(), 403);
+}
+
+#[test]
+fn an_allowed_host_matches_with_any_port_when_its_entry_has_none() {
+    let config = with_allowed_hosts(&["LocalHost", "[::1]", "127.0.0.1:9001"]);
+    for host in ["localhost", "localhost:9001", "LOCALHOST:1", "[::1]:80", "127.0.0.1:9001"] {
+        let request = upgrade_with(&[("Host", Some(host))]);
+        assert!(parse_request(&request, &config).is_ok(), "{host}");
+    }
+}
+
+#[test]
+fn too_many_requests_is_429_with_retry_after() {
+    let text = String::from_utf8(rejection_bytes(&HandshakeError::TooManyRequests {
+        retry_after_secs: 3,
+    }))
+    .unwrap();
+    assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{text}");
+    assert!(text.contains("\r\nRetry-After: 3\r\n"), "{text}");
+    let zero = String::from_utf8(rejection_bytes(&HandshakeError::TooManyRequests {
+        retry_after_secs: 0,
+    }))
+    .unwrap();
+    assert!(zero.contains("\r\nRetry-After: 1\r\n"), "{zero}");
+}

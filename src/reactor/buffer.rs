@@ -4,8 +4,10 @@
 //! and never touch a queue, so a connection that was never backpressured
 //! holds no queue memory; a queue keeps a small allocation (up to 16
 //! chunk slots) once used, so fan-out does not reallocate per message.
-//! Broadcast frames are encoded once and shared (`Rc<[u8]>`) by every
-//! queue they are pushed to.
+//! Broadcast frames are encoded once and shared (`Rc`) by every queue they
+//! are pushed to; small ones are copied, which costs less than a reference.
+//! Every queue knows what it holds in memory ([`WriteQueue::cost`]), not
+//! only in bytes, and that is what `max_backpressure` limits.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -14,13 +16,36 @@ use std::rc::Rc;
 /// The most pieces handed to one `writev`.
 const MAX_IOV: usize = 64;
 
+/// A frame shared by the queues of several connections (broadcast), encoded
+/// once. A `Vec` behind the `Rc`, so a frame built in place is shared
+/// without a copy.
+pub(crate) type SharedFrame = Rc<Vec<u8>>;
+
+/// An owned chunk stops growing at this size and a new one starts: no
+/// reallocation ever copies more than this, and no chunk's spare capacity
+/// exceeds it.
+const MAX_OWNED_CHUNK: usize = 64 << 10;
+
+/// Shared frames up to this size are copied into the queue's owned tail
+/// instead of holding a reference each: a reference costs a queue slot and
+/// an `Rc` header, more than the bytes of a small frame.
+const COPY_SHARED_UP_TO: usize = 64;
+
+/// What one queued piece costs besides its bytes: its slot in the queue and
+/// the allocator's bookkeeping of its buffer (an upper bound, in bytes).
+pub(crate) const PIECE_OVERHEAD: usize = std::mem::size_of::<Chunk>() + 16;
+
+/// What a shared frame's `Rc<Vec<u8>>` box costs (counts, `Vec` header,
+/// allocator bookkeeping), charged to every queue that holds the frame.
+const SHARED_OVERHEAD: usize = 2 * std::mem::size_of::<usize>() + 24 + 16;
+
 /// A queued piece of output.
 #[derive(Debug)]
 enum Chunk {
     /// Bytes only this connection sends.
     Owned(Vec<u8>),
     /// A frame shared with other connections (broadcast).
-    Shared(Rc<[u8]>),
+    Shared(SharedFrame),
 }
 
 impl Chunk {
@@ -29,6 +54,15 @@ impl Chunk {
             Chunk::Owned(v) => v,
             Chunk::Shared(s) => s,
         }
+    }
+
+    /// The memory this piece holds: what `WriteQueue::cost` charges for it.
+    fn cost(&self) -> usize {
+        PIECE_OVERHEAD
+            + match self {
+                Chunk::Owned(v) => v.capacity(),
+                Chunk::Shared(s) => s.len() + SHARED_OVERHEAD,
+            }
     }
 }
 
@@ -41,6 +75,10 @@ pub(crate) struct WriteQueue {
     /// Bytes queued, not yet written. Invariant: the sum of the chunks'
     /// lengths minus `head_offset`.
     len: usize,
+    /// The memory the queued pieces hold. Invariant: the sum of the
+    /// chunks' [`Chunk::cost`]s (written bytes of the first chunk included:
+    /// they are freed only when the whole chunk is).
+    cost: usize,
 }
 
 impl WriteQueue {
@@ -49,44 +87,73 @@ impl WriteQueue {
         self.len
     }
 
+    /// The memory held: bytes (owned buffers at their capacity) plus
+    /// [`PIECE_OVERHEAD`] per piece. What `max_backpressure` limits.
+    pub fn cost(&self) -> usize {
+        self.cost
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Appends a copy of `bytes`, into the last owned chunk when there is one.
+    /// Appends a copy of `bytes`, into the last owned chunk when it has
+    /// room under [`MAX_OWNED_CHUNK`].
     pub fn push_slice(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
         self.len += bytes.len();
         if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
-            last.extend_from_slice(bytes);
-        } else {
-            self.chunks.push_back(Chunk::Owned(bytes.to_vec()));
+            let needed = last.len() + bytes.len();
+            if needed <= MAX_OWNED_CHUNK {
+                let before = last.capacity();
+                if needed > before {
+                    // grow by doubling, but never past the chunk limit
+                    let target = (2 * before).clamp(needed, MAX_OWNED_CHUNK);
+                    last.reserve_exact(target - last.len());
+                }
+                last.extend_from_slice(bytes);
+                self.cost += last.capacity() - before;
+                return;
+            }
         }
+        self.push_chunk(Chunk::Owned(bytes.to_vec()));
     }
 
-    /// Appends a shared frame without copying it.
-    pub fn push_shared(&mut self, frame: Rc<[u8]>) {
+    /// Appends a shared frame: small ones are copied (see
+    /// [`COPY_SHARED_UP_TO`]), larger ones queued by reference.
+    pub fn push_shared(&mut self, frame: &SharedFrame) {
+        if frame.len() <= COPY_SHARED_UP_TO {
+            return self.push_slice(frame);
+        }
         self.len += frame.len();
-        self.chunks.push_back(Chunk::Shared(frame));
+        self.push_chunk(Chunk::Shared(frame.clone()));
+    }
+
+    fn push_chunk(&mut self, chunk: Chunk) {
+        self.cost += chunk.cost();
+        self.chunks.push_back(chunk);
     }
 
     /// Lets `f` append to an owned buffer at the end of the queue (the
     /// engine writes frames this way).
     pub fn append_with<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
-            self.chunks.push_back(Chunk::Owned(Vec::new()));
+        let has_room = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() < MAX_OWNED_CHUNK);
+        if !has_room {
+            self.push_chunk(Chunk::Owned(Vec::new()));
         }
         let Some(Chunk::Owned(last)) = self.chunks.back_mut() else {
             unreachable!("an owned chunk was just ensured");
         };
-        let before = last.len();
+        let (before, before_cap) = (last.len(), last.capacity());
         let result = f(last);
         self.len += last.len() - before;
+        self.cost = self.cost + last.capacity() - before_cap;
         if last.is_empty() {
-            self.chunks.pop_back();
+            let chunk = self.chunks.pop_back().expect("the chunk just used");
+            self.cost -= chunk.cost();
         }
         result
     }
@@ -144,7 +211,8 @@ impl WriteQueue {
             }
             n -= left;
             self.head_offset = 0;
-            self.chunks.pop_front();
+            let chunk = self.chunks.pop_front().expect("the front chunk");
+            self.cost -= chunk.cost();
         }
     }
 }
@@ -159,6 +227,13 @@ impl LazyQueue {
     /// Bytes waiting.
     pub fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    /// See [`WriteQueue::cost`]; the queue's own box included once allocated.
+    pub fn cost(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |q| q.cost() + std::mem::size_of::<WriteQueue>())
     }
 
     /// Whether nothing waits.
@@ -178,7 +253,7 @@ impl LazyQueue {
     }
 
     /// See [`WriteQueue::push_shared`].
-    pub fn push_shared(&mut self, frame: Rc<[u8]>) {
+    pub fn push_shared(&mut self, frame: &SharedFrame) {
         self.get().push_shared(frame);
     }
 
@@ -234,7 +309,7 @@ mod tests {
     fn queue_preserves_order_across_short_writes() {
         let mut q = WriteQueue::default();
         q.push_slice(b"hello ");
-        q.push_shared(Rc::from(&b"shared "[..]));
+        q.push_shared(&Rc::new(b"shared ".to_vec()));
         q.append_with(|v| v.extend_from_slice(b"world"));
         assert_eq!(q.len(), 18);
         let mut sock = Trickle {
@@ -267,7 +342,7 @@ mod tests {
     fn one_writev_takes_many_chunks() {
         let mut q = WriteQueue::default();
         for _ in 0..10 {
-            q.push_shared(Rc::from(&b"0123456789"[..]));
+            q.push_shared(&Rc::new(vec![7u8; 100]));
         }
         let mut sock = Trickle {
             taken: Vec::new(),
@@ -276,6 +351,75 @@ mod tests {
             max_calls: usize::MAX,
         };
         q.write_to(&mut sock).unwrap();
-        assert_eq!((sock.calls, sock.taken.len(), q.len()), (1, 100, 0));
+        assert_eq!((sock.calls, sock.taken.len(), q.len()), (1, 1000, 0));
+    }
+
+    fn sink() -> Trickle {
+        Trickle {
+            taken: Vec::new(),
+            limit: usize::MAX,
+            calls: 0,
+            max_calls: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn small_shared_frames_are_copied_so_they_cost_their_bytes() {
+        let mut q = WriteQueue::default();
+        let empty_text = Rc::new(vec![0x81, 0x00]);
+        for _ in 0..100_000 {
+            q.push_shared(&empty_text);
+        }
+        assert_eq!(q.len(), 200_000);
+        // four 64 KiB chunks at most, not 100,000 references
+        assert!(q.chunks.len() <= 4, "{} chunks", q.chunks.len());
+        assert!(q.cost() < 200_000 + 4 * (MAX_OWNED_CHUNK + PIECE_OVERHEAD));
+        assert_eq!(Rc::strong_count(&empty_text), 1);
+    }
+
+    #[test]
+    fn every_piece_is_charged_its_overhead_and_the_cost_returns_to_zero() {
+        let mut q = WriteQueue::default();
+        let big = Rc::new(vec![1u8; 1000]);
+        for _ in 0..10 {
+            q.push_shared(&big);
+        }
+        assert_eq!(q.len(), 10_000);
+        assert_eq!(q.cost(), 10 * (1000 + PIECE_OVERHEAD + SHARED_OVERHEAD));
+        q.append_with(|v| v.extend_from_slice(b"tail"));
+        assert!(q.cost() >= 10 * (1000 + PIECE_OVERHEAD) + 4 + PIECE_OVERHEAD);
+        let mut sock = sink();
+        q.write_to(&mut sock).unwrap();
+        assert_eq!((q.len(), q.cost()), (0, 0));
+        assert_eq!(sock.taken.len(), 10_004);
+    }
+
+    #[test]
+    fn a_partly_written_chunk_is_charged_until_it_is_gone() {
+        let mut q = WriteQueue::default();
+        q.push_slice(&[5u8; 100]);
+        let full = q.cost();
+        let mut sock = Trickle {
+            taken: Vec::new(),
+            limit: 60,
+            calls: 0,
+            max_calls: 1,
+        };
+        q.write_to(&mut sock).unwrap();
+        assert_eq!((q.len(), q.cost()), (40, full));
+    }
+
+    #[test]
+    fn owned_chunks_stop_growing_at_64_kib() {
+        let mut q = WriteQueue::default();
+        for _ in 0..100 {
+            q.push_slice(&[9u8; 10_000]);
+        }
+        assert!(q.chunks.iter().all(|c| c.bytes().len() <= MAX_OWNED_CHUNK));
+        let mut sock = sink();
+        while !q.is_empty() {
+            q.write_to(&mut sock).unwrap();
+        }
+        assert_eq!((sock.taken.len(), q.cost()), (1_000_000, 0));
     }
 }

@@ -22,8 +22,9 @@ pub(crate) struct Conn {
     pub socket: TcpStream,
     pub engine: Connection,
     pub peer: Peer,
-    /// Received bytes the engine has not consumed yet (a partial header or
-    /// control frame, or a partial handshake head): at most the head limit.
+    /// Received bytes the engine has not consumed yet: a partial header or
+    /// control frame, a partial handshake head, or (after the per-turn
+    /// message cap) the rest of one read; less than the read buffer.
     pub leftover: Option<Box<[u8]>>,
     /// Output the kernel did not take yet.
     pub queue: LazyQueue,
@@ -50,6 +51,9 @@ pub(crate) struct Conn {
     pub connecting: bool,
     /// The peer closed its side (read returned 0).
     pub peer_eof: bool,
+    /// An event said the peer hung up (or the socket failed): reads go on
+    /// until 0 however short they are, since no further edge will come.
+    pub hup: bool,
     /// Everything is sent and our side is shut down; what still arrives is
     /// read and dropped until the peer closes too (a lingering close, so
     /// the kernel does not answer unread data with a reset that would

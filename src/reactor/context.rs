@@ -5,7 +5,8 @@ use super::conn::{lookup, Registry};
 use super::metrics::Stats;
 use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
-use crate::protocol::frame::{encode_frame, OpCode};
+use super::buffer::SharedFrame;
+use crate::protocol::frame::{encode_frame, encode_header, OpCode};
 use crate::protocol::mask::apply_mask;
 use crate::protocol::{CloseCode, Connection, MessageKind, Role, State, UsageError};
 use std::fmt;
@@ -187,7 +188,36 @@ impl<'a> Context<'a> {
         let opcode = OpCode::from(self.check(kind, data)?.kind);
         let mut frame = Vec::with_capacity(data.len() + 10);
         encode_frame(&mut frame, true, opcode, None, data);
-        let frame: Rc<[u8]> = Rc::from(frame);
+        Ok(self.share_frame(ids, Rc::new(frame), data.len()))
+    }
+
+    /// Sends one text message, the concatenation of `parts`, to each of
+    /// `ids`, as [`send_shared`](Context::send_shared) does. The frame is
+    /// built in place from the parts: a message made of a small envelope
+    /// around a large payload (pub/sub) is copied once, into the frame, and
+    /// never assembled anywhere else.
+    pub fn send_shared_text(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        parts: &[&str],
+    ) -> Result<usize, SendError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut frame = Vec::with_capacity(len + 10);
+        encode_header(&mut frame, true, OpCode::Text, None, len as u64);
+        for part in parts {
+            frame.extend_from_slice(part.as_bytes());
+        }
+        Ok(self.share_frame(ids, Rc::new(frame), len))
+    }
+
+    /// Queues an encoded frame (`payload_len` bytes of payload) for each
+    /// open server-side connection among `ids`; returns how many.
+    fn share_frame(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        frame: SharedFrame,
+        payload_len: usize,
+    ) -> usize {
         let mut sent = 0;
         for id in ids {
             let current = self.current == Some(id);
@@ -205,7 +235,7 @@ impl<'a> Context<'a> {
                 // its output refers to the read buffer and must go out first,
                 // from there: this frame follows it in the scratch buffer
                 reg.scratch.extend_from_slice(&frame);
-                reg.stats.record_sent(data.len());
+                reg.stats.record_sent(payload_len);
                 sent += 1;
                 continue;
             }
@@ -214,12 +244,12 @@ impl<'a> Context<'a> {
                 conn.queue.push_slice(&reg.scratch);
                 reg.scratch.clear();
             }
-            conn.queue.push_shared(frame.clone());
-            reg.stats.record_sent(data.len());
+            conn.queue.push_shared(&frame);
+            reg.stats.record_sent(payload_len);
             sent += 1;
             self.after_queueing(id);
         }
-        Ok(sent)
+        sent
     }
 
     /// The open connections (opened and not yet closed).
@@ -255,7 +285,9 @@ impl<'a> Context<'a> {
             .map(|c| c.peer.get())
     }
 
-    /// Bytes queued for `id` that the kernel has not taken yet.
+    /// Bytes queued for `id` that the kernel has not taken yet (payload and
+    /// frame headers; what that holds in memory may be more: see
+    /// `ServerConfig::max_backpressure`).
     pub fn queued_bytes(&self, id: ConnId) -> usize {
         self.reg
             .conns
@@ -320,18 +352,18 @@ impl<'a> Context<'a> {
         let Some(conn) = lookup(&mut self.reg.conns, id) else {
             return;
         };
-        let pending = conn.queue.len();
+        let pending = conn.queue.cost();
         if pending <= max || conn.engine.state() != State::Open {
             return;
         }
-        let reason = format!("too slow: {pending} bytes pending");
+        let reason = format!("too slow: {pending} bytes of output held");
         let engine = &mut conn.engine;
         let closed = conn
             .queue
             .append_with(|out| engine.close(now, CloseCode::POLICY_VIOLATION, &reason, out));
         if closed.is_ok() {
             log::warn!(
-                "{id} {}: closed as a slow consumer ({pending} bytes pending)",
+                "{id} {}: closed as a slow consumer ({pending} bytes of output held)",
                 conn.peer.get()
             );
             self.reg.stats.slow_consumer_closes += 1;

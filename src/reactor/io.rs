@@ -19,12 +19,34 @@ const MAX_READS_PER_WAKEUP: usize = 4;
 /// How long a closed connection waits for the peer to close its side.
 const DRAIN_LINGER: Duration = Duration::from_secs(2);
 
+/// What one readiness event says about a connection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Readiness {
+    /// Data (or a FIN, or an error) may be waiting.
+    pub readable: bool,
+    /// The socket may take more output.
+    pub writable: bool,
+    /// The peer closed its side (or the socket failed): after the data
+    /// that may still wait, a read returns 0 (or the error).
+    pub read_closed: bool,
+}
+
 impl<H: Handler> Reactor<H> {
-    pub(super) fn on_conn_event(&mut self, id: ConnId, readable: bool, writable: bool) {
-        if writable {
+    pub(super) fn on_conn_event(&mut self, id: ConnId, readiness: Readiness) {
+        if readiness.read_closed {
+            // Sticky: the peer's FIN (or an error) is in the socket, behind
+            // whatever data came with it. Edge-triggered epoll will not say
+            // so again, so reading goes on until 0 or an error, whatever
+            // the size of the reads before it.
+            match lookup(&mut self.reg.conns, id) {
+                Some(conn) => conn.hup = true,
+                None => return,
+            }
+        }
+        if readiness.writable {
             self.on_writable(id);
         }
-        if readable && lookup(&mut self.reg.conns, id).is_some() {
+        if readiness.readable && lookup(&mut self.reg.conns, id).is_some() {
             self.on_readable(id);
         }
     }
@@ -32,6 +54,8 @@ impl<H: Handler> Reactor<H> {
     /// Reads until the socket is drained, the per-wakeup cap is reached, or
     /// backpressure pauses the connection.
     pub(super) fn on_readable(&mut self, id: ConnId) {
+        let max_messages = self.reg.config.max_messages_per_turn;
+        let mut budget = max_messages;
         for _ in 0..MAX_READS_PER_WAKEUP {
             let Some(conn) = lookup(&mut self.reg.conns, id) else {
                 return;
@@ -46,26 +70,37 @@ impl<H: Handler> Reactor<H> {
             let kept = leftover.len();
             self.read_buf[..kept].copy_from_slice(leftover);
             let space = self.read_buf.len() - kept;
-            let n = match conn.socket.read(&mut self.read_buf[kept..]) {
-                Ok(0) => return self.on_eof(id),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.settle(id),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.on_io_error(id, &e),
+            let n = if space == 0 {
+                0 // a full buffer left by the per-turn cap: process it first
+            } else {
+                match conn.socket.read(&mut self.read_buf[kept..]) {
+                    Ok(0) => return self.on_eof(id),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.settle(id),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return self.on_io_error(id, &e),
+                }
             };
+            let hup = conn.hup;
             conn.leftover = None;
             let filled = kept + n;
-            let consumed = self.process_input(id, filled);
+            let (consumed, used) = self.process_input(id, filled, budget);
+            budget -= used;
             if let Some(conn) = lookup(&mut self.reg.conns, id) {
                 if consumed < filled && !conn.engine.is_closed() {
                     conn.leftover = Some(Box::from(&self.read_buf[consumed..filled]));
                 }
             }
             self.flush_current(id);
+            if budget == 0 {
+                break; // the per-turn message cap: the others' turn
+            }
             let over_cap = lookup(&mut self.reg.conns, id)
-                .is_some_and(|c| c.queue.len() > self.reg.config.max_backpressure);
-            if n < space || over_cap {
-                // drained (a new arrival raises a new edge), or paused by settle
+                .is_some_and(|c| c.queue.cost() > self.reg.config.max_backpressure);
+            if (n < space && !hup) || over_cap {
+                // drained (a new arrival raises a new edge), or paused by
+                // settle. A short read proves nothing once the peer hung
+                // up: its FIN raised no edge of its own, so read on to 0.
                 return self.settle(id);
             }
         }
@@ -74,12 +109,14 @@ impl<H: Handler> Reactor<H> {
         self.settle(id);
     }
 
-    /// Runs the engine over `read_buf[..filled]`, dispatching each event.
-    /// Returns the bytes consumed.
-    fn process_input(&mut self, id: ConnId, filled: usize) -> usize {
+    /// Runs the engine over `read_buf[..filled]`, dispatching each event,
+    /// at most `budget` of them. Returns the bytes consumed and the events
+    /// dispatched.
+    fn process_input(&mut self, id: ConnId, filled: usize, budget: usize) -> (usize, usize) {
         let now = self.reg.now;
         self.reg.input = InputSpan::of(&self.read_buf[..filled]);
         let mut pos = 0;
+        let mut events = 0;
         let consumed = loop {
             let reg = &mut self.reg;
             let Some(conn) = reg.conns.get_mut(id.index()) else {
@@ -92,12 +129,13 @@ impl<H: Handler> Reactor<H> {
                 Some(event) => dispatch(reg, &mut self.handler, id, event),
                 None => break pos,
             }
-            if pos == filled {
+            events += 1;
+            if pos == filled || events == budget {
                 break pos; // an empty input yields no event (`handle_input`)
             }
         };
         self.reg.input = InputSpan::none();
-        consumed
+        (consumed, events)
     }
 
     /// Writes the current connection's output: straight from the scratch
@@ -150,7 +188,7 @@ impl<H: Handler> Reactor<H> {
         if let Err(e) = conn.queue.write_to(&mut conn.socket) {
             return self.on_io_error(id, &e);
         }
-        if conn.read_paused && conn.queue.len() <= self.reg.config.max_backpressure / 2 {
+        if conn.read_paused && conn.queue.cost() <= self.reg.config.max_backpressure / 2 {
             conn.read_paused = false;
             self.ready.push(id); // the kernel may hold data no edge will announce
         }
@@ -181,12 +219,16 @@ impl<H: Handler> Reactor<H> {
                 if server && conn.socket.shutdown(Shutdown::Write).is_err() {
                     return self.remove(id);
                 }
+                if conn.hup {
+                    // its FIN already came and raises no new edge: read to it
+                    self.ready.push(id);
+                }
             }
             conn.linger_until
                 .get_or_insert_with(|| clock.stamp(now + close_timeout));
         }
-        if conn.queue.len() > max_backpressure && !conn.read_paused {
-            log::debug!("{id}: {} bytes pending, reading paused", conn.queue.len());
+        if conn.queue.cost() > max_backpressure && !conn.read_paused {
+            log::debug!("{id}: {} bytes of output held, reading paused", conn.queue.cost());
             conn.read_paused = true;
         }
         let phase = conn.engine.timer_phase();
@@ -231,7 +273,7 @@ impl<H: Handler> Reactor<H> {
             };
             match conn.socket.read(&mut self.read_buf) {
                 Ok(0) => return self.remove(id),
-                Ok(n) if n < self.read_buf.len() => return,
+                Ok(n) if n < self.read_buf.len() && !conn.hup => return,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -146,6 +146,7 @@ impl<H: Handler> Reactor<H> {
             dirty: false,
             connecting: false,
             peer_eof: false,
+            hup: false,
             draining: false,
         });
         Ok(id)

@@ -6,8 +6,11 @@
 //!   re-registered;
 //! - reads go into one buffer shared by all connections; a read that returns
 //!   less than it was offered proves the socket drained, so no read is
-//!   spent on `WouldBlock`; a connection that stops early (per-wakeup cap,
-//!   backpressure) goes on a ready list, so no edge is lost;
+//!   spent on `WouldBlock` -- unless the event said the peer hung up: then
+//!   its FIN waits behind the data and raises no edge of its own, so the
+//!   connection reads on until 0; a connection that stops early (per-wakeup
+//!   cap, per-turn message cap, backpressure) goes on a ready list, so no
+//!   edge is lost;
 //! - what a connection produces while it is processed goes out in one
 //!   write; output for other connections is queued and flushed once per
 //!   loop iteration with `writev`;
@@ -238,10 +241,13 @@ impl<H: Handler> Reactor<H> {
                     let Some(id) = ConnId::from_token(t) else {
                         continue;
                     };
-                    let readable =
-                        event.is_readable() || event.is_read_closed() || event.is_error();
-                    let writable = event.is_writable() || event.is_error();
-                    self.on_conn_event(id, readable, writable);
+                    let read_closed = event.is_read_closed() || event.is_error();
+                    let readiness = io::Readiness {
+                        readable: event.is_readable() || read_closed,
+                        writable: event.is_writable() || event.is_error(),
+                        read_closed,
+                    };
+                    self.on_conn_event(id, readiness);
                 }
             }
         }

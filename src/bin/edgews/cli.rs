@@ -159,6 +159,7 @@ impl ServerArgs {
                 origin,
                 ..ProtocolConfig::default()
             },
+            ..ServerConfig::default()
         }
     }
 }
