@@ -139,7 +139,10 @@ impl ProtocolConfig {
                 "the head limits must be at most 128 KiB and 1024 headers",
             ));
         }
-        check_duration(self.handshake_timeout, "handshake_timeout must be at most 24 h")?;
+        check_duration(
+            self.handshake_timeout,
+            "handshake_timeout must be at most 24 h",
+        )?;
         check_duration(self.pong_timeout, "pong_timeout must be at most 24 h")?;
         check_duration(self.close_timeout, "close_timeout must be at most 24 h")?;
         check_duration(
@@ -216,7 +219,10 @@ impl ServerConfig {
         if self.max_messages_per_turn == 0 {
             return Err(ConfigError("max_messages_per_turn must be at least 1"));
         }
-        check_duration(self.shutdown_timeout, "shutdown_timeout must be at most 24 h")?;
+        check_duration(
+            self.shutdown_timeout,
+            "shutdown_timeout must be at most 24 h",
+        )?;
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(ConfigError(
                 "the metrics listener needs an address of its own",

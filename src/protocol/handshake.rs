@@ -5,6 +5,7 @@ use super::accept::{accept_key, is_valid_key, ACCEPT_LEN};
 use super::error::HandshakeError;
 use super::http::{has_token, write_response};
 use crate::config::ProtocolConfig;
+use std::fmt;
 
 /// Which `Origin` headers the server accepts. RFC 6455 §10.2: the origin
 /// model protects against "unauthorized cross-origin use of a WebSocket
@@ -27,7 +28,11 @@ pub enum OriginPolicy {
 }
 
 /// An HTTP request head, borrowed from the bytes it was parsed from.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` form is safe to log: it shows the path without the query
+/// (which may carry `?token=`) and hides the values of credential headers
+/// (`Authorization`, `Cookie`, `Proxy-Authorization`).
+#[derive(Clone)]
 pub struct Request<'a> {
     /// The method, e.g. `GET`.
     pub method: &'a str,
@@ -38,6 +43,36 @@ pub struct Request<'a> {
     /// For an upgrade: the subprotocol the server chose (the first of its
     /// configured list that the client offered), if any.
     pub subprotocol: Option<&'a str>,
+}
+
+/// Headers whose values are credentials, never printed.
+const SECRET_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match self.query() {
+            Some(_) => format!("{}?<query hidden>", self.path()),
+            None => self.path().to_string(),
+        };
+        let headers: Vec<(&str, String)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+                    "<hidden>".to_string()
+                } else {
+                    String::from_utf8_lossy(value).into_owned()
+                };
+                (*name, shown)
+            })
+            .collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("target", &target)
+            .field("headers", &headers)
+            .field("subprotocol", &self.subprotocol)
+            .finish()
+    }
 }
 
 impl<'a> Request<'a> {

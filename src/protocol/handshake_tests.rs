@@ -1557,7 +1557,13 @@ fn a_host_outside_the_allowlist_gets_403_for_upgrades_and_plain_requests() {
 #[test]
 fn an_allowed_host_matches_with_any_port_when_its_entry_has_none() {
     let config = with_allowed_hosts(&["LocalHost", "[::1]", "127.0.0.1:9001"]);
-    for host in ["localhost", "localhost:9001", "LOCALHOST:1", "[::1]:80", "127.0.0.1:9001"] {
+    for host in [
+        "localhost",
+        "localhost:9001",
+        "LOCALHOST:1",
+        "[::1]:80",
+        "127.0.0.1:9001",
+    ] {
         let request = upgrade_with(&[("Host", Some(host))]);
         assert!(parse_request(&request, &config).is_ok(), "{host}");
     }
@@ -1569,11 +1575,34 @@ fn too_many_requests_is_429_with_retry_after() {
         retry_after_secs: 3,
     }))
     .unwrap();
-    assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{text}"
+    );
     assert!(text.contains("\r\nRetry-After: 3\r\n"), "{text}");
     let zero = String::from_utf8(rejection_bytes(&HandshakeError::TooManyRequests {
         retry_after_secs: 0,
     }))
     .unwrap();
     assert!(zero.contains("\r\nRetry-After: 1\r\n"), "{zero}");
+}
+
+#[test]
+fn a_request_prints_without_its_query_or_credentials() {
+    let head = head(
+        "GET /chat?room=a&token=SECRET1 HTTP/1.1",
+        &[
+            ("Host", "example.com"),
+            ("Authorization", "Bearer SECRET2"),
+            ("Cookie", "session=SECRET3"),
+            ("User-Agent", "test"),
+        ],
+    );
+    let Parsed::Http(request) = parse_request(&head, &default_config()).unwrap() else {
+        panic!("a plain request")
+    };
+    let printed = format!("{request:?} {request:#?}");
+    assert!(!printed.contains("SECRET"), "{printed}");
+    assert!(printed.contains("/chat?<query hidden>"), "{printed}");
+    assert!(printed.contains("User-Agent"), "{printed}");
 }

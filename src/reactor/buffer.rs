@@ -140,7 +140,8 @@ impl WriteQueue {
     /// Lets `f` append to an owned buffer at the end of the queue (the
     /// engine writes frames this way).
     pub fn append_with<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        let has_room = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() < MAX_OWNED_CHUNK);
+        let has_room =
+            matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() < MAX_OWNED_CHUNK);
         if !has_room {
             self.push_chunk(Chunk::Owned(Vec::new()));
         }

@@ -51,6 +51,9 @@ pub(crate) struct Conn {
     pub connecting: bool,
     /// The peer closed its side (read returned 0).
     pub peer_eof: bool,
+    /// Accepted on the metrics listener: serves `/metrics` and `/healthz`
+    /// only, never an upgrade.
+    pub metrics_only: bool,
     /// An event said the peer hung up (or the socket failed): reads go on
     /// until 0 however short they are, since no further edge will come.
     pub hup: bool,

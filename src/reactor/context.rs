@@ -1,11 +1,11 @@
 //! What a handler can do: send to one connection, broadcast to all, close
 //! one, stop the server.
 
+use super::buffer::SharedFrame;
 use super::conn::{lookup, Registry};
 use super::metrics::Stats;
 use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
-use super::buffer::SharedFrame;
 use crate::protocol::frame::{encode_frame, encode_header, OpCode};
 use crate::protocol::mask::apply_mask;
 use crate::protocol::{CloseCode, Connection, MessageKind, Role, State, UsageError};

@@ -2,10 +2,13 @@
 
 use super::conn::{lookup, Registry};
 use super::context::Context;
-use super::handler::{Handler, OpenInfo};
+use super::handler::{Handler, HttpResponse, OpenInfo};
 use super::token::ConnId;
 use crate::protocol::{CloseCause, Event, HandshakeError, MessageKind};
 use std::borrow::Cow;
+
+/// What an upgrade on the metrics listener is told.
+const METRICS_ONLY: &str = "this listener serves /metrics and /healthz only";
 
 /// Hands one event of connection `id` to the handler, answering handshake
 /// requests on the way. Output goes to the registry's scratch buffer.
@@ -21,7 +24,9 @@ pub(crate) fn dispatch<H: Handler>(
                 return;
             };
             let peer = conn.peer.get();
-            let decision = if conn.over_capacity {
+            let decision = if conn.metrics_only {
+                Err(HandshakeError::Refused(404, METRICS_ONLY.into()))
+            } else if conn.over_capacity {
                 Err(HandshakeError::ServerFull)
             } else {
                 handler.on_upgrade(&request, peer)
@@ -42,7 +47,8 @@ pub(crate) fn dispatch<H: Handler>(
             conn.opened = true;
             conn.user = accept.user.map(Box::new);
             reg.stats.opened += 1;
-            log::info!("{id} {peer}: open {}", request.target);
+            // the path only: the query may carry a token (`?token=`)
+            log::info!("{id} {peer}: open {}", request.path());
             // a copy: the handler gets the registry mutably through its context
             let user = conn.user.clone();
             let info = OpenInfo {
@@ -58,12 +64,24 @@ pub(crate) fn dispatch<H: Handler>(
                 return;
             };
             let peer = conn.peer.get();
-            let response = handler.on_http(&mut Context::new(reg, Some(id)), &request, peer);
+            // the metrics listener serves only these two; with one
+            // configured, the public listener no longer serves /metrics
+            let served = match request.path() {
+                "/metrics" | "/healthz" if conn.metrics_only => true,
+                _ if conn.metrics_only => false,
+                "/metrics" => reg.config.metrics_listen.is_none(),
+                _ => true,
+            };
+            let response = if served {
+                handler.on_http(&mut Context::new(reg, Some(id)), &request, peer)
+            } else {
+                HttpResponse::text(404, "not found\n")
+            };
             let headers: Vec<&str> = response.headers.iter().map(String::as_str).collect();
             log::debug!(
                 "{id} {peer}: {} {} -> {}",
                 request.method,
-                request.target,
+                request.path(),
                 response.status
             );
             if let Some(conn) = lookup(&mut reg.conns, id) {

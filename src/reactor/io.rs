@@ -228,7 +228,10 @@ impl<H: Handler> Reactor<H> {
                 .get_or_insert_with(|| clock.stamp(now + close_timeout));
         }
         if conn.queue.cost() > max_backpressure && !conn.read_paused {
-            log::debug!("{id}: {} bytes of output held, reading paused", conn.queue.cost());
+            log::debug!(
+                "{id}: {} bytes of output held, reading paused",
+                conn.queue.cost()
+            );
             conn.read_paused = true;
         }
         let phase = conn.engine.timer_phase();

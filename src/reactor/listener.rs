@@ -28,6 +28,11 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
+/// `EMFILE` (this process) or `ENFILE` (the whole system).
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24 | 23))
+}
+
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -35,26 +40,42 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const OVER_CAPACITY_SLACK: usize = 1024;
 
 impl<H: Handler> Reactor<H> {
-    /// Accepts until `WouldBlock`. Out of descriptors, it pauses accepting
-    /// briefly instead of spinning, and keeps serving open connections.
+    /// Accepts until `WouldBlock`, from the public listener and, when
+    /// configured, the metrics listener. Out of descriptors, each waiting
+    /// client is answered 503 with the reserve descriptor; if even that
+    /// fails, accepting pauses briefly instead of spinning, and open
+    /// connections keep being served.
     pub(super) fn accept_all(&mut self) {
         if self.accept_paused_until.is_some() {
             return;
         }
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: no spinning at 100% CPU
-                    log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.accept_paused_until = Some(self.reg.now + ACCEPT_BACKOFF);
-                    return;
+        for metrics_only in [false, true] {
+            loop {
+                let listener = if metrics_only {
+                    self.metrics_listener.as_ref()
+                } else {
+                    self.listener.as_ref()
+                };
+                let Some(listener) = listener else {
+                    break;
+                };
+                match listener.accept() {
+                    Ok((socket, peer)) => self.admit(socket, peer, metrics_only),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                    Err(e)
+                        if is_out_of_fds(&e)
+                            && self.reserve.refuse_one(listener, &mut self.reg) =>
+                    {
+                        continue
+                    }
+                    Err(e) => {
+                        // ENOBUFS, ENOMEM, or no reserve: no spinning at 100% CPU
+                        log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}");
+                        self.accept_paused_until = Some(self.reg.now + ACCEPT_BACKOFF);
+                        return;
+                    }
                 }
             }
         }
@@ -69,7 +90,7 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn admit(&mut self, socket: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, metrics_only: bool) {
         let max = self.reg.config.max_connections;
         if self.reg.conns.len() >= max + OVER_CAPACITY_SLACK {
             log::warn!("{peer}: dropped, {} connections held", self.reg.conns.len());
@@ -79,7 +100,9 @@ impl<H: Handler> Reactor<H> {
         let engine = Connection::server(self.reg.now, self.protocol.clone());
         if let Ok(id) = self.insert(socket, peer, engine) {
             self.reg.stats.accepted += 1;
-            self.reg.conns[id.index()].over_capacity = over_capacity;
+            let conn = &mut self.reg.conns[id.index()];
+            conn.over_capacity = over_capacity;
+            conn.metrics_only = metrics_only;
             self.settle(id);
         }
     }
@@ -147,6 +170,7 @@ impl<H: Handler> Reactor<H> {
             connecting: false,
             peer_eof: false,
             hup: false,
+            metrics_only: false,
             draining: false,
         });
         Ok(id)

@@ -4,6 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// The key under which [`Stats::closes_by_code`] counts every close code
+/// in 3000-4999 (labelled `code="3000-4999"`).
+pub const PRIVATE_CLOSE_CODES: u16 = 3000;
+
 /// What the reactor counted since it started.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -17,7 +21,8 @@ pub struct Stats {
     pub handshake_failures: u64,
     /// Handshakes refused, by HTTP status.
     pub handshake_failures_by_status: BTreeMap<u16, u64>,
-    /// Closes by close code (1006 when no close frame arrived).
+    /// Closes by close code (1006 when no close frame arrived); 3000-4999
+    /// together under [`PRIVATE_CLOSE_CODES`].
     pub closes_by_code: BTreeMap<u16, u64>,
     /// Messages received.
     pub messages_in: u64,
@@ -37,6 +42,9 @@ pub struct Stats {
     pub timer_closes: u64,
     /// Outbound connections that could not even start (bad URL, no route).
     pub connect_failures: u64,
+    /// Connections accepted while out of file descriptors only to be
+    /// answered 503 and closed at once (with the reserve descriptor).
+    pub fd_exhaustion_refusals: u64,
 }
 
 impl Stats {
@@ -46,10 +54,18 @@ impl Stats {
         *self.handshake_failures_by_status.entry(status).or_default() += 1;
     }
 
-    /// Counts a closed connection.
+    /// Counts a closed connection. The codes a peer may pick itself
+    /// (3000-4999, RFC 6455 §7.4.2) share one series, keyed
+    /// [`PRIVATE_CLOSE_CODES`]: a label is never taken from what a client
+    /// chose, so the metrics cannot grow with attacker input.
     pub(crate) fn record_close(&mut self, code: u16) {
         self.closed += 1;
-        *self.closes_by_code.entry(code).or_default() += 1;
+        let key = if (3000..=4999).contains(&code) {
+            PRIVATE_CLOSE_CODES
+        } else {
+            code
+        };
+        *self.closes_by_code.entry(key).or_default() += 1;
     }
 
     /// Counts a message sent.
@@ -132,6 +148,12 @@ impl Stats {
             "Connections closed by a timer (handshake, idle ping, close, linger).",
             self.timer_closes,
         );
+        metric(
+            "edgews_fd_exhaustion_refusals_total",
+            "counter",
+            "Connections refused with 503 because the process was out of file descriptors.",
+            self.fd_exhaustion_refusals,
+        );
         labelled(
             &mut out,
             "edgews_handshake_failures_total",
@@ -153,7 +175,11 @@ impl Stats {
 fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &BTreeMap<u16, u64>) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
     for (key, value) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {value}");
+        if label == "code" && *key == PRIVATE_CLOSE_CODES {
+            let _ = writeln!(out, "{name}{{{label}=\"3000-4999\"}} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {value}");
+        }
     }
 }
 
@@ -177,5 +203,24 @@ mod tests {
         assert!(text.contains("edgews_handshake_failures_total{status=\"403\"} 1\n"));
         assert!(text.contains("edgews_bytes_out_total 5\n"));
         assert!(text.contains("# TYPE edgews_accepted_total counter\n"));
+    }
+
+    #[test]
+    fn close_codes_peers_pick_share_one_series() {
+        let mut s = Stats::default();
+        for code in 3000..=4999 {
+            s.record_close(code);
+        }
+        s.record_close(1000);
+        assert_eq!(s.closes_by_code.len(), 2);
+        let text = s.to_prometheus();
+        assert!(
+            text.contains("edgews_closes_total{code=\"3000-4999\"} 2000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgews_closes_total{code=\"1000\"} 1\n"),
+            "{text}"
+        );
     }
 }

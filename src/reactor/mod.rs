@@ -23,6 +23,7 @@ mod clock;
 mod conn;
 mod context;
 mod dispatch;
+mod fds;
 mod handler;
 mod io;
 mod listener;
@@ -32,8 +33,9 @@ mod timer;
 mod token;
 
 pub use context::{Context, SendError};
+pub use fds::{raise_fd_limit, FdLimits};
 pub use handler::{Accept, Handler, HttpResponse, OpenInfo};
-pub use metrics::Stats;
+pub use metrics::{Stats, PRIVATE_CLOSE_CODES};
 pub use token::ConnId;
 
 use crate::config::{ProtocolConfig, ServerConfig};
@@ -56,6 +58,10 @@ pub struct Reactor<H: Handler> {
     poll: Poll,
     events: Option<Events>,
     listener: Option<mio::net::TcpListener>,
+    /// Serves only `/metrics` and `/healthz` (`ServerConfig::metrics_listen`).
+    metrics_listener: Option<mio::net::TcpListener>,
+    /// A spare descriptor for answering clients when out of descriptors.
+    reserve: fds::Reserve,
     reg: Registry,
     handler: H,
     protocol: Arc<ProtocolConfig>,
@@ -118,6 +124,8 @@ impl<H: Handler> Reactor<H> {
             poll,
             events: Some(Events::with_capacity(1024)),
             listener: None,
+            metrics_listener: None,
+            reserve: fds::Reserve::new(),
             reg: Registry {
                 conns: Slab::with_capacity(capacity),
                 scratch: Vec::new(),
@@ -146,8 +154,9 @@ impl<H: Handler> Reactor<H> {
         })
     }
 
-    /// Binds the configured address and starts accepting; returns the
-    /// bound address (useful with port 0).
+    /// Binds the configured address (and the metrics address, when one is
+    /// configured) and starts accepting; returns the bound address (useful
+    /// with port 0).
     pub fn listen(&mut self) -> std::io::Result<SocketAddr> {
         let mut listener = listener::bind(self.reg.config.listen)?;
         self.poll
@@ -155,7 +164,24 @@ impl<H: Handler> Reactor<H> {
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
         let addr = listener.local_addr()?;
         self.listener = Some(listener);
+        if let Some(metrics) = self.reg.config.metrics_listen {
+            let mut listener = listener::bind(metrics)?;
+            self.poll.registry().register(
+                &mut listener,
+                token::METRICS_LISTENER,
+                Interest::READABLE,
+            )?;
+            self.metrics_listener = Some(listener);
+        }
         Ok(addr)
+    }
+
+    /// The bound address of the metrics listener, once [`listen`](Reactor::listen)
+    /// opened one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Shuts down gracefully on SIGINT or SIGTERM (a second signal stops
@@ -233,7 +259,7 @@ impl<H: Handler> Reactor<H> {
         self.reg.now = Instant::now();
         for event in events.iter() {
             match event.token() {
-                token::LISTENER => self.accept_all(),
+                token::LISTENER | token::METRICS_LISTENER => self.accept_all(),
                 token::SIGNALS => self.on_signal(),
                 token::WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_shutdown(),
                 token::WAKER => {}
@@ -322,6 +348,7 @@ impl<H: Handler> Reactor<H> {
         );
         self.shutdown_deadline = Some(now + self.reg.config.shutdown_timeout);
         self.listener = None;
+        self.metrics_listener = None;
         let ids: Vec<ConnId> = self.reg.conns.iter().map(|(_, c)| c.id).collect();
         for id in ids {
             self.close_for_shutdown(id);

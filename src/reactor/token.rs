@@ -62,6 +62,8 @@ const RESERVED: usize = usize::MAX - 15;
 pub(crate) const LISTENER: Token = Token(usize::MAX);
 /// The signal pipe (SIGINT, SIGTERM).
 pub(crate) const SIGNALS: Token = Token(usize::MAX - 1);
+/// The metrics listener (`ServerConfig::metrics_listen`).
+pub(crate) const METRICS_LISTENER: Token = Token(usize::MAX - 3);
 /// The cross-thread waker (a [`crate::reactor::ShutdownHandle`]).
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 

@@ -11,8 +11,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Verifies HS256 JWTs: signature (HMAC, compared in constant time by the
-/// `jsonwebtoken` crate), `exp` (required, no leeway) and `sub` (required:
-/// it becomes the connection's user).
+/// `jsonwebtoken` crate), `exp` (required, no leeway), `nbf` (when present,
+/// no leeway), `sub` (required: it becomes the connection's user), and,
+/// when configured, `aud` and `iss` (then required).
+///
+/// A refusal is a 401 whose body says which check failed in words of our
+/// own: the library's error text is never sent or logged, since it may
+/// quote the token.
 #[derive(Clone)]
 pub struct JwtAuth {
     key: DecodingKey,
@@ -35,11 +40,40 @@ impl JwtAuth {
     pub fn hs256(secret: &[u8]) -> JwtAuth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_nbf = true;
+        // RFC 7519 §4.1.3: without a configured audience, `aud` is not ours to judge
+        validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         JwtAuth {
             key: DecodingKey::from_secret(secret),
             validation,
         }
+    }
+
+    /// Also requires `aud` to name `audience` (RFC 7519 §4.1.3).
+    pub fn with_audience(mut self, audience: &str) -> JwtAuth {
+        self.validation.set_audience(&[audience]);
+        self.validation.validate_aud = true;
+        self.require("aud");
+        self
+    }
+
+    /// Also requires `iss` to be `issuer` (RFC 7519 §4.1.1).
+    pub fn with_issuer(mut self, issuer: &str) -> JwtAuth {
+        self.validation.set_issuer(&[issuer]);
+        self.require("iss");
+        self
+    }
+
+    fn require(&mut self, claim: &str) {
+        let mut claims: Vec<String> = self
+            .validation
+            .required_spec_claims
+            .iter()
+            .cloned()
+            .collect();
+        claims.push(claim.to_string());
+        self.validation.set_required_spec_claims(&claims);
     }
 
     /// Checks the request's token; returns its `sub`, or a 401 refusal
@@ -49,8 +83,24 @@ impl JwtAuth {
             .ok_or_else(|| refuse("missing token: send Authorization: Bearer or ?token="))?;
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
             Ok(data) => Ok(data.claims.sub),
-            Err(e) => Err(refuse(&format!("invalid token: {e}"))),
+            Err(e) => Err(refuse(reason_for(e.kind()))),
         }
+    }
+}
+
+/// Our own words for why a token was refused.
+fn reason_for(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "invalid token: expired",
+        ErrorKind::ImmatureSignature => "invalid token: not valid yet (nbf)",
+        ErrorKind::InvalidAudience => "invalid token: wrong audience",
+        ErrorKind::InvalidIssuer => "invalid token: wrong issuer",
+        ErrorKind::InvalidSignature => "invalid token: bad signature",
+        ErrorKind::InvalidAlgorithm => "invalid token: algorithm must be HS256",
+        ErrorKind::MissingRequiredClaim(_) => "invalid token: a required claim is missing",
+        ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => "invalid token: malformed claims",
+        _ => "invalid token: malformed",
     }
 }
 
@@ -154,6 +204,26 @@ mod tests {
         exp: u64,
     }
 
+    #[derive(Serialize)]
+    struct FullToken<'a> {
+        sub: &'a str,
+        exp: u64,
+        nbf: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        aud: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iss: Option<&'a str>,
+    }
+
+    fn full_token(secret: &[u8], claims: &FullToken<'_>) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
     fn now() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -210,6 +280,91 @@ mod tests {
         ] {
             let err = auth.verify(&request_with(&target, None)).unwrap_err();
             assert_eq!(err.status(), 401, "{target}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let auth = JwtAuth::hs256(b"s3cret");
+        let early = full_token(
+            b"s3cret",
+            &FullToken {
+                sub: "alice",
+                exp: now() + 600,
+                nbf: now() + 300,
+                aud: None,
+                iss: None,
+            },
+        );
+        let err = auth
+            .verify(&request_with(&format!("/?token={early}"), None))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            HandshakeError::Refused(401, "invalid token: not valid yet (nbf)".into())
+        );
+    }
+
+    #[test]
+    fn audience_and_issuer_are_required_once_configured() {
+        let auth = JwtAuth::hs256(b"s3cret")
+            .with_audience("chat")
+            .with_issuer("https://auth.example");
+        let claims = |aud, iss| FullToken {
+            sub: "alice",
+            exp: now() + 600,
+            nbf: now() - 1,
+            aud,
+            iss,
+        };
+        let verify = |c: &FullToken<'_>| {
+            let t = full_token(b"s3cret", c);
+            auth.verify(&request_with(&format!("/?token={t}"), None))
+        };
+        assert_eq!(
+            verify(&claims(Some("chat"), Some("https://auth.example"))),
+            Ok("alice".into())
+        );
+        for (c, reason) in [
+            (
+                claims(Some("other"), Some("https://auth.example")),
+                "wrong audience",
+            ),
+            (
+                claims(Some("chat"), Some("https://evil.example")),
+                "wrong issuer",
+            ),
+            (
+                claims(None, Some("https://auth.example")),
+                "a required claim is missing",
+            ),
+            (claims(Some("chat"), None), "a required claim is missing"),
+        ] {
+            let err = verify(&c).unwrap_err();
+            assert_eq!(
+                err,
+                HandshakeError::Refused(401, format!("invalid token: {reason}"))
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_never_quote_the_token_or_the_library() {
+        let auth = JwtAuth::hs256(b"s3cret");
+        let forged = token(b"other", "mallory", now() + 60);
+        for target in [
+            format!("/?token={forged}"),
+            "/?token=eyJhbGciOiJIUzI1NiJ9.QUTE_ME.x".to_string(),
+            "/?token=%3Cscript%3E".to_string(),
+        ] {
+            let err = auth.verify(&request_with(&target, None)).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("invalid token: "), "{text}");
+            assert!(
+                !text.contains("QUTE_ME") && !text.contains("script"),
+                "{text}"
+            );
+            assert!(!text.contains(&forged), "{text}");
         }
     }
 }

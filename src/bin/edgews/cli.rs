@@ -108,10 +108,55 @@ pub struct ServerArgs {
     /// (`Authorization: Bearer …` or `?token=…`; `exp` checked; 401 otherwise).
     #[arg(long, value_name = "SECRET", conflicts_with = "jwt_secret_file")]
     pub jwt_secret: Option<String>,
-    /// As --jwt-secret, with the secret read from a file (trailing newline ignored).
+    /// As --jwt-secret, with the secret read from a file (trailing newline
+    /// ignored; a warning if others can read it).
     #[arg(long, value_name = "PATH")]
     pub jwt_secret_file: Option<std::path::PathBuf>,
+    /// With a JWT secret: also require the token's `aud` to name this audience.
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+    /// With a JWT secret: also require the token's `iss` to be this issuer.
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// Serve /metrics and /healthz on this address instead (e.g.
+    /// 127.0.0.1:9090); the public port then answers /metrics with 404.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Host header accepted (repeatable; `name` matches any port,
+    /// `name:port` that port only); others get 403. Default: any. Guards a
+    /// server on loopback against DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
+    /// Messages per second one connection may send (token bucket); over
+    /// it: close 1008 (echo, broadcast) or an error reply (pubsub, chat).
+    /// 0: no limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub message_rate: u32,
+    /// Messages a connection may send at once above --message-rate (the
+    /// bucket's size). Default: the rate.
+    #[arg(long, value_name = "N")]
+    pub message_burst: Option<u32>,
+    /// Most open WebSocket connections from one client IP; past it: 429
+    /// with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_connections_per_ip: u32,
+    /// Most upgrades per second from one client IP; past it: 429 with
+    /// Retry-After. 0: no limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_upgrades_per_ip: u32,
 }
+
+/// A configuration that cannot work: one line on stderr, exit status 2.
+#[derive(Debug)]
+pub struct BadConfig(pub String);
+
+impl std::fmt::Display for BadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadConfig {}
 
 impl ServerArgs {
     /// The token verifier, when --jwt-secret or --jwt-secret-file is given.
@@ -119,6 +164,7 @@ impl ServerArgs {
         let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
             (Some(s), _) => s.clone().into_bytes(),
             (None, Some(path)) => {
+                warn_if_readable_by_others(path);
                 let mut bytes = std::fs::read(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
@@ -126,12 +172,24 @@ impl ServerArgs {
                 }
                 bytes
             }
+            (None, None) if self.jwt_audience.is_some() || self.jwt_issuer.is_some() => {
+                return Err(
+                    "--jwt-audience and --jwt-issuer need --jwt-secret or --jwt-secret-file".into(),
+                )
+            }
             (None, None) => return Ok(None),
         };
         if secret.len() < 16 {
             return Err("the JWT secret must be at least 16 bytes".into());
         }
-        Ok(Some(edgews::server::JwtAuth::hs256(&secret)))
+        let mut auth = edgews::server::JwtAuth::hs256(&secret);
+        if let Some(audience) = &self.jwt_audience {
+            auth = auth.with_audience(audience);
+        }
+        if let Some(issuer) = &self.jwt_issuer {
+            auth = auth.with_issuer(issuer);
+        }
+        Ok(Some(auth))
     }
 
     /// The server configuration these options describe.
@@ -148,6 +206,7 @@ impl ServerArgs {
             max_connections: self.max_connections,
             max_backpressure: usize::try_from(self.max_backpressure).unwrap_or(usize::MAX),
             shutdown_timeout: self.shutdown_timeout,
+            metrics_listen: self.metrics_listen,
             protocol: ProtocolConfig {
                 max_frame_size: self.max_frame_size,
                 max_message_size: self.max_message_size,
@@ -157,9 +216,24 @@ impl ServerArgs {
                 pong_timeout: self.pong_timeout,
                 subprotocols: self.subprotocols.clone(),
                 origin,
+                allowed_hosts: self.allowed_hosts.clone(),
                 ..ProtocolConfig::default()
             },
             ..ServerConfig::default()
+        }
+    }
+}
+
+/// Warns when a secret file can be read by its group or by others.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            log::warn!(
+                "{} is readable by others (mode {mode:o}): chmod 600 it",
+                path.display()
+            );
         }
     }
 }
@@ -201,7 +275,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(
+            n.checked_mul(60)
+                .ok_or_else(|| format!("{s:?} is too long"))?,
+        ),
         "" if n == 0 => Duration::ZERO,
         _ => return Err(format!("{s:?}: give a unit, as in 500ms, 10s or 2m")),
     })
@@ -221,6 +298,22 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("10").is_err());
+        assert!(parse_duration("18446744073709551615m").is_err());
+        assert!(parse_size("18446744073709551615GiB").is_err());
+    }
+
+    #[test]
+    fn absurd_values_parse_but_do_not_validate() {
+        let cli = Cli::parse_from([
+            "edgews",
+            "echo",
+            "--handshake-timeout",
+            "18446744073709551615s",
+        ]);
+        let Command::Echo(args) = cli.command else {
+            panic!("echo expected")
+        };
+        assert!(args.config().validate().is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ mod cli;
 mod load;
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat, ServerArgs};
+use cli::{BadConfig, Cli, Command, LogFormat, ServerArgs};
 use edgews::reactor::{Handler, Reactor};
 use edgews::server::{Authenticated, Broadcast, Chat, ChatConfig, Echo, PubSub};
 use std::io::Write;
@@ -17,7 +17,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgews: {e}");
-            ExitCode::FAILURE
+            // as for a bad argument (clap): the command line is at fault
+            if e.is::<BadConfig>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -64,7 +69,7 @@ fn serve<H: Handler>(
     args: &ServerArgs,
     handler: H,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    match args.jwt()? {
+    match args.jwt().map_err(BadConfig)? {
         Some(auth) => run_reactor(mode, args, Authenticated::new(handler, auth)),
         None => run_reactor(mode, args, handler),
     }
@@ -77,14 +82,42 @@ fn run_reactor<H: Handler>(
     handler: H,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.config();
-    config.validate()?;
+    config
+        .validate()
+        .map_err(|e| BadConfig(format!("invalid configuration: {e}")))?;
+    raise_fd_limit(config.max_connections);
     let mut reactor = Reactor::new(config, handler)?;
     let addr = reactor
         .listen()
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     reactor.handle_signals()?;
     println!("edgews {mode} listening on ws://{addr}");
+    if let Some(metrics) = reactor.metrics_addr() {
+        println!("edgews {mode} serving /metrics on http://{metrics}");
+    }
     reactor.run()?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one, and says so.
+fn raise_fd_limit(max_connections: usize) {
+    match edgews::reactor::raise_fd_limit() {
+        Ok(l) => {
+            log::info!(
+                "file descriptors: soft limit {} -> {} (hard {})",
+                l.soft_before,
+                l.soft,
+                l.hard
+            );
+            if (max_connections as u64).saturating_add(16) > l.soft {
+                log::warn!(
+                    "--max-connections {max_connections} exceeds the {} descriptors this \
+                     process may open: clients past that are answered 503",
+                    l.soft
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
+    }
 }
