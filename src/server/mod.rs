@@ -6,6 +6,8 @@ pub mod auth;
 mod broadcast;
 pub mod chat;
 mod echo;
+pub mod guard;
+pub mod limits;
 pub mod pubsub;
 pub mod topics;
 
@@ -16,5 +18,7 @@ pub use auth::{Authenticated, JwtAuth};
 pub use broadcast::Broadcast;
 pub use chat::{Chat, ChatConfig};
 pub use echo::Echo;
+pub use guard::{GuardConfig, GuardStats, Guarded, OverRate};
+pub use limits::{RateLimit, TokenBucket};
 pub use pubsub::PubSub;
 pub use topics::Topics;
