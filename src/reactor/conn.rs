@@ -51,6 +51,9 @@ pub(crate) struct Conn {
     pub connecting: bool,
     /// The peer closed its side (read returned 0).
     pub peer_eof: bool,
+    /// `leftover` holds whole messages the per-turn cap left unprocessed:
+    /// process them before reading again.
+    pub backlog: bool,
     /// Accepted on the metrics listener: serves `/metrics` and `/healthz`
     /// only, never an upgrade.
     pub metrics_only: bool,

@@ -70,8 +70,11 @@ impl<H: Handler> Reactor<H> {
             let kept = leftover.len();
             self.read_buf[..kept].copy_from_slice(leftover);
             let space = self.read_buf.len() - kept;
-            let n = if space == 0 {
-                0 // a full buffer left by the per-turn cap: process it first
+            // input left by the per-turn cap is processed before any read:
+            // no edge may come for it (the peer may have sent it all)
+            let backlog = std::mem::take(&mut conn.backlog);
+            let n = if backlog || space == 0 {
+                0
             } else {
                 match conn.socket.read(&mut self.read_buf[kept..]) {
                     Ok(0) => return self.on_eof(id),
@@ -89,11 +92,15 @@ impl<H: Handler> Reactor<H> {
             if let Some(conn) = lookup(&mut self.reg.conns, id) {
                 if consumed < filled && !conn.engine.is_closed() {
                     conn.leftover = Some(Box::from(&self.read_buf[consumed..filled]));
+                    conn.backlog = budget == 0;
                 }
             }
             self.flush_current(id);
             if budget == 0 {
                 break; // the per-turn message cap: the others' turn
+            }
+            if backlog {
+                continue; // the backlog is done: now read what else came
             }
             let over_cap = lookup(&mut self.reg.conns, id)
                 .is_some_and(|c| c.queue.cost() > self.reg.config.max_backpressure);

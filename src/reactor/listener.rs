@@ -170,6 +170,7 @@ impl<H: Handler> Reactor<H> {
             connecting: false,
             peer_eof: false,
             hup: false,
+            backlog: false,
             metrics_only: false,
             draining: false,
         });

@@ -3,6 +3,7 @@
 //! byte by byte (to send what a well-behaved client never would).
 #![allow(dead_code)]
 
+pub mod process;
 use edgews::protocol::frame::{decode_header, encode_frame, encode_header, OpCode};
 use edgews::protocol::mask::apply_mask;
 use edgews::reactor::{Handler, Reactor, ShutdownHandle, Stats};

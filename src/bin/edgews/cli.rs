@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use edgews::protocol::OriginPolicy;
+use edgews::server::{GuardConfig, OverRate, RateLimit};
 use edgews::{ProtocolConfig, ServerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -190,6 +191,26 @@ impl ServerArgs {
             auth = auth.with_issuer(issuer);
         }
         Ok(Some(auth))
+    }
+
+    /// The rate limits these options describe (all off by default);
+    /// `over_rate` is the mode's answer to a connection over its rate.
+    pub fn guard(&self, over_rate: OverRate) -> Result<GuardConfig, String> {
+        if self.message_burst.is_some() && self.message_rate == 0 {
+            return Err("--message-burst needs --message-rate".into());
+        }
+        let guard = GuardConfig {
+            message_rate: (self.message_rate > 0).then(|| RateLimit {
+                per_second: self.message_rate,
+                burst: self.message_burst.unwrap_or(self.message_rate),
+            }),
+            over_rate,
+            max_connections_per_ip: (self.max_connections_per_ip > 0)
+                .then_some(self.max_connections_per_ip),
+            max_upgrades_per_ip: (self.max_upgrades_per_ip > 0).then_some(self.max_upgrades_per_ip),
+        };
+        guard.validate().map_err(|e| e.to_string())?;
+        Ok(guard)
     }
 
     /// The server configuration these options describe.

@@ -6,7 +6,9 @@ mod load;
 use clap::Parser;
 use cli::{BadConfig, Cli, Command, LogFormat, ServerArgs};
 use edgews::reactor::{Handler, Reactor};
-use edgews::server::{Authenticated, Broadcast, Chat, ChatConfig, Echo, PubSub};
+use edgews::server::{
+    Authenticated, Broadcast, Chat, ChatConfig, Echo, GuardConfig, Guarded, OverRate, PubSub,
+};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -48,31 +50,59 @@ fn init_logging(format: LogFormat) {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Echo(args) => serve("echo", &args, Echo),
+        Command::Echo(args) => serve("echo", &args, Echo, OverRate::Close),
         Command::Broadcast {
             include_sender,
             server,
-        } => serve("broadcast", &server, Broadcast { include_sender }),
-        Command::Pubsub(args) => serve("pubsub", &args, PubSub::new()),
+        } => serve(
+            "broadcast",
+            &server,
+            Broadcast { include_sender },
+            OverRate::Close,
+        ),
+        Command::Pubsub(args) => serve("pubsub", &args, PubSub::new(), OverRate::ErrorReply),
         Command::Chat { max_text, server } => {
             let max_text = usize::try_from(max_text).map_err(|_| "--max-text is too large")?;
             let chat = Chat::new(ChatConfig { max_text });
-            serve("chat", &server, chat)
+            serve("chat", &server, chat, OverRate::ErrorReply)
         }
         Command::Load(command) => load::run(command),
     }
 }
 
-/// Runs a server, behind token checks when a JWT secret is configured.
+/// Runs a server, behind token checks when a JWT secret is configured,
+/// behind rate limits when any is set (outside the token checks, so a
+/// flood costs no token verification).
 fn serve<H: Handler>(
     mode: &str,
     args: &ServerArgs,
     handler: H,
+    over_rate: OverRate,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match args.jwt().map_err(BadConfig)? {
-        Some(auth) => run_reactor(mode, args, Authenticated::new(handler, auth)),
-        None => run_reactor(mode, args, handler),
+        Some(auth) => guarded(mode, args, Authenticated::new(handler, auth), over_rate),
+        None => guarded(mode, args, handler, over_rate),
     }
+}
+
+/// Runs `handler` behind the configured rate limits; without any, as it is
+/// (no wrapper on the message path).
+fn guarded<H: Handler>(
+    mode: &str,
+    args: &ServerArgs,
+    handler: H,
+    over_rate: OverRate,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let guard = args.guard(over_rate).map_err(BadConfig)?;
+    if guard
+        == (GuardConfig {
+            over_rate,
+            ..GuardConfig::default()
+        })
+    {
+        return run_reactor(mode, args, handler);
+    }
+    run_reactor(mode, args, Guarded::new(handler, guard))
 }
 
 /// Runs a server until SIGINT or SIGTERM, then shuts down gracefully.

@@ -1,0 +1,392 @@
+//! The real `edgews` binary as a child process on an ephemeral loopback
+//! port, measured from outside: its peak and current memory
+//! (/proc/PID/status), its open descriptors (/proc/PID/fd), its `/metrics`
+//! and its log (stderr, collected by a thread). Killed on drop, so a test
+//! that panics leaves no server behind.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The binary under test, built by cargo for the integration tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_edgews");
+
+/// How long the server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a server process is started: mode, arguments, environment, and
+/// optionally a lower descriptor limit (via `prlimit`).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    mode: String,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    nofile: Option<u64>,
+}
+
+impl Launch {
+    /// `edgews MODE --listen 127.0.0.1:0`, logging at the default level.
+    pub fn new(mode: &str) -> Launch {
+        Launch {
+            mode: mode.to_string(),
+            args: Vec::new(),
+            envs: Vec::new(),
+            nofile: None,
+        }
+    }
+
+    /// Adds command-line arguments after the mode.
+    pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Launch {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// Sets an environment variable (e.g. `EDGEWS_LOG=debug`).
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Runs the binary under `prlimit --nofile=N:N` (soft and hard limit).
+    pub fn nofile(mut self, limit: u64) -> Launch {
+        self.nofile = Some(limit);
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut command = match self.nofile {
+            Some(n) => {
+                // prlimit sets the limits, then execs the binary: same pid
+                let mut c = Command::new("/usr/bin/prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        command
+            .arg(&self.mode)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env_remove("RUST_LOG")
+            .env_remove("EDGEWS_LOG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Starts the server and waits for its `listening on` line (and its
+    /// `serving /metrics on` line when `--metrics-listen` is given).
+    pub fn start(self) -> ServerProcess {
+        let mut child = self.command().spawn().expect("spawn edgews");
+        let pid = child.id();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_thread = collect(child.stderr.take().expect("stderr"), stderr.clone());
+        let lines = stdout_lines(child.stdout.take().expect("stdout"));
+        let mut server = ServerProcess {
+            pid,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: None,
+            stdout: Vec::new(),
+            child: Some(child),
+            stderr,
+            stderr_thread: Some(stderr_thread),
+        };
+        let wants_metrics = self.args.iter().any(|a| a == "--metrics-listen");
+        let listening = format!("edgews {} listening on ws://", self.mode);
+        let serving = format!("edgews {} serving /metrics on http://", self.mode);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while server.addr.port() == 0 || (wants_metrics && server.metrics_addr.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = lines.recv_timeout(left) else {
+                panic!(
+                    "edgews {} did not start: stdout {:?}, stderr:\n{}",
+                    self.mode,
+                    server.stdout,
+                    server.stderr_text()
+                );
+            };
+            if let Some(addr) = line.strip_prefix(&listening) {
+                server.addr = addr.trim().parse().expect("the listening address");
+            } else if let Some(addr) = line.strip_prefix(&serving) {
+                server.metrics_addr = Some(addr.trim().parse().expect("the metrics address"));
+            }
+            server.stdout.push(line);
+        }
+        server
+    }
+
+    /// Runs a command line expected to end on its own within `limit`:
+    /// its exit status (`None` if it had to be killed), stdout and stderr.
+    pub fn run_to_exit(self, limit: Duration) -> (Option<ExitStatus>, String, String) {
+        let mut child = self.command().spawn().expect("spawn edgews");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let out_thread = collect(child.stdout.take().expect("stdout"), out.clone());
+        let err_thread = collect(child.stderr.take().expect("stderr"), err.clone());
+        let status = wait_with_deadline(&mut child, limit);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = out_thread.join();
+        let _ = err_thread.join();
+        let text =
+            |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
+        (status, text(&out), text(&err))
+    }
+}
+
+/// Starts `edgews MODE --listen 127.0.0.1:0 ARGS…`.
+pub fn start(mode: &str, args: &[&str]) -> ServerProcess {
+    Launch::new(mode).args(args).start()
+}
+
+/// A running `edgews` process; killed (and reaped) on drop.
+pub struct ServerProcess {
+    /// Its process id.
+    pub pid: u32,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The address of its `--metrics-listen` listener, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// What it printed on stdout while starting.
+    pub stdout: Vec<String>,
+    child: Option<Child>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl ServerProcess {
+    /// Its log so far (stderr).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Stops it with SIGTERM (graceful: its final log lines are written),
+    /// waits up to `limit`, kills it if it is still running, and returns
+    /// everything it wrote on stderr.
+    pub fn terminate(mut self, limit: Duration) -> (Option<ExitStatus>, String) {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let status = wait_with_deadline(&mut child, limit);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        (status, self.stderr_text())
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr.unwrap_or(self.addr)
+    }
+
+    /// `GET /metrics`: the Prometheus text (panics unless 200).
+    pub fn metrics(&self) -> String {
+        let (head, body) = http_get(self.metrics_addr(), "/metrics", &[]);
+        assert!(head.starts_with("HTTP/1.1 200 "), "GET /metrics: {head}");
+        String::from_utf8(body).expect("metrics are UTF-8")
+    }
+
+    /// The value of one series (`name` or `name{label="…"}`) in `/metrics`;
+    /// `None` when it is missing or `/metrics` did not answer 200.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (head, body) = http_get(self.metrics_addr(), "/metrics", &[]);
+        if !head.starts_with("HTTP/1.1 200 ") {
+            return None;
+        }
+        metric_value(&String::from_utf8_lossy(&body), series)
+    }
+
+    /// Peak resident memory (VmHWM) in bytes.
+    pub fn vm_hwm(&self) -> u64 {
+        status_kib(self.pid, "VmHWM:") * 1024
+    }
+
+    /// Resident memory now (VmRSS) in bytes.
+    pub fn vm_rss(&self) -> u64 {
+        status_kib(self.pid, "VmRSS:") * 1024
+    }
+
+    /// Resets the peak (VmHWM) to the current RSS, so that a later
+    /// [`vm_hwm`](Self::vm_hwm) is the peak since now. Returns false where
+    /// the kernel does not allow it (then the peak includes the start).
+    pub fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5").is_ok()
+    }
+
+    /// Open file descriptors (entries of /proc/PID/fd).
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The value of `series` in a Prometheus text: the sample whose name (and
+/// labels) is exactly `series`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// The sample lines' names and labels (the values left out), in order.
+pub fn series_of(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').map_or(l, |(name, _)| name).to_string())
+        .collect()
+}
+
+/// A one-shot HTTP/1.1 GET with extra header lines (`Host` is added unless
+/// given): the response head and its body (`Content-Length`, or to EOF).
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> (String, Vec<u8>) {
+    let mut request = format!("GET {path} HTTP/1.1\r\n");
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+    {
+        request += &format!("Host: {addr}\r\n");
+    }
+    for h in headers {
+        request += h;
+        request += "\r\n";
+    }
+    request += "\r\n";
+    http_exchange(addr, request.as_bytes())
+}
+
+/// Sends raw request bytes and reads one response: head and body (after
+/// a `101` head, whatever came with it; without `Content-Length`, to EOF).
+pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).expect("write the request");
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end + 4]).into_owned();
+            let length = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            });
+            let body_end = match length {
+                Some(n) => end + 4 + n,
+                None if head.starts_with("HTTP/1.1 101 ") => end + 4,
+                None => usize::MAX,
+            };
+            if data.len() >= body_end {
+                return (head, data[end + 4..body_end].to_vec());
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    }
+    match data.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => (
+            String::from_utf8_lossy(&data[..end + 4]).into_owned(),
+            data[end + 4..].to_vec(),
+        ),
+        None => (String::from_utf8_lossy(&data).into_owned(), Vec::new()),
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; how long it
+/// took, `None` if it never held.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    })
+}
+
+fn stdout_lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            // keep draining after the start, so that a later line never
+            // meets a closed pipe
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
