@@ -114,11 +114,11 @@ pub trait Scenario: Handler {
 
 fn drive<S: Scenario>(scenario: S) -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig {
-        max_connections: usize::MAX / 2,
+        max_connections: edgews::config::MAX_CONNECTIONS_LIMIT,
         shutdown_timeout: Duration::from_secs(2),
         protocol: ProtocolConfig {
             ping_interval: None,
-            max_fragments: u32::MAX,
+            max_fragments: edgews::config::MAX_FRAGMENTS_LIMIT,
             ..ProtocolConfig::default()
         },
         ..ServerConfig::default()
