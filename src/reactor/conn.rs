@@ -25,7 +25,10 @@ pub(crate) struct Conn {
     /// Received bytes the engine has not consumed yet: a partial header or
     /// control frame, a partial handshake head, or (after the per-turn
     /// message cap) the rest of one read; less than the read buffer.
-    pub leftover: Option<Box<[u8]>>,
+    /// Boxed twice: a thin pointer in every slot, since few connections
+    /// have any.
+    #[allow(clippy::redundant_allocation)]
+    pub leftover: Option<Box<Box<[u8]>>>,
     /// Output the kernel did not take yet.
     pub queue: LazyQueue,
     /// The identity the upgrade attached (see `Accept::user`); a thin

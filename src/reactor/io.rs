@@ -66,7 +66,7 @@ impl<H: Handler> Reactor<H> {
             if conn.read_paused || conn.connecting || !conn.engine.wants_read() {
                 return self.settle(id);
             }
-            let leftover = conn.leftover.as_deref().unwrap_or_default();
+            let leftover = conn.leftover.as_deref().map_or(&[][..], |b| &b[..]);
             let kept = leftover.len();
             self.read_buf[..kept].copy_from_slice(leftover);
             let space = self.read_buf.len() - kept;
@@ -91,7 +91,8 @@ impl<H: Handler> Reactor<H> {
             budget -= used;
             if let Some(conn) = lookup(&mut self.reg.conns, id) {
                 if consumed < filled && !conn.engine.is_closed() {
-                    conn.leftover = Some(Box::from(&self.read_buf[consumed..filled]));
+                    let rest = Box::from(&self.read_buf[consumed..filled]);
+                    conn.leftover = Some(Box::new(rest));
                     conn.backlog = budget == 0;
                 }
             }
