@@ -344,7 +344,7 @@ impl Handler for Chat {
                 return;
             }
         };
-        self.topics.subscribe(id, &room);
+        let _ = self.topics.subscribe(id, &room);
         self.members.insert(
             id,
             Member {

@@ -7,6 +7,7 @@ mod broadcast;
 pub mod chat;
 mod echo;
 pub mod pubsub;
+mod pubsub_control;
 pub mod topics;
 
 pub use crate::reactor::{
@@ -16,5 +17,6 @@ pub use auth::{Authenticated, JwtAuth};
 pub use broadcast::Broadcast;
 pub use chat::{Chat, ChatConfig};
 pub use echo::Echo;
-pub use pubsub::PubSub;
-pub use topics::Topics;
+pub use pubsub::{PubSub, PubSubConfig};
+pub use pubsub_control::{check_topic, parse_control, Control};
+pub use topics::{SubscribeError, TopicLimits, Topics};
