@@ -51,7 +51,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Pubsub(args) => serve("pubsub", &args, PubSub::new()),
         Command::Chat { max_text, server } => {
             let max_text = usize::try_from(max_text).map_err(|_| "--max-text is too large")?;
-            let chat = Chat::new(ChatConfig { max_text });
+            let chat = Chat::new(ChatConfig {
+                max_text,
+                ..ChatConfig::default()
+            });
             serve("chat", &server, chat)
         }
         Command::Load(command) => load::run(command),
