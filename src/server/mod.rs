@@ -5,9 +5,11 @@
 pub mod auth;
 mod broadcast;
 pub mod chat;
+mod chat_message;
 mod echo;
 pub mod pubsub;
 mod pubsub_control;
+mod query;
 pub mod topics;
 
 pub use crate::reactor::{
@@ -16,6 +18,7 @@ pub use crate::reactor::{
 pub use auth::{Authenticated, JwtAuth};
 pub use broadcast::Broadcast;
 pub use chat::{Chat, ChatConfig};
+pub use chat_message::{parse_message, ChatMessage};
 pub use echo::Echo;
 pub use pubsub::{PubSub, PubSubConfig};
 pub use pubsub_control::{check_topic, parse_control, Control};
