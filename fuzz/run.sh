@@ -28,13 +28,14 @@ rss_mb="${FUZZ_RSS_MB:-2048}"
 export RUSTC_BOOTSTRAP=1
 
 all_targets=(frame_decode handshake_request handshake_response server_connection
-    client_connection utf8_incremental roundtrip)
+    client_connection utf8_incremental roundtrip pubsub_control chat_message)
 
 # the libFuzzer dictionary for each target, if any
 dict_for() {
     case "$1" in
         handshake_request | handshake_response) echo "dicts/http.dict" ;;
         frame_decode | server_connection | client_connection | utf8_incremental) echo "dicts/frames.dict" ;;
+        pubsub_control | chat_message) echo "dicts/json.dict" ;;
         *) echo "" ;;
     esac
 }
@@ -47,6 +48,7 @@ max_len() {
         server_connection | client_connection) echo 70000 ;;
         utf8_incremental) echo 4096 ;;
         roundtrip) echo 4096 ;;
+        pubsub_control | chat_message) echo 4096 ;;
         *) echo 4096 ;;
     esac
 }

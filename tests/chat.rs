@@ -1,6 +1,7 @@
-//! The chat server over real loopback TCP: the page, rooms, presence,
-//! server-stamped messages, errors that keep the connection, refusals at
-//! the upgrade, JWT names and the metrics.
+//! The chat server over real loopback TCP: the page, rooms, presence as
+//! deltas, server-stamped messages, errors that keep the connection,
+//! refusals at the upgrade (names, full rooms, too many rooms), what
+//! presence costs in bytes, JWT names and the metrics.
 
 mod support;
 
@@ -13,14 +14,19 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{upgrade_request, TestServer};
+use support::{upgrade_request, RawClient, TestServer};
 
 const SECRET: &[u8] = b"a test secret of 32 bytes, quite";
 
 fn chat_server(max_text: usize) -> TestServer {
-    TestServer::start(ServerConfig::default(), move || {
-        Chat::new(ChatConfig { max_text })
+    configured_server(ChatConfig {
+        max_text,
+        ..ChatConfig::default()
     })
+}
+
+fn configured_server(config: ChatConfig) -> TestServer {
+    TestServer::start(ServerConfig::default(), move || Chat::new(config))
 }
 
 fn jwt_server() -> TestServer {
@@ -105,8 +111,8 @@ fn assert_silent(client: &mut Client) {
         .unwrap();
 }
 
-/// Joins `room` as `name`; checks and consumes the welcome and the own
-/// join event; returns the members the welcome listed.
+/// Joins `room` as `name`; checks and consumes the welcome; returns the
+/// members it listed.
 fn join(server: &TestServer, room: &str, name: &str) -> (Client, Vec<String>) {
     let mut client = connect(server, &ws_path(room, name));
     let (welcome, members) = welcomed(&mut client);
@@ -118,10 +124,6 @@ fn join(server: &TestServer, room: &str, name: &str) -> (Client, Vec<String>) {
 fn welcomed(client: &mut Client) -> (Value, Vec<String>) {
     let welcome = recv(client);
     assert_eq!(welcome["type"], "welcome", "{welcome}");
-    let joined = recv(client);
-    assert_eq!(joined["type"], "join", "{joined}");
-    assert_eq!(joined["name"], welcome["name"]);
-    assert_eq!(joined["members"], welcome["members"]);
     let members = members_of(&welcome);
     (welcome, members)
 }
@@ -186,11 +188,11 @@ fn two_people_talk_and_a_third_room_hears_nothing() {
     assert_eq!(members, ["carol"]);
     let (mut bob, members) = join(&server, "lobby", "bob");
     assert_eq!(members, ["alice", "bob"]);
-    let bob_joined = recv(&mut alice);
-    assert_eq!(bob_joined["type"], "join");
-    assert_eq!(bob_joined["room"], "lobby");
-    assert_eq!(bob_joined["name"], "bob");
-    assert_eq!(members_of(&bob_joined), ["alice", "bob"]);
+    // the others hear of a join as a delta, without the list
+    assert_eq!(
+        recv(&mut alice),
+        json!({"type": "join", "room": "lobby", "name": "bob"})
+    );
 
     // alice to bob, trying to pass as someone else: the server names her
     let before = now_ms();
@@ -236,11 +238,10 @@ fn two_people_talk_and_a_third_room_hears_nothing() {
 
     // bob leaves cleanly; alice sees it, carol does not
     bob.close(CloseCode::NORMAL, "bye").unwrap();
-    let left = recv(&mut alice);
-    assert_eq!(left["type"], "leave");
-    assert_eq!(left["room"], "lobby");
-    assert_eq!(left["name"], "bob");
-    assert_eq!(members_of(&left), ["alice"]);
+    assert_eq!(
+        recv(&mut alice),
+        json!({"type": "leave", "room": "lobby", "name": "bob"})
+    );
     assert_silent(&mut carol);
 }
 
@@ -252,21 +253,29 @@ fn a_vanished_connection_leaves_too() {
     assert_eq!(recv(&mut alice)["name"], "dave");
     // no close handshake: the TCP connection just goes
     drop(dave);
-    let left = recv(&mut alice);
     assert_eq!(
-        (&left["type"], &left["name"]),
-        (&json!("leave"), &json!("dave"))
+        recv(&mut alice),
+        json!({"type": "leave", "room": "r", "name": "dave"})
     );
-    assert_eq!(members_of(&left), ["alice"]);
 }
 
 #[test]
 fn duplicate_names_are_listed_once_per_connection() {
     let server = chat_server(4096);
     let (mut first, _) = join(&server, "r", "sam");
-    let (_second, members) = join(&server, "r", "sam");
+    let (second, members) = join(&server, "r", "sam");
     assert_eq!(members, ["sam", "sam"]);
-    assert_eq!(members_of(&recv(&mut first)), ["sam", "sam"]);
+    assert_eq!(
+        recv(&mut first),
+        json!({"type": "join", "room": "r", "name": "sam"})
+    );
+    drop(second);
+    assert_eq!(
+        recv(&mut first),
+        json!({"type": "leave", "room": "r", "name": "sam"})
+    );
+    let (_third, members) = join(&server, "r", "sam");
+    assert_eq!(members, ["sam", "sam"]);
 }
 
 #[test]
@@ -475,4 +484,112 @@ fn metrics_show_the_rooms() {
     }
     assert_eq!(gauge("edgews_subscriptions"), 2);
     assert_eq!(recv(&mut a)["type"], "join");
+}
+
+/// Connects to `path`, retrying a refused upgrade for up to 10 s (the
+/// server may not have seen an expected leave yet).
+fn connect_when_accepted(server: &TestServer, path: &str) -> Client {
+    let config = ClientConfig {
+        read_timeout: Some(Duration::from_secs(10)),
+        ..ClientConfig::default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect_with(&server.url(path), config.clone()) {
+            Ok(client) => return client,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_full_room_refuses_one_more_member_with_403() {
+    let server = configured_server(ChatConfig {
+        max_room_members: 3,
+        ..ChatConfig::default()
+    });
+    let (mut first, _) = join(&server, "r", "a");
+    let (_second, _) = join(&server, "r", "b");
+    let (_third, members) = join(&server, "r", "c");
+    assert_eq!(members, ["a", "b", "c"]);
+    let (status, body) = upgrade(server.addr, &ws_path("r", "d"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("room r is full (3 members)"), "{body}");
+    // nobody heard of the refused one; other rooms are open
+    recv(&mut first);
+    recv(&mut first);
+    assert_silent(&mut first);
+    let (_elsewhere, members) = join(&server, "s", "d");
+    assert_eq!(members, ["d"]);
+    // one leaves, and there is room again
+    first.close(CloseCode::NORMAL, "").unwrap();
+    let mut fourth = connect_when_accepted(&server, &ws_path("r", "d"));
+    let (_, members) = welcomed(&mut fourth);
+    assert_eq!(members, ["b", "c", "d"]);
+}
+
+#[test]
+fn past_the_room_cap_a_new_room_is_refused_with_503() {
+    let server = configured_server(ChatConfig {
+        max_rooms: 2,
+        ..ChatConfig::default()
+    });
+    let (_one, _) = join(&server, "one", "a");
+    let (two, _) = join(&server, "two", "b");
+    let (status, body) = upgrade(server.addr, &ws_path("three", "c"));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("at most 2"), "{body}");
+    // existing rooms still take members; an emptied room frees its place
+    let (_also_one, members) = join(&server, "one", "c");
+    assert_eq!(members, ["a", "c"]);
+    drop(two);
+    let mut three = connect_when_accepted(&server, &ws_path("three", "c"));
+    assert_eq!(welcomed(&mut three).1, ["c"]);
+}
+
+#[test]
+fn two_hundred_joins_cost_quadratic_not_cubic_bytes() {
+    const N: usize = 200;
+    let server = chat_server(4096);
+    let name = |i: usize| format!("member-{i:03}");
+    let mut clients = Vec::new();
+    let mut received = 0usize;
+    let mut welcomes = 0usize;
+    for i in 0..N {
+        let mut client = RawClient::open(server.addr, &ws_path("big", &name(i)));
+        let frame = client.read_frame().expect("a welcome");
+        let welcome: Value = serde_json::from_slice(&frame.payload).unwrap();
+        assert_eq!(welcome["type"], "welcome");
+        assert_eq!(members_of(&welcome).len(), i + 1);
+        received += frame.payload.len();
+        welcomes += frame.payload.len();
+        clients.push(client);
+    }
+    // the i-th heard of each of the N - 1 - i joins after its own
+    for (i, client) in clients.iter_mut().enumerate() {
+        for j in i + 1..N {
+            let frame = client.read_frame().expect("a join");
+            let join: Value = serde_json::from_slice(&frame.payload).unwrap();
+            assert_eq!(
+                join,
+                json!({"type": "join", "room": "big", "name": name(j)})
+            );
+            received += frame.payload.len();
+        }
+    }
+    let stats = server.stop();
+    eprintln!(
+        "{N} joins: {received} bytes received ({welcomes} in welcomes), {} sent in all",
+        stats.bytes_out
+    );
+    // full lists to everyone would be about 2.7 MB of welcomes plus
+    // N^3 / 3 × 13 bytes ≈ 35 MB of joins
+    assert!(received <= 8_000_000, "{received} bytes received");
+    assert!(
+        stats.bytes_out <= 8_000_000,
+        "{} bytes sent",
+        stats.bytes_out
+    );
+    assert!(stats.bytes_out >= received as u64);
 }

@@ -24,6 +24,8 @@ const TARGETS: &[(&str, Oracle)] = &[
     ("client_connection", oracles::client_connection),
     ("utf8_incremental", oracles::utf8_incremental),
     ("roundtrip", oracles::roundtrip),
+    ("pubsub_control", oracles::pubsub_control),
+    ("chat_message", oracles::chat_message),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -5,10 +5,13 @@
 pub mod auth;
 mod broadcast;
 pub mod chat;
+mod chat_message;
 mod echo;
 pub mod guard;
 pub mod limits;
 pub mod pubsub;
+mod pubsub_control;
+mod query;
 pub mod topics;
 
 pub use crate::reactor::{
@@ -17,8 +20,10 @@ pub use crate::reactor::{
 pub use auth::{Authenticated, JwtAuth};
 pub use broadcast::Broadcast;
 pub use chat::{Chat, ChatConfig};
+pub use chat_message::{parse_message, ChatMessage};
 pub use echo::Echo;
 pub use guard::{GuardConfig, GuardStats, Guarded, OverRate};
 pub use limits::{RateLimit, TokenBucket};
-pub use pubsub::PubSub;
-pub use topics::Topics;
+pub use pubsub::{PubSub, PubSubConfig};
+pub use pubsub_control::{check_topic, parse_control, Control};
+pub use topics::{SubscribeError, TopicLimits, Topics};

@@ -5,7 +5,8 @@
 //   node tests/e2e/chat.e2e.js        (run.sh installs what it needs first)
 //
 // Three pages: two in one room talk both ways and see each other's
-// presence, a third in another room sees none of it, HTML sent as a message
+// presence (a second tab of one of them counted, then gone), a third in
+// another room sees none of it, HTML sent as a message
 // shows as text, and after the server is killed and restarted on the same
 // port the pages reconnect by themselves and talk again. Screenshots go to
 // target/e2e/. Any failure, including Chromium or Playwright failing to
@@ -181,6 +182,16 @@ async function seesMembers(page, names) {
   }, names);
 }
 
+/** Waits until `page` lists `name` as `want`: "×N of TOTAL". */
+async function seesCount(page, name, want) {
+  await until(page, `${name} ${want}`, ([n, w]) => {
+    const li = [...document.querySelectorAll('#memberList li')]
+      .find((l) => l.querySelector('.name').textContent === n);
+    const count = li ? ((li.querySelector('.count') || {}).textContent || '×1') : '×0';
+    return `${count} of ${document.getElementById('memberCount').textContent}` === w;
+  }, [name, want]);
+}
+
 async function say(page, text) {
   await page.fill('#input', text);
   await page.press('#input', 'Enter');
@@ -233,6 +244,20 @@ async function main() {
   await until(ada, '"Grace joined"', () =>
     [...document.querySelectorAll('#messages li.sys')].some((li) => li.textContent === 'Grace joined'));
   ok('presence: Ada and Grace see each other');
+
+  // presence comes as deltas: a second tab of Grace is counted, and its
+  // leave undoes exactly that
+  const grace2 = await newPage('grace-2');
+  await grace2.goto(`${base}?room=lobby&name=Grace`);
+  await connected(grace2);
+  await seesCount(ada, 'Grace', '×2 of 3');
+  await seesCount(grace2, 'Grace', '×2 of 3');
+  await grace2.close();
+  await seesCount(ada, 'Grace', '×1 of 2');
+  await until(ada, '"Grace left"', () =>
+    [...document.querySelectorAll('#messages li.sys')].some((li) => li.textContent === 'Grace left'));
+  await seesMembers(ada, ['Ada', 'Grace']);
+  ok('presence deltas: a second tab is counted, and its leave is seen');
 
   await say(ada, 'Hello Grace 👋');
   await seesMessage(grace, 'Ada', 'Hello Grace 👋');

@@ -48,14 +48,36 @@ pub enum Command {
     },
     /// Pub/sub server: /topics/NAME picks a topic; JSON control messages
     /// subscribe, unsubscribe and publish (see docs/usage.md).
-    Pubsub(ServerArgs),
+    Pubsub {
+        /// Largest control message (subscribe, publish, …); larger ones are
+        /// closed with 1009 as they arrive. Also caps the message size.
+        #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+        max_control_size: u64,
+        /// Most topics one connection may subscribe to; past it: an error reply.
+        #[arg(long, default_value_t = 128, value_name = "N")]
+        max_subscriptions: usize,
+        /// Most topics with a subscriber, server-wide; past it: an error
+        /// reply (or 503 for a topic path at the upgrade).
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        max_topics: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Chat server: a web page at / (open it in a browser), rooms and
     /// presence over /ws?room=ROOM&name=NAME; with a JWT secret the token's
     /// `sub` is the name.
     Chat {
-        /// Longest message text accepted (e.g. 4KiB); longer ones get an error event.
+        /// Longest message text accepted (e.g. 4KiB); longer ones get an
+        /// error event. Messages over 6 × this + 1 KiB are closed with 1009.
         #[arg(long, default_value = "4KiB", value_parser = parse_size)]
         max_text: u64,
+        /// Most members in one room; past it, joining is refused with 403.
+        #[arg(long, default_value_t = 1_000, value_name = "N")]
+        max_room_members: usize,
+        /// Most rooms with a member, server-wide; past it, joining a new
+        /// room is refused with 503.
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        max_rooms: usize,
         #[command(flatten)]
         server: ServerArgs,
     },
