@@ -35,7 +35,13 @@ pub(crate) fn dispatch<H: Handler>(
             let accept = match decision {
                 Ok(accept) => accept,
                 Err(e) => {
-                    log::info!("{id} {peer}: upgrade refused with {}: {e}", e.status());
+                    // refusals under load (429, 503) are counted, not logged
+                    // one by one: a flood must not become a flood of log lines
+                    let level = match e.status() {
+                        429 | 503 => log::Level::Debug,
+                        _ => log::Level::Info,
+                    };
+                    log::log!(level, "{id} {peer}: upgrade refused with {}: {e}", e.status());
                     reg.stats.record_handshake_failure(e.status());
                     let _ = conn.engine.reject(&e, &mut reg.scratch);
                     return;

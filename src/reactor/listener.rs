@@ -93,7 +93,8 @@ impl<H: Handler> Reactor<H> {
     fn admit(&mut self, socket: TcpStream, peer: SocketAddr, metrics_only: bool) {
         let max = self.reg.config.max_connections;
         if self.reg.conns.len() >= max + OVER_CAPACITY_SLACK {
-            log::warn!("{peer}: dropped, {} connections held", self.reg.conns.len());
+            // debug: a connect storm must not become a storm of log lines
+            log::debug!("{peer}: dropped, {} connections held", self.reg.conns.len());
             return;
         }
         let over_capacity = self.reg.conns.len() >= max;

@@ -202,7 +202,9 @@ impl<H: Handler> Guarded<H> {
             OverRate::ErrorReply => ctx.send_text(id, RATE_LIMIT_ERROR_REPLY),
         };
         if sent.is_ok() {
-            log::info!("{id}: message dropped: over its rate limit");
+            // counted in /metrics; one line per dropped message would let a
+            // client flood the log
+            log::debug!("{id}: message dropped: over its rate limit");
         }
     }
 
