@@ -958,3 +958,489 @@ fn pubsub_answers_publications_over_the_message_rate_with_errors_and_stays_open(
     assert_eq!(delivered + errors.len(), SENT, "some got no answer");
     assert_eq!(later.map(|v| v["type"].clone()), Some(json!("message")));
 }
+
+// ------------------------------------------- 11. the largest publication
+
+/// A publication to topic `t` of exactly `size` bytes of JSON: its data an
+/// array of zeros (one space after `[` when the parity needs it). The
+/// message and its `data`, as the subscriber must receive it.
+fn publication_of_size(size: usize) -> (String, String) {
+    const HEAD: &str = r#"{"op":"publish","topic":"t","data":"#;
+    // the zeros and their commas: 2 × zeros − 1 bytes, and the brackets
+    let room = size - HEAD.len() - "[]}".len();
+    let zeros = room.div_ceil(2);
+    let pad = " ".repeat(room - (2 * zeros - 1));
+    let data = format!("[{pad}{}0]", "0,".repeat(zeros - 1));
+    let message = format!("{HEAD}{data}}}");
+    assert_eq!(message.len(), size);
+    (message, data)
+}
+
+/// Sends `message` from `publisher`; `subscriber` must receive it whole:
+/// `{"type":"message","topic":"t","data":DATA}` with `data` byte for byte.
+fn publish_and_receive(
+    publisher: &mut RawClient,
+    subscriber: &mut RawClient,
+    message: &str,
+    data: &str,
+) {
+    publisher.send(&client_frame(true, OpCode::Text, message.as_bytes()));
+    let frame = subscriber.read_frame().expect("the publication");
+    let expected = format!(r#"{{"type":"message","topic":"t","data":{data}}}"#);
+    assert_eq!(frame.opcode, OpCode::Text);
+    assert_eq!(
+        frame.payload.len(),
+        expected.len(),
+        "the publication's size"
+    );
+    assert!(
+        frame.payload == expected.as_bytes(),
+        "the publication arrived altered"
+    );
+}
+
+/// What publishing costs the server at peak: its RSS before, and how far
+/// its peak grew over that (bytes), with whether the peak could be reset.
+#[derive(Debug)]
+struct PeakGrowth {
+    rss_before: u64,
+    growth: u64,
+    reset: bool,
+}
+
+/// The server's peak memory watched from a point on: its RSS then, and
+/// whether its peak could be reset to it.
+struct PeakWatch {
+    rss_before: u64,
+    reset: bool,
+}
+
+impl PeakWatch {
+    /// Resets the server's peak to its RSS now.
+    fn start(server: &ServerProcess) -> PeakWatch {
+        let rss_before = server.vm_rss();
+        let reset = server.reset_peak();
+        PeakWatch { rss_before, reset }
+    }
+
+    /// How far the peak grew since the start.
+    fn finish(self, server: &ServerProcess) -> PeakGrowth {
+        PeakGrowth {
+            rss_before: self.rss_before,
+            growth: server.vm_hwm().saturating_sub(self.rss_before),
+            reset: self.reset,
+        }
+    }
+}
+
+/// Starts pubsub with `args`, a subscriber on `t` and a publisher; warms
+/// up with three publications of a quarter of `size`, then publishes
+/// `size` bytes `times` times, each received whole. The peak's growth.
+fn peak_of_largest_publish(args: &[&str], size: usize, times: usize) -> PeakGrowth {
+    let mut all_args = vec!["--ping-interval", "0"];
+    all_args.extend(args);
+    let server = start("pubsub", &all_args);
+    let mut subscriber = open(server.addr, "/topics/t");
+    subscriber
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut publisher = open(server.addr, "/topics/p");
+    let (warm, warm_data) = publication_of_size(size / 4);
+    for _ in 0..3 {
+        publish_and_receive(&mut publisher, &mut subscriber, &warm, &warm_data);
+    }
+    let (message, data) = publication_of_size(size);
+    let started = Instant::now();
+    let watch = PeakWatch::start(&server);
+    for _ in 0..times {
+        publish_and_receive(&mut publisher, &mut subscriber, &message, &data);
+    }
+    let growth = watch.finish(&server);
+    let zeros = data.bytes().filter(|&b| b == b'0').count();
+    eprintln!(
+        "largest publish, pubsub {args:?}: {size} bytes ({zeros} zeros) published {times} times \
+         in {:?}, each received whole; RSS {:.2} MiB before, peak +{} KiB = {:.2} x the \
+         message (peak reset: {})",
+        started.elapsed(),
+        growth.rss_before as f64 / MIB,
+        growth.growth >> 10,
+        growth.growth as f64 / size as f64,
+        growth.reset
+    );
+    assert!(server.metric("edgews_open_connections") == Some(2.0));
+    growth
+}
+
+#[test]
+fn a_pubsub_publish_of_the_default_largest_size_costs_at_most_four_times_its_size_at_peak() {
+    const SIZE: usize = 64 << 10;
+    let peak = peak_of_largest_publish(&[], SIZE, 5);
+    assert!(peak.reset, "the peak could not be reset");
+    assert!(
+        peak.growth <= 4 * SIZE as u64,
+        "a {SIZE}-byte publish grew the peak by {} bytes",
+        peak.growth
+    );
+}
+
+#[test]
+fn an_8_mib_pubsub_publish_costs_at_most_four_times_its_size_at_peak() {
+    // the issue: one 8 MiB array of zeros used to cost ≈ 270 MiB
+    const SIZE: usize = 8 << 20;
+    let peak = peak_of_largest_publish(&["--max-control-size", "8MiB"], SIZE, 2);
+    assert!(peak.reset, "the peak could not be reset");
+    assert!(
+        peak.growth <= 4 * SIZE as u64,
+        "an 8 MiB publish grew the peak by {:.1} MiB",
+        peak.growth as f64 / MIB
+    );
+}
+
+/// Sends `frames` (one message in all) and expects the engine's 1009;
+/// the close code and the peak's growth meanwhile.
+fn closed_over_the_cap(
+    server: &ServerProcess,
+    path: &str,
+    frames: &[Vec<u8>],
+) -> (Option<u16>, u64) {
+    let mut c = open(server.addr, path);
+    let watch = PeakWatch::start(server);
+    for frame in frames {
+        // the server may close (and drain) before the last byte is written
+        let _ = c.stream.write_all(frame);
+    }
+    let code = c.read_close_code();
+    let growth = watch.finish(server);
+    assert!(growth.reset, "the peak could not be reset");
+    (code, growth.growth)
+}
+
+#[test]
+fn a_pubsub_message_one_byte_over_max_control_size_is_closed_with_1009_and_costs_at_most_the_cap() {
+    for (args, cap) in [
+        (&[][..], 64usize << 10),
+        (&["--max-control-size", "8MiB"][..], 8 << 20),
+    ] {
+        let mut all_args = vec!["--ping-interval", "0"];
+        all_args.extend(args);
+        let server = start("pubsub", &all_args);
+        assert_still_serves(&server, "pubsub"); // warm-up
+        let over = "x".repeat(cap + 1);
+        // in one frame: refused at its header
+        let whole = [client_frame(true, OpCode::Text, over.as_bytes())];
+        let (one_frame, one_growth) = closed_over_the_cap(&server, "/topics/t", &whole);
+        // in two, each under the cap: refused at the second's header
+        let half = cap / 2 + 1;
+        let halves = [
+            client_frame(false, OpCode::Text, &over.as_bytes()[..half]),
+            client_frame(true, OpCode::Continuation, &over.as_bytes()[half..]),
+        ];
+        let (two_frames, two_growth) = closed_over_the_cap(&server, "/topics/t", &halves);
+        let closes = server.metric("edgews_closes_total{code=\"1009\"}");
+        eprintln!(
+            "one byte over, pubsub {args:?}: a {}-byte message in one frame: close \
+             {one_frame:?}, peak +{} KiB; in two frames: close {two_frames:?}, peak +{} KiB \
+             (cap {} KiB); 1009 closes counted {closes:?}",
+            cap + 1,
+            one_growth >> 10,
+            two_growth >> 10,
+            cap >> 10
+        );
+        assert_eq!(one_frame, Some(1009));
+        assert_eq!(two_frames, Some(1009));
+        assert_eq!(closes, Some(2.0));
+        // "about the cap": the first fragment is held (≤ the cap), with
+        // one read buffer's worth of slack at the smallest cap
+        let allowed = cap as u64 + (64 << 10);
+        assert!(one_growth <= allowed, "one frame: peak +{one_growth} bytes");
+        assert!(
+            two_growth <= allowed,
+            "two frames: peak +{two_growth} bytes"
+        );
+        assert_still_serves(&server, "pubsub");
+    }
+}
+
+// ------------------------------------- 12. subscriptions past their cap
+
+/// A distinct topic name of exactly 200 bytes (the longest allowed).
+fn long_topic(i: usize) -> String {
+    format!("{i:07}{}", "x".repeat(193))
+}
+
+/// A control message `{"op":OP,"topic":TOPIC}` as a client frame.
+fn control(op: &str, topic: &str) -> Vec<u8> {
+    client_frame(
+        true,
+        OpCode::Text,
+        json!({"op": op, "topic": topic}).to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn a_hundred_thousand_subscribe_attempts_on_one_connection_grow_the_server_by_at_most_16_mib() {
+    const ATTEMPTS: usize = 100_000;
+    const CAP: usize = 128;
+    let server = start("pubsub", &[]);
+    let client = open(server.addr, "/topics/t"); // its path is one subscription
+    let mut writer = client.stream.try_clone().expect("a second handle");
+    let watch = PeakWatch::start(&server);
+    let started = Instant::now();
+    // the replies are read as they come, so that none waits in the server
+    let reader = std::thread::spawn(move || {
+        let mut client = client;
+        let (mut subscribed, mut errors, mut first_error) = (0usize, 0usize, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while subscribed + errors < ATTEMPTS && Instant::now() < deadline {
+            let Some(frame) = client.read_frame() else {
+                break;
+            };
+            if frame.opcode != OpCode::Text {
+                continue;
+            }
+            let reply: Value = serde_json::from_slice(&frame.payload).expect("JSON");
+            match reply["type"].as_str() {
+                Some("subscribed") => subscribed += 1,
+                Some("error") => {
+                    errors += 1;
+                    let error = reply["error"].as_str().unwrap_or("").to_string();
+                    first_error.get_or_insert(error);
+                }
+                _ => panic!("unexpected reply {reply}"),
+            }
+        }
+        (client, subscribed, errors, first_error)
+    });
+    let mut written = 0;
+    for batch in (0..ATTEMPTS).collect::<Vec<_>>().chunks(1000) {
+        let bytes: Vec<u8> = batch
+            .iter()
+            .flat_map(|&i| control("subscribe", &long_topic(i)))
+            .collect();
+        writer.write_all(&bytes).expect("write");
+        written += bytes.len();
+    }
+    let (mut client, subscribed, errors, first_error) = reader.join().expect("the reader");
+    let took = started.elapsed();
+    let growth = watch.finish(&server);
+    // the cap is not a hole: one out, and one new in; the next refused
+    client.send(&control("unsubscribe", &long_topic(0)));
+    let unsubscribed = read_json_until(&mut client, |_| true);
+    client.send(&control("subscribe", &long_topic(ATTEMPTS)));
+    let resubscribed = read_json_until(&mut client, |_| true);
+    client.send(&control("subscribe", &long_topic(ATTEMPTS + 1)));
+    let refused = read_json_until(&mut client, |_| true);
+    let metrics = server.metrics();
+    let gauge = |series| metric_value(&metrics, series);
+    let (subscriptions, topics, refusals) = (
+        gauge("edgews_subscriptions"),
+        gauge("edgews_topics"),
+        gauge("edgews_subscriptions_refused_total"),
+    );
+    eprintln!(
+        "subscribe flood: {ATTEMPTS} subscribes to 200-byte topics ({:.1} MiB) on one \
+         connection in {took:?}: {subscribed} subscribed, {errors} errors (first \
+         {first_error:?}); RSS {:.2} MiB before, peak +{:.2} MiB (peak reset: {}); then \
+         unsubscribe {:?}, subscribe {:?}, one more {:?}; metrics: subscriptions \
+         {subscriptions:?}, topics {topics:?}, refused {refusals:?}",
+        written as f64 / MIB,
+        growth.rss_before as f64 / MIB,
+        growth.growth as f64 / MIB,
+        growth.reset,
+        unsubscribed.as_ref().map(|v| v["type"].clone()),
+        resubscribed.as_ref().map(|v| v["type"].clone()),
+        refused.as_ref().map(|v| v["error"].clone()),
+    );
+    // the path's topic counts toward the cap
+    assert_eq!(subscribed, CAP - 1, "subscriptions granted");
+    assert_eq!(errors, ATTEMPTS - (CAP - 1), "refusals answered");
+    assert!(growth.reset, "the peak could not be reset");
+    assert!(
+        growth.growth <= 16 << 20,
+        "peak grew by {:.1} MiB",
+        growth.growth as f64 / MIB
+    );
+    assert_eq!(
+        unsubscribed,
+        Some(json!({"type": "unsubscribed", "topic": long_topic(0)}))
+    );
+    assert_eq!(
+        resubscribed,
+        Some(json!({"type": "subscribed", "topic": long_topic(ATTEMPTS)}))
+    );
+    assert_eq!(refused.map(|v| v["type"].clone()), Some(json!("error")));
+    assert_eq!(subscriptions, Some(CAP as f64));
+    assert_eq!(topics, Some(CAP as f64));
+    assert_eq!(refusals, Some((ATTEMPTS - (CAP - 1) + 1) as f64));
+}
+
+// ------------------------------------------------ 13. a crowded chat room
+
+#[test]
+fn two_hundred_members_joining_one_chat_room_make_the_server_send_at_most_8_mb() {
+    const N: usize = 200;
+    let server = start("chat", &[]);
+    let started = Instant::now();
+    let mut members = Vec::new();
+    let mut received = 0usize;
+    let mut welcomes = 0usize;
+    for i in 0..N {
+        let mut member = open(server.addr, &format!("/ws?room=r&name=u{i}"));
+        let frame = member.read_frame().expect("a welcome");
+        let welcome: Value = serde_json::from_slice(&frame.payload).expect("JSON");
+        assert_eq!(welcome["type"], "welcome");
+        assert_eq!(welcome["members"].as_array().map(Vec::len), Some(i + 1));
+        received += frame.payload.len();
+        welcomes += frame.payload.len();
+        members.push(member);
+    }
+    // the i-th hears of the N − 1 − i joins after its own
+    for (i, member) in members.iter_mut().enumerate() {
+        for j in i + 1..N {
+            let frame = member.read_frame().expect("a join");
+            let join: Value = serde_json::from_slice(&frame.payload).expect("JSON");
+            assert_eq!(
+                join,
+                json!({"type": "join", "room": "r", "name": format!("u{j}")})
+            );
+            received += frame.payload.len();
+        }
+    }
+    let took = started.elapsed();
+    let sent = server.metric("edgews_bytes_out_total").expect("bytes out");
+    let messages = server.metric("edgews_messages_out_total");
+    eprintln!(
+        "crowded room: {N} members joined one chat room in {took:?}: {received} payload bytes \
+         received ({welcomes} in welcomes, {} frames); the server counts {sent} bytes sent, \
+         {messages:?} messages",
+        N + N * (N - 1) / 2
+    );
+    assert!(received <= 8_000_000, "{received} bytes received");
+    assert!(sent <= 8e6, "{sent} bytes sent");
+    // nothing else was sent (no pings within 30 s): the count is exact
+    assert_eq!(sent, received as f64, "the server's count of bytes sent");
+}
+
+#[test]
+fn a_chat_room_at_max_room_members_refuses_the_next_member_with_403() {
+    const CAP: usize = 5;
+    let server = start("chat", &["--max-room-members", "5"]);
+    let mut members: Vec<RawClient> = (0..CAP)
+        .map(|i| open(server.addr, &format!("/ws?room=r&name=u{i}")))
+        .collect();
+    for member in &mut members {
+        assert!(read_json_until(member, |v| v["type"] == "welcome").is_some());
+    }
+    let (head, body) = http_exchange(
+        server.addr,
+        &upgrade_request(server.addr, "/ws?room=r&name=late"),
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let other_room = http_exchange(
+        server.addr,
+        &upgrade_request(server.addr, "/ws?room=other&name=late"),
+    )
+    .0;
+    let refused = server.metric("edgews_handshake_failures_total{status=\"403\"}");
+    eprintln!(
+        "full room (--max-room-members {CAP}): member {} gets {:?} {:?}; another room gets \
+         {:?}; 403 refusals counted {refused:?}",
+        CAP + 1,
+        head.lines().next(),
+        body.trim(),
+        other_room.lines().next()
+    );
+    assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+    assert!(body.contains("room r is full (5 members)"), "{body}");
+    assert!(other_room.starts_with("HTTP/1.1 101 "), "{other_room}");
+    assert_eq!(refused, Some(1.0));
+}
+
+// ------------------------------------ 14. messages capped before parsing
+
+#[test]
+fn chat_and_pubsub_close_a_message_over_their_cap_with_1009_before_parsing_it() {
+    // not even JSON: at the cap it is parsed and answered with an error;
+    // one byte over, the engine closes it with 1009 unread
+    let chat_cap = 6 * 4096 + 1024;
+    let pubsub_cap = 64 << 10;
+    for (mode, path, cap) in [
+        ("chat", "/ws?room=r&name=big", chat_cap),
+        ("pubsub", "/topics/t", pubsub_cap),
+    ] {
+        let server = start(mode, &[]);
+        let mut c = open(server.addr, path);
+        if mode == "chat" {
+            assert!(read_json_until(&mut c, |v| v["type"] == "welcome").is_some());
+        }
+        c.send(&client_frame(
+            true,
+            OpCode::Text,
+            "x".repeat(cap).as_bytes(),
+        ));
+        let at_cap = read_json_until(&mut c, |_| true);
+        let over = client_frame(true, OpCode::Text, "x".repeat(cap + 1).as_bytes());
+        let _ = c.stream.write_all(&over); // it may be closed before the end
+        let code = c.read_close_code();
+        let parse_errors = at_cap.iter().count();
+        eprintln!(
+            "capped before parsing, {mode}: {cap} bytes of garbage -> {:?}; {} bytes -> close \
+             {code:?}",
+            at_cap.as_ref().map(|v| v.to_string()),
+            cap + 1
+        );
+        assert_eq!(parse_errors, 1, "no answer to the message at the cap");
+        assert_eq!(at_cap.unwrap()["type"], "error");
+        assert_eq!(code, Some(1009));
+    }
+}
+
+// ----------------------------------------------- 15. chat message rate
+
+#[test]
+fn chat_answers_messages_over_the_message_rate_with_errors_and_stays_open() {
+    const SENT: usize = 20;
+    let server = start("chat", &["--message-rate", "5", "--message-burst", "5"]);
+    let mut c = open(server.addr, "/ws?room=r&name=fast");
+    assert!(read_json_until(&mut c, |v| v["type"] == "welcome").is_some());
+    let opened = Instant::now();
+    let say = |i: usize| json!({"type": "message", "room": "r", "text": format!("m{i}")});
+    burst(&mut c, SENT, |i| say(i).to_string());
+    let (mut delivered, mut errors) = (0, Vec::new());
+    while delivered + errors.len() < SENT {
+        let Some(reply) = read_json_until(&mut c, |_| true) else {
+            break;
+        };
+        match reply["type"].as_str() {
+            Some("message") => delivered += 1,
+            Some("error") => errors.push(reply["error"].as_str().unwrap_or("").to_string()),
+            _ => {}
+        }
+    }
+    // the bucket refills at 5 per second while the burst is handled
+    let allowed = 5 + (opened.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    std::thread::sleep(Duration::from_millis(1200));
+    c.send(&client_frame(
+        true,
+        OpCode::Text,
+        say(SENT).to_string().as_bytes(),
+    ));
+    let later = read_json_until(&mut c, |_| true);
+    eprintln!(
+        "chat --message-rate 5 --message-burst 5: {SENT} sent at once, {delivered} delivered, \
+         {} errors (first {:?}), at most {allowed} allowed; a second later: {later:?}",
+        errors.len(),
+        errors.first()
+    );
+    assert!((5..=allowed).contains(&delivered), "{delivered} delivered");
+    assert_eq!(delivered + errors.len(), SENT, "some got no answer");
+    assert!(
+        errors.iter().all(|e| e.contains("rate limit exceeded")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        later.map(|v| v["text"].clone()),
+        Some(json!(format!("m{SENT}")))
+    );
+}

@@ -41,7 +41,11 @@ pub(crate) fn dispatch<H: Handler>(
                         429 | 503 => log::Level::Debug,
                         _ => log::Level::Info,
                     };
-                    log::log!(level, "{id} {peer}: upgrade refused with {}: {e}", e.status());
+                    log::log!(
+                        level,
+                        "{id} {peer}: upgrade refused with {}: {e}",
+                        e.status()
+                    );
                     reg.stats.record_handshake_failure(e.status());
                     let _ = conn.engine.reject(&e, &mut reg.scratch);
                     return;

@@ -39,7 +39,7 @@
 //!   bytes + the name (≤ 200), one to an existing topic ≈ 55 bytes, and a
 //!   subscribed connection ≈ 200 bytes more.
 //! - Per connection: at most `max_subscriptions_per_connection` (128)
-//!   subscriptions: 128 new 200-byte topics hold ≈ 56 KB (436 B each, the
+//!   subscriptions, the path's topic included: 128 new 200-byte topics hold ≈ 56 KB (436 B each, the
 //!   worst case); ≈ 7 KB when the topics exist.
 //! - Per server: topics ≤ `max_topics` (100 000) × ≈ 440 B (200-byte
 //!   names) ≈ 44 MB, plus ≈ 55 B a subscription: with the defaults and

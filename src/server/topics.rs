@@ -291,7 +291,10 @@ impl Topics {
         self.subscriptions
     }
 
-    /// Subscriptions refused by a cap since the registry was made.
+    /// Subscriptions refused by a cap since the registry was made (by
+    /// [`subscribe`](Topics::subscribe); a refusal at the upgrade, after
+    /// [`check_new_subscriber`](Topics::check_new_subscriber), is an HTTP
+    /// status and counted with the handshake failures).
     pub fn refused_count(&self) -> u64 {
         self.refused
     }
@@ -302,7 +305,7 @@ impl Topics {
             "# HELP edgews_topics Topics with at least one subscriber.\n# TYPE edgews_topics gauge\nedgews_topics {}\n\
              # HELP edgews_subscriptions Subscriptions, all topics together.\n# TYPE edgews_subscriptions gauge\n\
              edgews_subscriptions {}\n\
-             # HELP edgews_subscriptions_refused_total Subscriptions refused by a cap on topics, subscriptions or subscribers.\n\
+             # HELP edgews_subscriptions_refused_total Subscriptions of open connections refused by a cap on topics, subscriptions or subscribers (refusals at the upgrade count in edgews_handshake_failures_total).\n\
              # TYPE edgews_subscriptions_refused_total counter\n\
              edgews_subscriptions_refused_total {}\n",
             self.topic_count(),
