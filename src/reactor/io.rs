@@ -66,9 +66,13 @@ impl<H: Handler> Reactor<H> {
             if conn.read_paused || conn.connecting || !conn.engine.wants_read() {
                 return self.settle(id);
             }
-            let leftover = conn.leftover.as_deref().map_or(&[][..], |b| &b[..]);
-            let kept = leftover.len();
-            self.read_buf[..kept].copy_from_slice(leftover);
+            let kept = match conn.leftover.as_deref() {
+                Some(leftover) => {
+                    self.read_buf[..leftover.len()].copy_from_slice(leftover);
+                    leftover.len()
+                }
+                None => 0,
+            };
             let space = self.read_buf.len() - kept;
             // input left by the per-turn cap is processed before any read:
             // no edge may come for it (the peer may have sent it all)
@@ -89,12 +93,8 @@ impl<H: Handler> Reactor<H> {
             let filled = kept + n;
             let (consumed, used) = self.process_input(id, filled, budget);
             budget -= used;
-            if let Some(conn) = lookup(&mut self.reg.conns, id) {
-                if consumed < filled && !conn.engine.is_closed() {
-                    let rest = Box::from(&self.read_buf[consumed..filled]);
-                    conn.leftover = Some(Box::new(rest));
-                    conn.backlog = budget == 0;
-                }
+            if consumed < filled {
+                self.keep_rest(id, consumed..filled, budget == 0);
             }
             self.flush_current(id);
             if budget == 0 {
@@ -103,18 +103,33 @@ impl<H: Handler> Reactor<H> {
             if backlog {
                 continue; // the backlog is done: now read what else came
             }
-            let over_cap = lookup(&mut self.reg.conns, id)
-                .is_some_and(|c| c.queue.cost() > self.reg.config.max_backpressure);
-            if (n < space && !hup) || over_cap {
-                // drained (a new arrival raises a new edge), or paused by
-                // settle. A short read proves nothing once the peer hung
-                // up: its FIN raised no edge of its own, so read on to 0.
+            // Drained (a new arrival raises a new edge), or paused by
+            // settle. A short read proves nothing once the peer hung up: its
+            // FIN raised no edge of its own, so read on to 0.
+            if (n < space && !hup) || self.is_over_backpressure(id) {
                 return self.settle(id);
             }
         }
         // more may be waiting: come back after the others had their turn
         self.ready.push(id);
         self.settle(id);
+    }
+
+    /// Keeps the unconsumed `rest` of the read buffer for the connection's
+    /// next read; `backlog`: it holds whole messages to process first.
+    fn keep_rest(&mut self, id: ConnId, rest: std::ops::Range<usize>, backlog: bool) {
+        if let Some(conn) = lookup(&mut self.reg.conns, id) {
+            if !conn.engine.is_closed() {
+                conn.leftover = Some(Box::new(Box::from(&self.read_buf[rest])));
+                conn.backlog = backlog;
+            }
+        }
+    }
+
+    /// Whether the connection's output holds more than `max_backpressure`.
+    fn is_over_backpressure(&mut self, id: ConnId) -> bool {
+        let max = self.reg.config.max_backpressure;
+        lookup(&mut self.reg.conns, id).is_some_and(|c| c.queue.cost() > max)
     }
 
     /// Runs the engine over `read_buf[..filled]`, dispatching each event,
