@@ -27,9 +27,19 @@ pub(crate) type SharedFrame = Rc<Vec<u8>>;
 const MAX_OWNED_CHUNK: usize = 64 << 10;
 
 /// Shared frames up to this size are copied into the queue's owned tail
-/// instead of holding a reference each: a reference costs a queue slot and
-/// an `Rc` header, more than the bytes of a small frame.
+/// instead of holding a reference each, once the queue backs up: a
+/// reference costs a queue slot and an `Rc` header, more than the bytes of
+/// a small frame.
 const COPY_SHARED_UP_TO: usize = 64;
+
+/// From this many queued pieces on, small shared frames are copied. Below
+/// it (a queue flushed every loop iteration, the usual case) a reference
+/// costs no allocation, where a copy would allocate an owned chunk per
+/// message.
+const COPY_WHEN_PIECES: usize = 16;
+
+/// The capacity of an owned chunk started for copied small frames.
+const SMALL_FRAMES_CHUNK: usize = 4 << 10;
 
 /// What one queued piece costs besides its bytes: its slot in the queue and
 /// the allocator's bookkeeping of its buffer (an upper bound, in bytes).
@@ -122,11 +132,25 @@ impl WriteQueue {
         self.push_chunk(Chunk::Owned(bytes.to_vec()));
     }
 
-    /// Appends a shared frame: small ones are copied (see
-    /// [`COPY_SHARED_UP_TO`]), larger ones queued by reference.
+    /// Appends a shared frame by reference; a small one (see
+    /// [`COPY_SHARED_UP_TO`]) is copied instead when the owned tail has
+    /// room for it or the queue has backed up ([`COPY_WHEN_PIECES`]), so
+    /// that a flood of tiny frames costs its bytes, not a slot each.
     pub fn push_shared(&mut self, frame: &SharedFrame) {
         if frame.len() <= COPY_SHARED_UP_TO {
-            return self.push_slice(frame);
+            if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
+                if last.len() + frame.len() <= last.capacity() {
+                    last.extend_from_slice(frame);
+                    self.len += frame.len();
+                    return;
+                }
+            }
+            if self.chunks.len() >= COPY_WHEN_PIECES {
+                let mut chunk = Vec::with_capacity(SMALL_FRAMES_CHUNK);
+                chunk.extend_from_slice(frame);
+                self.len += frame.len();
+                return self.push_chunk(Chunk::Owned(chunk));
+            }
         }
         self.len += frame.len();
         self.push_chunk(Chunk::Shared(frame.clone()));
@@ -372,10 +396,19 @@ mod tests {
             q.push_shared(&empty_text);
         }
         assert_eq!(q.len(), 200_000);
-        // four 64 KiB chunks at most, not 100,000 references
-        assert!(q.chunks.len() <= 4, "{} chunks", q.chunks.len());
-        assert!(q.cost() < 200_000 + 4 * (MAX_OWNED_CHUNK + PIECE_OVERHEAD));
-        assert_eq!(Rc::strong_count(&empty_text), 1);
+        // a few references, then 4 KiB chunks of copies: not 100,000 references
+        let chunks = 200_000 / SMALL_FRAMES_CHUNK + 1;
+        assert!(
+            q.chunks.len() <= COPY_WHEN_PIECES + chunks,
+            "{} chunks",
+            q.chunks.len()
+        );
+        let references = COPY_WHEN_PIECES * (PIECE_OVERHEAD + 2 + SHARED_OVERHEAD);
+        assert!(q.cost() <= references + chunks * (SMALL_FRAMES_CHUNK + PIECE_OVERHEAD));
+        assert_eq!(Rc::strong_count(&empty_text), 1 + COPY_WHEN_PIECES);
+        let mut sock = sink();
+        q.write_to(&mut sock).unwrap();
+        assert_eq!(sock.taken, [0x81, 0x00].repeat(100_000));
     }
 
     #[test]
