@@ -919,44 +919,95 @@ fn echo_closes_a_client_over_its_message_rate_with_1008() {
     assert_eq!(close, Some(1008));
 }
 
-#[test]
-fn pubsub_answers_publications_over_the_message_rate_with_errors_and_stays_open() {
-    const SENT: usize = 20;
-    let server = start("pubsub", &["--message-rate", "5", "--message-burst", "5"]);
-    let mut c = open(server.addr, "/topics/t");
+/// What a client that sends `SENT` messages at once to a server run with
+/// `--message-rate 5 --message-burst 5` got back, and what one more message
+/// got 1.2 s later.
+struct OverRate {
+    delivered: usize,
+    errors: Vec<String>,
+    /// The most deliveries the bucket allows in the time the burst took.
+    allowed: usize,
+    later: Option<Value>,
+}
+
+const SENT_OVER_RATE: usize = 20;
+
+/// Sends `SENT_OVER_RATE` messages made by `make` at once, counts
+/// deliveries (`type` message, `echo` on) and error replies, then sends one
+/// more after the bucket refilled.
+fn send_over_rate(c: &mut RawClient, make: impl Fn(usize) -> Value) -> OverRate {
     let opened = Instant::now();
-    let publish = |i: usize| json!({"op": "publish", "topic": "t", "data": i, "echo": true});
-    burst(&mut c, SENT, |i| publish(i).to_string());
+    burst(c, SENT_OVER_RATE, |i| make(i).to_string());
     let (mut delivered, mut errors) = (0, Vec::new());
-    while delivered + errors.len() < SENT {
-        let Some(reply) = read_json_until(&mut c, |_| true) else {
+    while delivered + errors.len() < SENT_OVER_RATE {
+        let Some(reply) = read_json_until(c, |_| true) else {
             break;
         };
         match reply["type"].as_str() {
             Some("message") => delivered += 1,
-            Some("error") => errors.push(reply["error"].to_string()),
+            Some("error") => errors.push(reply["error"].as_str().unwrap_or("").to_string()),
             _ => {}
         }
     }
     // the bucket refills at 5 per second while the burst is handled
     let allowed = 5 + (opened.elapsed().as_secs_f64() * 5.0).ceil() as usize;
-    // a second later the bucket has refilled
     std::thread::sleep(Duration::from_millis(1200));
-    c.send(&client_frame(
-        true,
-        OpCode::Text,
-        publish(SENT).to_string().as_bytes(),
-    ));
-    let later = read_json_until(&mut c, |_| true);
-    eprintln!(
-        "pubsub --message-rate 5 --message-burst 5: {SENT} sent at once, {delivered} \
-         delivered, {} errors (first {:?}), at most {allowed} allowed; a second later: {later:?}",
-        errors.len(),
-        errors.first()
+    let one_more = make(SENT_OVER_RATE).to_string();
+    c.send(&client_frame(true, OpCode::Text, one_more.as_bytes()));
+    let later = read_json_until(c, |_| true);
+    OverRate {
+        delivered,
+        errors,
+        allowed,
+        later,
+    }
+}
+
+impl OverRate {
+    /// Between the burst and the allowance delivered, the rest refused
+    /// with the rate-limit error, nothing unanswered.
+    fn assert_limited(&self) {
+        let OverRate {
+            delivered,
+            errors,
+            allowed,
+            ..
+        } = self;
+        assert!((5..=*allowed).contains(delivered), "{delivered} delivered");
+        assert_eq!(
+            delivered + errors.len(),
+            SENT_OVER_RATE,
+            "some got no answer"
+        );
+        assert!(
+            errors.iter().all(|e| e.contains("rate limit exceeded")),
+            "{errors:?}"
+        );
+    }
+}
+
+#[test]
+fn pubsub_answers_publications_over_the_message_rate_with_errors_and_stays_open() {
+    let server = start("pubsub", &["--message-rate", "5", "--message-burst", "5"]);
+    let mut c = open(server.addr, "/topics/t");
+    let outcome = send_over_rate(
+        &mut c,
+        |i| json!({"op": "publish", "topic": "t", "data": i, "echo": true}),
     );
-    assert!((5..=allowed).contains(&delivered), "{delivered} delivered");
-    assert_eq!(delivered + errors.len(), SENT, "some got no answer");
-    assert_eq!(later.map(|v| v["type"].clone()), Some(json!("message")));
+    eprintln!(
+        "pubsub --message-rate 5 --message-burst 5: {SENT_OVER_RATE} sent at once, {} \
+         delivered, {} errors (first {:?}), at most {} allowed; a second later: {:?}",
+        outcome.delivered,
+        outcome.errors.len(),
+        outcome.errors.first(),
+        outcome.allowed,
+        outcome.later
+    );
+    outcome.assert_limited();
+    assert_eq!(
+        outcome.later.map(|v| v["type"].clone()),
+        Some(json!("message"))
+    );
 }
 
 // ------------------------------------------- 11. the largest publication
@@ -1400,47 +1451,25 @@ fn chat_and_pubsub_close_a_message_over_their_cap_with_1009_before_parsing_it() 
 
 #[test]
 fn chat_answers_messages_over_the_message_rate_with_errors_and_stays_open() {
-    const SENT: usize = 20;
     let server = start("chat", &["--message-rate", "5", "--message-burst", "5"]);
     let mut c = open(server.addr, "/ws?room=r&name=fast");
     assert!(read_json_until(&mut c, |v| v["type"] == "welcome").is_some());
-    let opened = Instant::now();
-    let say = |i: usize| json!({"type": "message", "room": "r", "text": format!("m{i}")});
-    burst(&mut c, SENT, |i| say(i).to_string());
-    let (mut delivered, mut errors) = (0, Vec::new());
-    while delivered + errors.len() < SENT {
-        let Some(reply) = read_json_until(&mut c, |_| true) else {
-            break;
-        };
-        match reply["type"].as_str() {
-            Some("message") => delivered += 1,
-            Some("error") => errors.push(reply["error"].as_str().unwrap_or("").to_string()),
-            _ => {}
-        }
-    }
-    // the bucket refills at 5 per second while the burst is handled
-    let allowed = 5 + (opened.elapsed().as_secs_f64() * 5.0).ceil() as usize;
-    std::thread::sleep(Duration::from_millis(1200));
-    c.send(&client_frame(
-        true,
-        OpCode::Text,
-        say(SENT).to_string().as_bytes(),
-    ));
-    let later = read_json_until(&mut c, |_| true);
+    let outcome = send_over_rate(
+        &mut c,
+        |i| json!({"type": "message", "room": "r", "text": format!("m{i}")}),
+    );
     eprintln!(
-        "chat --message-rate 5 --message-burst 5: {SENT} sent at once, {delivered} delivered, \
-         {} errors (first {:?}), at most {allowed} allowed; a second later: {later:?}",
-        errors.len(),
-        errors.first()
+        "chat --message-rate 5 --message-burst 5: {SENT_OVER_RATE} sent at once, {} delivered, \
+         {} errors (first {:?}), at most {} allowed; a second later: {:?}",
+        outcome.delivered,
+        outcome.errors.len(),
+        outcome.errors.first(),
+        outcome.allowed,
+        outcome.later
     );
-    assert!((5..=allowed).contains(&delivered), "{delivered} delivered");
-    assert_eq!(delivered + errors.len(), SENT, "some got no answer");
-    assert!(
-        errors.iter().all(|e| e.contains("rate limit exceeded")),
-        "{errors:?}"
-    );
+    outcome.assert_limited();
     assert_eq!(
-        later.map(|v| v["text"].clone()),
-        Some(json!(format!("m{SENT}")))
+        outcome.later.map(|v| v["text"].clone()),
+        Some(json!(format!("m{SENT_OVER_RATE}")))
     );
 }
