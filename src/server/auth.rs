@@ -2,6 +2,7 @@
 //! `Authorization: Bearer …` or, for browsers (which cannot set headers on
 //! a WebSocket), in `?token=…`.
 
+use super::query::request_token;
 use crate::protocol::{Closed, HandshakeError, Message, Request};
 use crate::reactor::{Accept, ConnId, Context, Handler, HttpResponse, OpenInfo};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -79,9 +80,9 @@ impl JwtAuth {
     /// Checks the request's token; returns its `sub`, or a 401 refusal
     /// with the reason.
     pub fn verify(&self, request: &Request<'_>) -> Result<String, HandshakeError> {
-        let token = token_of(request)
+        let token = request_token(request)
             .ok_or_else(|| refuse("missing token: send Authorization: Bearer or ?token="))?;
-        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
+        match jsonwebtoken::decode::<Claims>(&token, &self.key, &self.validation) {
             Ok(data) => Ok(data.claims.sub),
             Err(e) => Err(refuse(reason_for(e.kind()))),
         }
@@ -106,20 +107,6 @@ fn reason_for(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
 
 fn refuse(reason: &str) -> HandshakeError {
     HandshakeError::Refused(401, reason.to_string())
-}
-
-/// The token from `Authorization: Bearer …`, else from the `token` query
-/// parameter.
-fn token_of<'a>(request: &Request<'a>) -> Option<&'a str> {
-    if let Some(value) = request.header_str("authorization") {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
-    }
-    request
-        .query()?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .filter(|t| !t.is_empty())
 }
 
 /// Wraps a handler so that every upgrade must carry a valid token; the

@@ -295,10 +295,7 @@ fn named(query: &str, key: &str) -> Result<String, String> {
 /// Whether the request carries a token (which may name the user instead of
 /// `?name`).
 fn has_token(request: &Request<'_>) -> bool {
-    request.header("authorization").is_some()
-        || request
-            .query()
-            .is_some_and(|q| query_param(q, "token").is_some())
+    super::query::request_token(request).is_some()
 }
 
 impl Handler for Chat {

@@ -1,4 +1,24 @@
-//! Query strings: one value, percent-decoded (shared by the server apps).
+//! Query strings: one value, percent-decoded; and the token a request
+//! carries. The one place the server apps (chat, token checks) read them, so
+//! they agree on decoding and on what counts as a token.
+
+use crate::protocol::Request;
+
+/// The token a request carries: `Authorization: Bearer TOKEN`, else the
+/// `token` query parameter (percent-decoded; browsers cannot set headers on
+/// a WebSocket). An empty token, another scheme, or a value that is not
+/// UTF-8 is no token.
+pub fn request_token(request: &Request<'_>) -> Option<String> {
+    if let Some(value) = request.header_str("authorization") {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        let token = token.trim();
+        return (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
+            .then(|| token.to_string());
+    }
+    query_param(request.query()?, "token")?
+        .ok()
+        .filter(|t| !t.is_empty())
+}
 
 /// The value of `key` in a query string, percent-decoded (`+` is a space);
 /// `None` when absent, `Err` when it is not UTF-8.
@@ -41,6 +61,51 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request<'a>(target: &'a str, auth: Option<&'a str>) -> Request<'a> {
+        Request {
+            method: "GET",
+            target,
+            headers: auth
+                .map(|a| vec![("Authorization", a.as_bytes())])
+                .unwrap_or_default(),
+            subprotocol: None,
+        }
+    }
+
+    #[test]
+    fn a_token_comes_from_a_bearer_header_or_the_query_never_empty() {
+        assert_eq!(
+            request_token(&request("/", Some("Bearer a.b.c"))),
+            Some("a.b.c".into())
+        );
+        assert_eq!(
+            request_token(&request("/", Some("bearer  a.b.c "))),
+            Some("a.b.c".into())
+        );
+        assert_eq!(
+            request_token(&request("/?token=a%2Eb.c", None)),
+            Some("a.b.c".into())
+        );
+        assert_eq!(
+            request_token(&request("/?room=r&token=x", None)),
+            Some("x".into())
+        );
+        for (target, auth) in [
+            ("/?token=", None),
+            ("/", None),
+            ("/?tokens=x", None),
+            ("/?token=%ff", None),
+            ("/?token=x", Some("Basic dXNlcg==")),
+            ("/", Some("Bearer ")),
+        ] {
+            assert_eq!(
+                request_token(&request(target, auth)),
+                None,
+                "{target} {auth:?}"
+            );
+        }
+    }
 
     #[test]
     fn query_values_are_percent_decoded() {
