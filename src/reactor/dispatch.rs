@@ -4,14 +4,16 @@ use super::conn::{lookup, Registry};
 use super::context::Context;
 use super::handler::{Handler, HttpResponse, OpenInfo};
 use super::token::ConnId;
-use crate::protocol::{CloseCause, Event, HandshakeError, MessageKind};
+use crate::protocol::{CloseCause, Closed, Event, HandshakeError, Message, MessageKind, Request};
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 /// What an upgrade on the metrics listener is told.
 const METRICS_ONLY: &str = "this listener serves /metrics and /healthz only";
 
 /// Hands one event of connection `id` to the handler, answering handshake
-/// requests on the way. Output goes to the registry's scratch buffer.
+/// requests on the way. Output goes to the registry's scratch buffer. One
+/// function per event below.
 pub(crate) fn dispatch<H: Handler>(
     reg: &mut Registry,
     handler: &mut H,
@@ -19,164 +21,207 @@ pub(crate) fn dispatch<H: Handler>(
     event: Event<'_>,
 ) {
     match event {
-        Event::Upgrade(request) => {
-            let Some(conn) = lookup(&mut reg.conns, id) else {
-                return;
-            };
-            let peer = conn.peer.get();
-            let decision = if conn.metrics_only {
-                Err(HandshakeError::Refused(404, METRICS_ONLY.into()))
-            } else if conn.over_capacity {
-                Err(HandshakeError::ServerFull)
-            } else {
-                handler.on_upgrade(&request, peer)
-            };
-            let conn = &mut reg.conns[id.index()];
-            let accept = match decision {
-                Ok(accept) => accept,
-                Err(e) => {
-                    // refusals under load (429, 503) are counted, not logged
-                    // one by one: a flood must not become a flood of log lines
-                    let level = match e.status() {
-                        429 | 503 => log::Level::Debug,
-                        _ => log::Level::Info,
-                    };
-                    log::log!(
-                        level,
-                        "{id} {peer}: upgrade refused with {}: {e}",
-                        e.status()
-                    );
-                    reg.stats.record_handshake_failure(e.status());
-                    let _ = conn.engine.reject(&e, &mut reg.scratch);
-                    return;
-                }
-            };
-            if conn.engine.accept(&mut reg.scratch).is_err() {
-                return;
-            }
-            conn.opened = true;
-            conn.user = accept.user.map(Box::new);
-            reg.stats.opened += 1;
-            // the path only: the query may carry a token (`?token=`)
-            log::info!("{id} {peer}: open {}", request.path());
-            // a copy: the handler gets the registry mutably through its context
-            let user = conn.user.clone();
-            let info = OpenInfo {
-                peer,
-                request: Some(&request),
-                subprotocol: request.subprotocol,
-                user: user.as_deref().map(String::as_str),
-            };
-            handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
-        }
-        Event::HttpRequest(request) => {
-            let Some(conn) = lookup(&mut reg.conns, id) else {
-                return;
-            };
-            let peer = conn.peer.get();
-            // the metrics listener serves only these two; with one
-            // configured, the public listener no longer serves /metrics
-            let served = match request.path() {
-                "/metrics" | "/healthz" if conn.metrics_only => true,
-                _ if conn.metrics_only => false,
-                "/metrics" => reg.config.metrics_listen.is_none(),
-                _ => true,
-            };
-            let response = if served {
-                handler.on_http(&mut Context::new(reg, Some(id)), &request, peer)
-            } else {
-                HttpResponse::text(404, "not found\n")
-            };
-            let headers: Vec<&str> = response.headers.iter().map(String::as_str).collect();
-            log::debug!(
-                "{id} {peer}: {} {} -> {}",
-                request.method,
-                request.path(),
-                response.status
-            );
-            if let Some(conn) = lookup(&mut reg.conns, id) {
-                let body = &response.body;
-                let _ = conn.engine.respond(
-                    response.status,
-                    response.content_type,
-                    &headers,
-                    body,
-                    &mut reg.scratch,
-                );
-            }
-        }
-        Event::Rejected(e) => {
-            let peer = lookup(&mut reg.conns, id).map(|c| c.peer.get());
-            reg.stats.record_handshake_failure(e.status());
-            if e == HandshakeError::Timeout {
-                reg.stats.timer_closes += 1;
-            }
-            log::info!("{id} {peer:?}: handshake refused with {}: {e}", e.status());
-        }
-        Event::Connected { subprotocol } => {
-            let Some(conn) = lookup(&mut reg.conns, id) else {
-                return;
-            };
-            conn.opened = true;
-            reg.stats.opened += 1;
-            let info = OpenInfo {
-                peer: conn.peer.get(),
-                request: None,
-                subprotocol: subprotocol.as_deref(),
-                user: None,
-            };
-            handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
-        }
+        Event::Message(message) => message_arrived(reg, handler, id, message),
+        Event::Upgrade(request) => upgrade_requested(reg, handler, id, &request),
+        Event::HttpRequest(request) => http_requested(reg, handler, id, &request),
+        Event::Rejected(e) => handshake_rejected(reg, id, &e),
+        Event::Connected { subprotocol } => connected(reg, handler, id, subprotocol.as_deref()),
         Event::ConnectFailed(e) => {
             handler.on_connect_error(&mut Context::new(reg, Some(id)), id, &e.to_string());
         }
-        Event::Message(message) => {
-            reg.stats.messages_in += 1;
-            reg.stats.bytes_in += message.data.len() as u64;
-            if message.kind == MessageKind::Binary {
-                return handler.on_message(&mut Context::new(reg, Some(id)), id, message);
-            }
-            // Text the engine validated, borrowed from the read buffer: the
-            // one place a payload's bytes are known not to change while the
-            // handler runs (an owned payload could be freed and its address
-            // reused for other bytes). See `Context::check`.
-            if let Cow::Borrowed(data) = message.data {
-                reg.validated_text = reg.input.range_of(data);
-            }
-            handler.on_message(&mut Context::new(reg, Some(id)), id, message);
-            reg.validated_text = None;
-        }
         Event::Ping(payload) => handler.on_ping(&mut Context::new(reg, Some(id)), id, payload),
         Event::Pong(payload) => handler.on_pong(&mut Context::new(reg, Some(id)), id, payload),
-        Event::Closed(closed) => {
-            let Some(conn) = lookup(&mut reg.conns, id) else {
-                return;
-            };
-            if !conn.opened {
-                return;
-            }
-            conn.opened = false;
-            let peer = conn.peer.get();
-            reg.stats.record_close(closed.code.0);
-            match &closed.cause {
-                CloseCause::Failed(e) => {
-                    log::warn!("{id} {peer}: failed with {}: {e}", closed.code)
-                }
-                CloseCause::PingTimeout | CloseCause::CloseTimeout => {
-                    reg.stats.timer_closes += 1;
-                    log::info!(
-                        "{id} {peer}: closed by timeout ({:?}), code {}",
-                        closed.cause,
-                        closed.code
-                    )
-                }
-                cause => log::info!(
-                    "{id} {peer}: closed ({cause:?}), code {} {:?}",
-                    closed.code,
-                    closed.reason
-                ),
-            }
-            handler.on_close(&mut Context::new(reg, Some(id)), id, &closed);
-        }
+        Event::Closed(closed) => closed_after_open(reg, handler, id, &closed),
     }
+}
+
+/// A complete message: counted, then handed over. Text the engine
+/// validated, borrowed from the read buffer, is marked as such while the
+/// handler runs (see `Context::check`).
+#[inline]
+fn message_arrived<H: Handler>(
+    reg: &mut Registry,
+    handler: &mut H,
+    id: ConnId,
+    message: Message<'_>,
+) {
+    reg.stats.messages_in += 1;
+    reg.stats.bytes_in += message.data.len() as u64;
+    if message.kind == MessageKind::Binary {
+        return handler.on_message(&mut Context::new(reg, Some(id)), id, message);
+    }
+    // the one place a payload's bytes are known not to change while the
+    // handler runs (an owned payload could be freed and its address reused
+    // for other bytes)
+    if let Cow::Borrowed(data) = message.data {
+        reg.validated_text = reg.input.range_of(data);
+    }
+    handler.on_message(&mut Context::new(reg, Some(id)), id, message);
+    reg.validated_text = None;
+}
+
+/// A valid upgrade request: refused by the listener's or the server's
+/// limits or by the handler, or accepted and opened (`on_open`).
+fn upgrade_requested<H: Handler>(
+    reg: &mut Registry,
+    handler: &mut H,
+    id: ConnId,
+    request: &Request<'_>,
+) {
+    let Some(conn) = lookup(&mut reg.conns, id) else {
+        return;
+    };
+    let peer = conn.peer.get();
+    let decision = if conn.metrics_only {
+        Err(HandshakeError::Refused(404, METRICS_ONLY.into()))
+    } else if conn.over_capacity {
+        Err(HandshakeError::ServerFull)
+    } else {
+        handler.on_upgrade(request, peer)
+    };
+    let accept = match decision {
+        Ok(accept) => accept,
+        Err(e) => return upgrade_refused(reg, id, peer, &e),
+    };
+    let conn = &mut reg.conns[id.index()];
+    if conn.engine.accept(&mut reg.scratch).is_err() {
+        return;
+    }
+    conn.opened = true;
+    conn.user = accept.user.map(Box::new);
+    reg.stats.opened += 1;
+    // the path only: the query may carry a token (`?token=`)
+    log::info!("{id} {peer}: open {}", request.path());
+    // a copy: the handler gets the registry mutably through its context
+    let user = conn.user.clone();
+    let info = OpenInfo {
+        peer,
+        request: Some(request),
+        subprotocol: request.subprotocol,
+        user: user.as_deref().map(String::as_str),
+    };
+    handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
+}
+
+/// Answers a refused upgrade with its HTTP status.
+fn upgrade_refused(reg: &mut Registry, id: ConnId, peer: SocketAddr, e: &HandshakeError) {
+    // refusals under load (429, 503) are counted, not logged one by one: a
+    // flood must not become a flood of log lines
+    let level = match e.status() {
+        429 | 503 => log::Level::Debug,
+        _ => log::Level::Info,
+    };
+    log::log!(
+        level,
+        "{id} {peer}: upgrade refused with {}: {e}",
+        e.status()
+    );
+    reg.stats.record_handshake_failure(e.status());
+    if let Some(conn) = lookup(&mut reg.conns, id) {
+        let _ = conn.engine.reject(e, &mut reg.scratch);
+    }
+}
+
+/// A plain HTTP request: the handler's answer, or 404 where this listener
+/// does not serve the path.
+fn http_requested<H: Handler>(
+    reg: &mut Registry,
+    handler: &mut H,
+    id: ConnId,
+    request: &Request<'_>,
+) {
+    let Some(conn) = lookup(&mut reg.conns, id) else {
+        return;
+    };
+    let peer = conn.peer.get();
+    // the metrics listener serves only these two; with one configured, the
+    // public listener no longer serves /metrics
+    let served = match request.path() {
+        "/metrics" | "/healthz" if conn.metrics_only => true,
+        _ if conn.metrics_only => false,
+        "/metrics" => reg.config.metrics_listen.is_none(),
+        _ => true,
+    };
+    let response = if served {
+        handler.on_http(&mut Context::new(reg, Some(id)), request, peer)
+    } else {
+        HttpResponse::text(404, "not found\n")
+    };
+    let headers: Vec<&str> = response.headers.iter().map(String::as_str).collect();
+    log::debug!(
+        "{id} {peer}: {} {} -> {}",
+        request.method,
+        request.path(),
+        response.status
+    );
+    if let Some(conn) = lookup(&mut reg.conns, id) {
+        let _ = conn.engine.respond(
+            response.status,
+            response.content_type,
+            &headers,
+            &response.body,
+            &mut reg.scratch,
+        );
+    }
+}
+
+/// The engine refused a handshake itself (malformed, too large, timed out).
+fn handshake_rejected(reg: &mut Registry, id: ConnId, e: &HandshakeError) {
+    let peer = lookup(&mut reg.conns, id).map(|c| c.peer.get());
+    reg.stats.record_handshake_failure(e.status());
+    if *e == HandshakeError::Timeout {
+        reg.stats.timer_closes += 1;
+    }
+    log::info!("{id} {peer:?}: handshake refused with {}: {e}", e.status());
+}
+
+/// Client side: the server accepted our upgrade.
+fn connected<H: Handler>(
+    reg: &mut Registry,
+    handler: &mut H,
+    id: ConnId,
+    subprotocol: Option<&str>,
+) {
+    let Some(conn) = lookup(&mut reg.conns, id) else {
+        return;
+    };
+    conn.opened = true;
+    reg.stats.opened += 1;
+    let info = OpenInfo {
+        peer: conn.peer.get(),
+        request: None,
+        subprotocol,
+        user: None,
+    };
+    handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
+}
+
+/// A connection that opened has ended: counted, logged, `on_close` once.
+fn closed_after_open<H: Handler>(reg: &mut Registry, handler: &mut H, id: ConnId, closed: &Closed) {
+    let Some(conn) = lookup(&mut reg.conns, id) else {
+        return;
+    };
+    if !conn.opened {
+        return;
+    }
+    conn.opened = false;
+    let peer = conn.peer.get();
+    reg.stats.record_close(closed.code.0);
+    match &closed.cause {
+        CloseCause::Failed(e) => log::warn!("{id} {peer}: failed with {}: {e}", closed.code),
+        CloseCause::PingTimeout | CloseCause::CloseTimeout => {
+            reg.stats.timer_closes += 1;
+            log::info!(
+                "{id} {peer}: closed by timeout ({:?}), code {}",
+                closed.cause,
+                closed.code
+            )
+        }
+        cause => log::info!(
+            "{id} {peer}: closed ({cause:?}), code {} {:?}",
+            closed.code,
+            closed.reason
+        ),
+    }
+    handler.on_close(&mut Context::new(reg, Some(id)), id, closed);
 }
