@@ -1,4 +1,4 @@
-//! One connection's slot in the reactor's slab, and the registry that holds
+//! One connection's slot in the reactor's slab, and the hub that holds
 //! them together with what a [`Context`](super::Context) may touch.
 
 use super::buffer::LazyQueue;
@@ -94,9 +94,11 @@ impl Peer {
     }
 }
 
-/// The connections and the per-iteration state shared with handlers.
+/// The hub: the connections and the per-iteration state shared with
+/// handlers (what a `Context` may touch). Not `Registry`, which names
+/// mio's registration handle.
 #[derive(Debug)]
-pub(crate) struct Registry {
+pub(crate) struct Hub {
     pub conns: Slab<Conn>,
     /// Output of the connection being processed, written to its socket
     /// when its processing ends; empty between connections.
@@ -125,7 +127,7 @@ pub(crate) struct Registry {
     pub connect_requests: Vec<String>,
 }
 
-impl Registry {
+impl Hub {
     /// Marks a connection as having queued output to flush this iteration.
     pub fn mark_dirty(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(id.index()).filter(|c| c.id == id) {
@@ -138,7 +140,7 @@ impl Registry {
 }
 
 /// The connection `id` names in `conns`, if it still exists. A free
-/// function so that the registry's other fields stay borrowable.
+/// function so that the hub's other fields stay borrowable.
 pub(crate) fn lookup(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns.get_mut(id.index()).filter(|c| c.id == id)
 }

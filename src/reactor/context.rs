@@ -2,7 +2,7 @@
 //! one, stop the server.
 
 use super::buffer::SharedFrame;
-use super::conn::{lookup, Registry};
+use super::conn::{lookup, Hub};
 use super::metrics::Stats;
 use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
@@ -46,19 +46,19 @@ impl From<UsageError> for SendError {
 /// processing ends; output to others is queued and flushed, one `writev`
 /// per connection, at the end of the loop iteration.
 pub struct Context<'a> {
-    pub(crate) reg: &'a mut Registry,
+    pub(crate) hub: &'a mut Hub,
     /// The connection whose event is being handled, if any.
     pub(crate) current: Option<ConnId>,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(reg: &'a mut Registry, current: Option<ConnId>) -> Self {
-        Context { reg, current }
+    pub(crate) fn new(hub: &'a mut Hub, current: Option<ConnId>) -> Self {
+        Context { hub, current }
     }
 
     /// The loop iteration's clock.
     pub fn now(&self) -> Instant {
-        self.reg.now
+        self.hub.now
     }
 
     /// Sends a text message to `id`.
@@ -94,8 +94,8 @@ impl<'a> Context<'a> {
 
     #[inline(never)]
     fn check_text(&self, data: &[u8]) -> Result<(), UsageError> {
-        let validated = self.reg.validated_text.is_some()
-            && self.reg.input.range_of(data) == self.reg.validated_text;
+        let validated = self.hub.validated_text.is_some()
+            && self.hub.input.range_of(data) == self.hub.validated_text;
         if validated || std::str::from_utf8(data).is_ok() {
             Ok(())
         } else {
@@ -107,28 +107,28 @@ impl<'a> Context<'a> {
         let Checked { kind, data } = payload;
         match self.splice_range(id, data) {
             Some(range) => {
-                let reg = &mut *self.reg;
-                let conn = lookup(&mut reg.conns, id).ok_or(SendError::UnknownConnection)?;
+                let hub = &mut *self.hub;
+                let conn = lookup(&mut hub.conns, id).ok_or(SendError::UnknownConnection)?;
                 match conn
                     .engine
-                    .send_header_checked(kind, data.len(), &mut reg.scratch)?
+                    .send_header_checked(kind, data.len(), &mut hub.scratch)?
                 {
                     None => {
-                        let at = reg.scratch.len();
-                        reg.splices.push(Splice { at, range });
-                        reg.stats.messages_out_zero_copy += 1;
+                        let at = hub.scratch.len();
+                        hub.splices.push(Splice { at, range });
+                        hub.stats.messages_out_zero_copy += 1;
                     }
                     Some(key) => {
                         // not reached (servers do not mask), but correct
-                        let start = reg.scratch.len();
-                        reg.scratch.extend_from_slice(data);
-                        apply_mask(&mut reg.scratch[start..], key, 0);
+                        let start = hub.scratch.len();
+                        hub.scratch.extend_from_slice(data);
+                        apply_mask(&mut hub.scratch[start..], key, 0);
                     }
                 }
             }
             None => self.with_output(id, |engine, out| engine.send_checked(kind, data, out))?,
         }
-        self.reg.stats.record_sent(data.len());
+        self.hub.stats.record_sent(data.len());
         Ok(())
     }
 
@@ -138,12 +138,12 @@ impl<'a> Context<'a> {
     fn splice_range(&self, id: ConnId, data: &[u8]) -> Option<std::ops::Range<usize>> {
         if self.current != Some(id)
             || data.len() < SPLICE_MIN
-            || self.reg.splices.len() >= MAX_SPLICES
+            || self.hub.splices.len() >= MAX_SPLICES
         {
             return None;
         }
-        let range = self.reg.input.range_of(data)?;
-        let conn = self.reg.conns.get(id.index()).filter(|c| c.id == id)?;
+        let range = self.hub.input.range_of(data)?;
+        let conn = self.hub.conns.get(id.index()).filter(|c| c.id == id)?;
         let direct = conn.queue.is_empty() && !conn.connecting;
         (direct && conn.engine.role() == Role::Server).then_some(range)
     }
@@ -155,7 +155,7 @@ impl<'a> Context<'a> {
 
     /// Starts the closing handshake with `id`.
     pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        let now = self.reg.now;
+        let now = self.hub.now;
         self.with_output(id, |engine, out| engine.close(now, code, reason, out))
     }
 
@@ -221,8 +221,8 @@ impl<'a> Context<'a> {
         let mut sent = 0;
         for id in ids {
             let current = self.current == Some(id);
-            let reg = &mut *self.reg;
-            let Some(conn) = lookup(&mut reg.conns, id) else {
+            let hub = &mut *self.hub;
+            let Some(conn) = lookup(&mut hub.conns, id) else {
                 continue;
             };
             if conn.engine.state() != State::Open
@@ -231,21 +231,21 @@ impl<'a> Context<'a> {
             {
                 continue;
             }
-            if current && !reg.splices.is_empty() {
+            if current && !hub.splices.is_empty() {
                 // its output refers to the read buffer and must go out first,
                 // from there: this frame follows it in the scratch buffer
-                reg.scratch.extend_from_slice(&frame);
-                reg.stats.record_sent(payload_len);
+                hub.scratch.extend_from_slice(&frame);
+                hub.stats.record_sent(payload_len);
                 sent += 1;
                 continue;
             }
-            if current && !reg.scratch.is_empty() {
+            if current && !hub.scratch.is_empty() {
                 // keep the order: what this connection produced before goes first
-                conn.queue.push_slice(&reg.scratch);
-                reg.scratch.clear();
+                conn.queue.push_slice(&hub.scratch);
+                hub.scratch.clear();
             }
             conn.queue.push_shared(&frame);
-            reg.stats.record_sent(payload_len);
+            hub.stats.record_sent(payload_len);
             sent += 1;
             self.after_queueing(id);
         }
@@ -254,7 +254,7 @@ impl<'a> Context<'a> {
 
     /// The open connections (opened and not yet closed).
     pub fn open_connections(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.reg
+        self.hub
             .conns
             .iter()
             .filter(|(_, c)| c.opened && c.engine.state() == State::Open)
@@ -263,12 +263,12 @@ impl<'a> Context<'a> {
 
     /// The number of connections held, handshaking and closing ones included.
     pub fn connection_count(&self) -> usize {
-        self.reg.conns.len()
+        self.hub.conns.len()
     }
 
     /// The identity attached to `id` when its upgrade was accepted.
     pub fn user(&self, id: ConnId) -> Option<&str> {
-        self.reg
+        self.hub
             .conns
             .get(id.index())
             .filter(|c| c.id == id)
@@ -278,7 +278,7 @@ impl<'a> Context<'a> {
 
     /// The peer address of `id`.
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
-        self.reg
+        self.hub
             .conns
             .get(id.index())
             .filter(|c| c.id == id)
@@ -289,7 +289,7 @@ impl<'a> Context<'a> {
     /// frame headers; what that holds in memory may be more: see
     /// `ServerConfig::max_backpressure`).
     pub fn queued_bytes(&self, id: ConnId) -> usize {
-        self.reg
+        self.hub
             .conns
             .get(id.index())
             .filter(|c| c.id == id)
@@ -298,7 +298,7 @@ impl<'a> Context<'a> {
 
     /// The reactor's counters.
     pub fn stats(&self) -> &Stats {
-        &self.reg.stats
+        &self.hub.stats
     }
 
     /// Asks the reactor to open an outbound connection to a `ws://` URL once
@@ -306,12 +306,12 @@ impl<'a> Context<'a> {
     /// `on_connect_error` (a connection that cannot even start is counted in
     /// [`Stats::connect_failures`]).
     pub fn connect(&mut self, url: &str) {
-        self.reg.connect_requests.push(url.to_string());
+        self.hub.connect_requests.push(url.to_string());
     }
 
     /// Asks the reactor to shut down gracefully, as on SIGTERM.
     pub fn shutdown(&mut self) {
-        self.reg.stop_requested = true;
+        self.hub.stop_requested = true;
     }
 
     /// Runs `f` with the engine of `id` and the buffer its output belongs in.
@@ -321,17 +321,17 @@ impl<'a> Context<'a> {
         f: impl FnOnce(&mut Connection, &mut Vec<u8>) -> Result<R, UsageError>,
     ) -> Result<R, SendError> {
         let current = self.current == Some(id);
-        let reg = &mut *self.reg;
-        let conn = lookup(&mut reg.conns, id).ok_or(SendError::UnknownConnection)?;
+        let hub = &mut *self.hub;
+        let conn = lookup(&mut hub.conns, id).ok_or(SendError::UnknownConnection)?;
         // While a splice is pending, scratch refers to the read buffer and
         // cannot move to the queue: new output follows it in scratch, and
         // `write_spliced` keeps the order either way.
-        if current && (conn.queue.is_empty() || !reg.splices.is_empty()) {
-            return Ok(f(&mut conn.engine, &mut reg.scratch)?);
+        if current && (conn.queue.is_empty() || !hub.splices.is_empty()) {
+            return Ok(f(&mut conn.engine, &mut hub.scratch)?);
         }
         if current {
-            conn.queue.push_slice(&reg.scratch);
-            reg.scratch.clear();
+            conn.queue.push_slice(&hub.scratch);
+            hub.scratch.clear();
         }
         let engine = &mut conn.engine;
         let result = conn.queue.append_with(|out| f(engine, out))?;
@@ -343,13 +343,13 @@ impl<'a> Context<'a> {
     /// connections other than the current one (the current one is paused
     /// instead, when its processing ends).
     fn after_queueing(&mut self, id: ConnId) {
-        self.reg.mark_dirty(id);
+        self.hub.mark_dirty(id);
         if self.current == Some(id) {
             return;
         }
-        let max = self.reg.config.max_backpressure;
-        let now = self.reg.now;
-        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        let max = self.hub.config.max_backpressure;
+        let now = self.hub.now;
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
         let pending = conn.queue.cost();
@@ -366,7 +366,7 @@ impl<'a> Context<'a> {
                 "{id} {}: closed as a slow consumer ({pending} bytes of output held)",
                 conn.peer.get()
             );
-            self.reg.stats.slow_consumer_closes += 1;
+            self.hub.stats.slow_consumer_closes += 1;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Turning engine events into handler calls.
 
-use super::conn::{lookup, Registry};
+use super::conn::{lookup, Hub};
 use super::context::Context;
 use super::handler::{Handler, HttpResponse, OpenInfo};
 use super::token::ConnId;
@@ -12,26 +12,21 @@ use std::net::SocketAddr;
 const METRICS_ONLY: &str = "this listener serves /metrics and /healthz only";
 
 /// Hands one event of connection `id` to the handler, answering handshake
-/// requests on the way. Output goes to the registry's scratch buffer. One
+/// requests on the way. Output goes to the hub's scratch buffer. One
 /// function per event below.
-pub(crate) fn dispatch<H: Handler>(
-    reg: &mut Registry,
-    handler: &mut H,
-    id: ConnId,
-    event: Event<'_>,
-) {
+pub(crate) fn dispatch<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, event: Event<'_>) {
     match event {
-        Event::Message(message) => message_arrived(reg, handler, id, message),
-        Event::Upgrade(request) => upgrade_requested(reg, handler, id, &request),
-        Event::HttpRequest(request) => http_requested(reg, handler, id, &request),
-        Event::Rejected(e) => handshake_rejected(reg, id, &e),
-        Event::Connected { subprotocol } => connected(reg, handler, id, subprotocol.as_deref()),
+        Event::Message(message) => message_arrived(hub, handler, id, message),
+        Event::Upgrade(request) => upgrade_requested(hub, handler, id, &request),
+        Event::HttpRequest(request) => http_requested(hub, handler, id, &request),
+        Event::Rejected(e) => handshake_rejected(hub, id, &e),
+        Event::Connected { subprotocol } => connected(hub, handler, id, subprotocol.as_deref()),
         Event::ConnectFailed(e) => {
-            handler.on_connect_error(&mut Context::new(reg, Some(id)), id, &e.to_string());
+            handler.on_connect_error(&mut Context::new(hub, Some(id)), id, &e.to_string());
         }
-        Event::Ping(payload) => handler.on_ping(&mut Context::new(reg, Some(id)), id, payload),
-        Event::Pong(payload) => handler.on_pong(&mut Context::new(reg, Some(id)), id, payload),
-        Event::Closed(closed) => closed_after_open(reg, handler, id, &closed),
+        Event::Ping(payload) => handler.on_ping(&mut Context::new(hub, Some(id)), id, payload),
+        Event::Pong(payload) => handler.on_pong(&mut Context::new(hub, Some(id)), id, payload),
+        Event::Closed(closed) => closed_after_open(hub, handler, id, &closed),
     }
 }
 
@@ -39,36 +34,31 @@ pub(crate) fn dispatch<H: Handler>(
 /// validated, borrowed from the read buffer, is marked as such while the
 /// handler runs (see `Context::check`).
 #[inline]
-fn message_arrived<H: Handler>(
-    reg: &mut Registry,
-    handler: &mut H,
-    id: ConnId,
-    message: Message<'_>,
-) {
-    reg.stats.messages_in += 1;
-    reg.stats.bytes_in += message.data.len() as u64;
+fn message_arrived<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, message: Message<'_>) {
+    hub.stats.messages_in += 1;
+    hub.stats.bytes_in += message.data.len() as u64;
     if message.kind == MessageKind::Binary {
-        return handler.on_message(&mut Context::new(reg, Some(id)), id, message);
+        return handler.on_message(&mut Context::new(hub, Some(id)), id, message);
     }
     // the one place a payload's bytes are known not to change while the
     // handler runs (an owned payload could be freed and its address reused
     // for other bytes)
     if let Cow::Borrowed(data) = message.data {
-        reg.validated_text = reg.input.range_of(data);
+        hub.validated_text = hub.input.range_of(data);
     }
-    handler.on_message(&mut Context::new(reg, Some(id)), id, message);
-    reg.validated_text = None;
+    handler.on_message(&mut Context::new(hub, Some(id)), id, message);
+    hub.validated_text = None;
 }
 
 /// A valid upgrade request: refused by the listener's or the server's
 /// limits or by the handler, or accepted and opened (`on_open`).
 fn upgrade_requested<H: Handler>(
-    reg: &mut Registry,
+    hub: &mut Hub,
     handler: &mut H,
     id: ConnId,
     request: &Request<'_>,
 ) {
-    let Some(conn) = lookup(&mut reg.conns, id) else {
+    let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
     let peer = conn.peer.get();
@@ -81,18 +71,18 @@ fn upgrade_requested<H: Handler>(
     };
     let accept = match decision {
         Ok(accept) => accept,
-        Err(e) => return upgrade_refused(reg, id, peer, &e),
+        Err(e) => return upgrade_refused(hub, id, peer, &e),
     };
-    let conn = &mut reg.conns[id.index()];
-    if conn.engine.accept(&mut reg.scratch).is_err() {
+    let conn = &mut hub.conns[id.index()];
+    if conn.engine.accept(&mut hub.scratch).is_err() {
         return;
     }
     conn.opened = true;
     conn.user = accept.user.map(Box::new);
-    reg.stats.opened += 1;
+    hub.stats.opened += 1;
     // the path only: the query may carry a token (`?token=`)
     log::info!("{id} {peer}: open {}", request.path());
-    // a copy: the handler gets the registry mutably through its context
+    // a copy: the handler gets the hub mutably through its context
     let user = conn.user.clone();
     let info = OpenInfo {
         peer,
@@ -100,11 +90,11 @@ fn upgrade_requested<H: Handler>(
         subprotocol: request.subprotocol,
         user: user.as_deref().map(String::as_str),
     };
-    handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
+    handler.on_open(&mut Context::new(hub, Some(id)), id, &info);
 }
 
 /// Answers a refused upgrade with its HTTP status.
-fn upgrade_refused(reg: &mut Registry, id: ConnId, peer: SocketAddr, e: &HandshakeError) {
+fn upgrade_refused(hub: &mut Hub, id: ConnId, peer: SocketAddr, e: &HandshakeError) {
     // refusals under load (429, 503) are counted, not logged one by one: a
     // flood must not become a flood of log lines
     let level = match e.status() {
@@ -116,21 +106,16 @@ fn upgrade_refused(reg: &mut Registry, id: ConnId, peer: SocketAddr, e: &Handsha
         "{id} {peer}: upgrade refused with {}: {e}",
         e.status()
     );
-    reg.stats.record_handshake_failure(e.status());
-    if let Some(conn) = lookup(&mut reg.conns, id) {
-        let _ = conn.engine.reject(e, &mut reg.scratch);
+    hub.stats.record_handshake_failure(e.status());
+    if let Some(conn) = lookup(&mut hub.conns, id) {
+        let _ = conn.engine.reject(e, &mut hub.scratch);
     }
 }
 
 /// A plain HTTP request: the handler's answer, or 404 where this listener
 /// does not serve the path.
-fn http_requested<H: Handler>(
-    reg: &mut Registry,
-    handler: &mut H,
-    id: ConnId,
-    request: &Request<'_>,
-) {
-    let Some(conn) = lookup(&mut reg.conns, id) else {
+fn http_requested<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, request: &Request<'_>) {
+    let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
     let peer = conn.peer.get();
@@ -139,11 +124,11 @@ fn http_requested<H: Handler>(
     let served = match request.path() {
         "/metrics" | "/healthz" if conn.metrics_only => true,
         _ if conn.metrics_only => false,
-        "/metrics" => reg.config.metrics_listen.is_none(),
+        "/metrics" => hub.config.metrics_listen.is_none(),
         _ => true,
     };
     let response = if served {
-        handler.on_http(&mut Context::new(reg, Some(id)), request, peer)
+        handler.on_http(&mut Context::new(hub, Some(id)), request, peer)
     } else {
         HttpResponse::text(404, "not found\n")
     };
@@ -154,51 +139,46 @@ fn http_requested<H: Handler>(
         request.path(),
         response.status
     );
-    if let Some(conn) = lookup(&mut reg.conns, id) {
+    if let Some(conn) = lookup(&mut hub.conns, id) {
         let _ = conn.engine.respond(
             response.status,
             response.content_type,
             &headers,
             &response.body,
-            &mut reg.scratch,
+            &mut hub.scratch,
         );
     }
 }
 
 /// The engine refused a handshake itself (malformed, too large, timed out).
-fn handshake_rejected(reg: &mut Registry, id: ConnId, e: &HandshakeError) {
-    let peer = lookup(&mut reg.conns, id).map(|c| c.peer.get());
-    reg.stats.record_handshake_failure(e.status());
+fn handshake_rejected(hub: &mut Hub, id: ConnId, e: &HandshakeError) {
+    let peer = lookup(&mut hub.conns, id).map(|c| c.peer.get());
+    hub.stats.record_handshake_failure(e.status());
     if *e == HandshakeError::Timeout {
-        reg.stats.timer_closes += 1;
+        hub.stats.timer_closes += 1;
     }
     log::info!("{id} {peer:?}: handshake refused with {}: {e}", e.status());
 }
 
 /// Client side: the server accepted our upgrade.
-fn connected<H: Handler>(
-    reg: &mut Registry,
-    handler: &mut H,
-    id: ConnId,
-    subprotocol: Option<&str>,
-) {
-    let Some(conn) = lookup(&mut reg.conns, id) else {
+fn connected<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, subprotocol: Option<&str>) {
+    let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
     conn.opened = true;
-    reg.stats.opened += 1;
+    hub.stats.opened += 1;
     let info = OpenInfo {
         peer: conn.peer.get(),
         request: None,
         subprotocol,
         user: None,
     };
-    handler.on_open(&mut Context::new(reg, Some(id)), id, &info);
+    handler.on_open(&mut Context::new(hub, Some(id)), id, &info);
 }
 
 /// A connection that opened has ended: counted, logged, `on_close` once.
-fn closed_after_open<H: Handler>(reg: &mut Registry, handler: &mut H, id: ConnId, closed: &Closed) {
-    let Some(conn) = lookup(&mut reg.conns, id) else {
+fn closed_after_open<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, closed: &Closed) {
+    let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
     if !conn.opened {
@@ -206,11 +186,11 @@ fn closed_after_open<H: Handler>(reg: &mut Registry, handler: &mut H, id: ConnId
     }
     conn.opened = false;
     let peer = conn.peer.get();
-    reg.stats.record_close(closed.code.0);
+    hub.stats.record_close(closed.code.0);
     match &closed.cause {
         CloseCause::Failed(e) => log::warn!("{id} {peer}: failed with {}: {e}", closed.code),
         CloseCause::PingTimeout | CloseCause::CloseTimeout => {
-            reg.stats.timer_closes += 1;
+            hub.stats.timer_closes += 1;
             log::info!(
                 "{id} {peer}: closed by timeout ({:?}), code {}",
                 closed.cause,
@@ -223,5 +203,5 @@ fn closed_after_open<H: Handler>(reg: &mut Registry, handler: &mut H, id: ConnId
             closed.reason
         ),
     }
-    handler.on_close(&mut Context::new(reg, Some(id)), id, closed);
+    handler.on_close(&mut Context::new(hub, Some(id)), id, closed);
 }

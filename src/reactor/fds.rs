@@ -5,7 +5,7 @@
 //! Without it those clients hang until they time out, since the listener
 //! stays readable and nothing can be accepted.
 
-use super::conn::Registry;
+use super::conn::Hub;
 use crate::protocol::handshake::write_rejection;
 use crate::protocol::HandshakeError;
 use std::fs::File;
@@ -66,7 +66,7 @@ impl Reserve {
     /// accepts that client, answers 503 and closes it, then takes the
     /// reserve back. Returns false when that was impossible (no reserve,
     /// or the accept failed too): the caller then pauses accepting.
-    pub fn refuse_one(&mut self, listener: &mio::net::TcpListener, reg: &mut Registry) -> bool {
+    pub fn refuse_one(&mut self, listener: &mio::net::TcpListener, hub: &mut Hub) -> bool {
         if self.file.take().is_none() {
             return false;
         }
@@ -85,9 +85,9 @@ impl Reserve {
         };
         self.file = File::open("/dev/null").ok();
         if refused {
-            reg.stats.fd_exhaustion_refusals += 1;
+            hub.stats.fd_exhaustion_refusals += 1;
             self.refused_since_warning += 1;
-            self.warn(reg.now);
+            self.warn(hub.now);
         }
         refused
     }

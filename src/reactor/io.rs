@@ -38,7 +38,7 @@ impl<H: Handler> Reactor<H> {
             // whatever data came with it. Edge-triggered epoll will not say
             // so again, so reading goes on until 0 or an error, whatever
             // the size of the reads before it.
-            match lookup(&mut self.reg.conns, id) {
+            match lookup(&mut self.hub.conns, id) {
                 Some(conn) => conn.hup = true,
                 None => return,
             }
@@ -46,7 +46,7 @@ impl<H: Handler> Reactor<H> {
         if readiness.writable {
             self.on_writable(id);
         }
-        if readiness.readable && lookup(&mut self.reg.conns, id).is_some() {
+        if readiness.readable && lookup(&mut self.hub.conns, id).is_some() {
             self.on_readable(id);
         }
     }
@@ -54,10 +54,10 @@ impl<H: Handler> Reactor<H> {
     /// Reads until the socket is drained, the per-wakeup cap is reached, or
     /// backpressure pauses the connection.
     pub(super) fn on_readable(&mut self, id: ConnId) {
-        let max_messages = self.reg.config.max_messages_per_turn;
+        let max_messages = self.hub.config.max_messages_per_turn;
         let mut budget = max_messages;
         for _ in 0..MAX_READS_PER_WAKEUP {
-            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 return;
             };
             if conn.draining {
@@ -118,7 +118,7 @@ impl<H: Handler> Reactor<H> {
     /// Keeps the unconsumed `rest` of the read buffer for the connection's
     /// next read; `backlog`: it holds whole messages to process first.
     fn keep_rest(&mut self, id: ConnId, rest: std::ops::Range<usize>, backlog: bool) {
-        if let Some(conn) = lookup(&mut self.reg.conns, id) {
+        if let Some(conn) = lookup(&mut self.hub.conns, id) {
             if !conn.engine.is_closed() {
                 conn.leftover = Some(Box::new(Box::from(&self.read_buf[rest])));
                 conn.backlog = backlog;
@@ -128,28 +128,28 @@ impl<H: Handler> Reactor<H> {
 
     /// Whether the connection's output holds more than `max_backpressure`.
     fn is_over_backpressure(&mut self, id: ConnId) -> bool {
-        let max = self.reg.config.max_backpressure;
-        lookup(&mut self.reg.conns, id).is_some_and(|c| c.queue.cost() > max)
+        let max = self.hub.config.max_backpressure;
+        lookup(&mut self.hub.conns, id).is_some_and(|c| c.queue.cost() > max)
     }
 
     /// Runs the engine over `read_buf[..filled]`, dispatching each event,
     /// at most `budget` of them. Returns the bytes consumed and the events
     /// dispatched.
     fn process_input(&mut self, id: ConnId, filled: usize, budget: usize) -> (usize, usize) {
-        let now = self.reg.now;
-        self.reg.input = InputSpan::of(&self.read_buf[..filled]);
+        let now = self.hub.now;
+        self.hub.input = InputSpan::of(&self.read_buf[..filled]);
         let mut pos = 0;
         let mut events = 0;
         let consumed = loop {
-            let reg = &mut self.reg;
-            let Some(conn) = reg.conns.get_mut(id.index()) else {
+            let hub = &mut self.hub;
+            let Some(conn) = hub.conns.get_mut(id.index()) else {
                 break filled;
             };
             let input = &mut self.read_buf[pos..filled];
-            let (used, event) = conn.engine.handle_input(now, input, &mut reg.scratch);
+            let (used, event) = conn.engine.handle_input(now, input, &mut hub.scratch);
             pos += used;
             match event {
-                Some(event) => dispatch(reg, &mut self.handler, id, event),
+                Some(event) => dispatch(hub, &mut self.handler, id, event),
                 None => break pos,
             }
             events += 1;
@@ -157,7 +157,7 @@ impl<H: Handler> Reactor<H> {
                 break pos; // an empty input yields no event (`handle_input`)
             }
         };
-        self.reg.input = InputSpan::none();
+        self.hub.input = InputSpan::none();
         (consumed, events)
     }
 
@@ -165,33 +165,33 @@ impl<H: Handler> Reactor<H> {
     /// buffer when nothing is queued (the common case, no copy), otherwise
     /// behind what is queued.
     pub(super) fn flush_current(&mut self, id: ConnId) {
-        let reg = &mut self.reg;
-        let Some(conn) = reg.conns.get_mut(id.index()).filter(|c| c.id == id) else {
-            reg.scratch.clear();
-            reg.splices.clear();
+        let hub = &mut self.hub;
+        let Some(conn) = hub.conns.get_mut(id.index()).filter(|c| c.id == id) else {
+            hub.scratch.clear();
+            hub.splices.clear();
             return;
         };
-        let result = if !reg.splices.is_empty() {
-            let result = write_spliced(conn, &reg.scratch, &reg.splices, &self.read_buf);
-            reg.splices.clear();
+        let result = if !hub.splices.is_empty() {
+            let result = write_spliced(conn, &hub.scratch, &hub.splices, &self.read_buf);
+            hub.splices.clear();
             result
         } else if conn.connecting {
-            conn.queue.push_slice(&reg.scratch);
+            conn.queue.push_slice(&hub.scratch);
             Ok(())
         } else if conn.queue.is_empty() {
-            write_or_queue(conn, &reg.scratch)
+            write_or_queue(conn, &hub.scratch)
         } else {
-            conn.queue.push_slice(&reg.scratch);
+            conn.queue.push_slice(&hub.scratch);
             conn.queue.write_to(&mut conn.socket).map(drop)
         };
-        reg.scratch.clear();
+        hub.scratch.clear();
         if let Err(e) = result {
             self.on_io_error(id, &e);
         }
     }
 
     pub(super) fn on_writable(&mut self, id: ConnId) {
-        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
         if conn.queue.is_empty() && !conn.connecting && !conn.read_paused {
@@ -211,7 +211,7 @@ impl<H: Handler> Reactor<H> {
         if let Err(e) = conn.queue.write_to(&mut conn.socket) {
             return self.on_io_error(id, &e);
         }
-        if conn.read_paused && conn.queue.cost() <= self.reg.config.max_backpressure / 2 {
+        if conn.read_paused && conn.queue.cost() <= self.hub.config.max_backpressure / 2 {
             conn.read_paused = false;
             self.ready.push(id); // the kernel may hold data no edge will announce
         }
@@ -222,11 +222,11 @@ impl<H: Handler> Reactor<H> {
     /// flushed, pauses reading over the backpressure cap, and keeps its
     /// timer in the heap.
     pub(super) fn settle(&mut self, id: ConnId) {
-        let now = self.reg.now;
-        let clock = &self.reg.clock;
-        let max_backpressure = self.reg.config.max_backpressure;
+        let now = self.hub.now;
+        let clock = &self.hub.clock;
+        let max_backpressure = self.hub.config.max_backpressure;
         let close_timeout = self.protocol.close_timeout;
-        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
         if conn.engine.is_closed() {
@@ -277,24 +277,24 @@ impl<H: Handler> Reactor<H> {
     /// Takes a connection out of the slab, closing its socket. A connection
     /// that opened gets its `on_close` first if it has not had it.
     pub(super) fn remove(&mut self, id: ConnId) {
-        let now = self.reg.now;
-        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        let now = self.hub.now;
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
         if conn.opened {
             if let Some(event) = conn.engine.handle_eof(now) {
-                dispatch(&mut self.reg, &mut self.handler, id, event);
+                dispatch(&mut self.hub, &mut self.handler, id, event);
             }
         }
-        self.reg.scratch.clear();
-        self.reg.conns.remove(id.index());
+        self.hub.scratch.clear();
+        self.hub.conns.remove(id.index());
     }
 
     /// Reads and drops what a closed connection still receives, until the
     /// peer closes its side.
     fn drain(&mut self, id: ConnId) {
         for _ in 0..MAX_READS_PER_WAKEUP {
-            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 return;
             };
             match conn.socket.read(&mut self.read_buf) {
@@ -310,21 +310,21 @@ impl<H: Handler> Reactor<H> {
     }
 
     pub(super) fn on_eof(&mut self, id: ConnId) {
-        let now = self.reg.now;
-        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        let now = self.hub.now;
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
         conn.leftover = None;
         conn.peer_eof = true;
         if let Some(event) = conn.engine.handle_eof(now) {
-            dispatch(&mut self.reg, &mut self.handler, id, event);
+            dispatch(&mut self.hub, &mut self.handler, id, event);
         }
         self.flush_current(id);
         self.settle(id);
     }
 
     pub(super) fn on_io_error(&mut self, id: ConnId, error: &io::Error) {
-        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
         log::debug!("{id} {}: {error}", conn.peer.get());
@@ -333,7 +333,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn on_connect_error(&mut self, id: ConnId, error: &io::Error) {
-        let mut ctx = super::Context::new(&mut self.reg, Some(id));
+        let mut ctx = super::Context::new(&mut self.hub, Some(id));
         self.handler
             .on_connect_error(&mut ctx, id, &error.to_string());
         self.remove(id);
@@ -348,8 +348,8 @@ impl<H: Handler> Reactor<H> {
 
     /// Writes every connection that has queued output, one `writev` each.
     pub(super) fn flush_dirty(&mut self) {
-        while let Some(id) = self.reg.dirty.pop() {
-            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        while let Some(id) = self.hub.dirty.pop() {
+            let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 continue;
             };
             conn.dirty = false;
@@ -364,10 +364,10 @@ impl<H: Handler> Reactor<H> {
     }
 
     pub(super) fn run_timers(&mut self) {
-        let now = self.reg.now;
-        let now_stamp = self.reg.clock.stamp(now);
+        let now = self.hub.now;
+        let now_stamp = self.hub.clock.stamp(now);
         while let Some((at, id)) = self.timers.pop_due(now_stamp) {
-            let Some(conn) = lookup(&mut self.reg.conns, id) else {
+            let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 continue;
             };
             if conn.timer_at != Some(at) {
@@ -378,16 +378,16 @@ impl<H: Handler> Reactor<H> {
                 log::debug!("{id} {}: dropped after lingering", conn.peer.get());
                 if !conn.draining {
                     // output the peer never read; a drained close is clean
-                    self.reg.stats.timer_closes += 1;
+                    self.hub.stats.timer_closes += 1;
                 }
                 conn.queue = Default::default();
                 self.remove(id);
                 continue;
             }
-            let reg = &mut self.reg;
-            let conn = &mut reg.conns[id.index()];
-            if let Some(event) = conn.engine.handle_timeout(now, &mut reg.scratch) {
-                dispatch(reg, &mut self.handler, id, event);
+            let hub = &mut self.hub;
+            let conn = &mut hub.conns[id.index()];
+            if let Some(event) = conn.engine.handle_timeout(now, &mut hub.scratch) {
+                dispatch(hub, &mut self.handler, id, event);
             }
             self.flush_current(id);
             self.settle(id);
@@ -395,8 +395,8 @@ impl<H: Handler> Reactor<H> {
     }
 
     pub(super) fn close_for_shutdown(&mut self, id: ConnId) {
-        let now = self.reg.now;
-        let Some(conn) = lookup(&mut self.reg.conns, id) else {
+        let now = self.hub.now;
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
         match conn.engine.state() {
@@ -405,7 +405,7 @@ impl<H: Handler> Reactor<H> {
                 let _ = conn.queue.append_with(|out| {
                     engine.close(now, CloseCode::GOING_AWAY, "server shutting down", out)
                 });
-                self.reg.mark_dirty(id);
+                self.hub.mark_dirty(id);
             }
             State::Connecting => self.remove(id),
             State::Closing | State::Closed => {}
@@ -414,7 +414,7 @@ impl<H: Handler> Reactor<H> {
 
     /// Ends every remaining connection (shutdown timeout reached).
     pub(super) fn drop_all(&mut self) {
-        let ids: Vec<ConnId> = self.reg.conns.iter().map(|(_, c)| c.id).collect();
+        let ids: Vec<ConnId> = self.hub.conns.iter().map(|(_, c)| c.id).collect();
         for id in ids {
             self.remove(id);
         }

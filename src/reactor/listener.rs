@@ -66,14 +66,14 @@ impl<H: Handler> Reactor<H> {
                     Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                     Err(e)
                         if is_out_of_fds(&e)
-                            && self.reserve.refuse_one(listener, &mut self.reg) =>
+                            && self.reserve.refuse_one(listener, &mut self.hub) =>
                     {
                         continue
                     }
                     Err(e) => {
                         // ENOBUFS, ENOMEM, or no reserve: no spinning at 100% CPU
                         log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_BACKOFF:?}");
-                        self.accept_paused_until = Some(self.reg.now + ACCEPT_BACKOFF);
+                        self.accept_paused_until = Some(self.hub.now + ACCEPT_BACKOFF);
                         return;
                     }
                 }
@@ -84,24 +84,24 @@ impl<H: Handler> Reactor<H> {
     /// Resumes accepting once the back-off is over; the pending connections
     /// raise no new edge, so accept them now.
     pub(super) fn maybe_resume_accept(&mut self) {
-        if self.accept_paused_until.is_some_and(|t| t <= self.reg.now) {
+        if self.accept_paused_until.is_some_and(|t| t <= self.hub.now) {
             self.accept_paused_until = None;
             self.accept_all();
         }
     }
 
     fn admit(&mut self, socket: TcpStream, peer: SocketAddr, metrics_only: bool) {
-        let max = self.reg.config.max_connections;
-        if self.reg.conns.len() >= max + OVER_CAPACITY_SLACK {
+        let max = self.hub.config.max_connections;
+        if self.hub.conns.len() >= max + OVER_CAPACITY_SLACK {
             // debug: a connect storm must not become a storm of log lines
-            log::debug!("{peer}: dropped, {} connections held", self.reg.conns.len());
+            log::debug!("{peer}: dropped, {} connections held", self.hub.conns.len());
             return;
         }
-        let over_capacity = self.reg.conns.len() >= max;
-        let engine = Connection::server(self.reg.now, self.protocol.clone());
+        let over_capacity = self.hub.conns.len() >= max;
+        let engine = Connection::server(self.hub.now, self.protocol.clone());
         if let Ok(id) = self.insert(socket, peer, engine) {
-            self.reg.stats.accepted += 1;
-            let conn = &mut self.reg.conns[id.index()];
+            self.hub.stats.accepted += 1;
+            let conn = &mut self.hub.conns[id.index()];
             conn.over_capacity = over_capacity;
             conn.metrics_only = metrics_only;
             self.settle(id);
@@ -118,11 +118,11 @@ impl<H: Handler> Reactor<H> {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address"))?;
-        self.reg.now = std::time::Instant::now();
+        self.hub.now = std::time::Instant::now();
         let socket = TcpStream::connect(addr)?;
         let mut request = Vec::new();
         let engine = Connection::client(
-            self.reg.now,
+            self.hub.now,
             self.protocol.clone(),
             &url,
             subprotocols,
@@ -130,7 +130,7 @@ impl<H: Handler> Reactor<H> {
             &mut request,
         );
         let id = self.insert(socket, addr, engine)?;
-        let conn = &mut self.reg.conns[id.index()];
+        let conn = &mut self.hub.conns[id.index()];
         conn.connecting = true;
         conn.queue.push_slice(&request);
         self.settle(id);
@@ -145,7 +145,7 @@ impl<H: Handler> Reactor<H> {
     ) -> io::Result<ConnId> {
         // small messages must not wait for Nagle's algorithm
         let _ = socket.set_nodelay(true);
-        let entry = self.reg.conns.vacant_entry();
+        let entry = self.hub.conns.vacant_entry();
         let id = ConnId::new(entry.key(), self.next_generation);
         self.next_generation = (self.next_generation + 1) % (u32::MAX - 1);
         self.poll.registry().register(

@@ -40,7 +40,7 @@ pub use token::ConnId;
 
 use crate::config::{ProtocolConfig, ServerConfig};
 use clock::Clock;
-use conn::Registry;
+use conn::Hub;
 use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 use std::net::SocketAddr;
@@ -62,7 +62,7 @@ pub struct Reactor<H: Handler> {
     metrics_listener: Option<mio::net::TcpListener>,
     /// A spare descriptor for answering clients when out of descriptors.
     reserve: fds::Reserve,
-    reg: Registry,
+    hub: Hub,
     handler: H,
     protocol: Arc<ProtocolConfig>,
     read_buf: Box<[u8]>,
@@ -126,7 +126,7 @@ impl<H: Handler> Reactor<H> {
             listener: None,
             metrics_listener: None,
             reserve: fds::Reserve::new(),
-            reg: Registry {
+            hub: Hub {
                 conns: Slab::with_capacity(capacity),
                 scratch: Vec::new(),
                 splices: Vec::new(),
@@ -158,13 +158,13 @@ impl<H: Handler> Reactor<H> {
     /// configured) and starts accepting; returns the bound address (useful
     /// with port 0).
     pub fn listen(&mut self) -> std::io::Result<SocketAddr> {
-        let mut listener = listener::bind(self.reg.config.listen)?;
+        let mut listener = listener::bind(self.hub.config.listen)?;
         self.poll
             .registry()
             .register(&mut listener, token::LISTENER, Interest::READABLE)?;
         let addr = listener.local_addr()?;
         self.listener = Some(listener);
-        if let Some(metrics) = self.reg.config.metrics_listen {
+        if let Some(metrics) = self.hub.config.metrics_listen {
             let mut listener = listener::bind(metrics)?;
             self.poll.registry().register(
                 &mut listener,
@@ -220,7 +220,7 @@ impl<H: Handler> Reactor<H> {
 
     /// The counters.
     pub fn stats(&self) -> &Stats {
-        &self.reg.stats
+        &self.hub.stats
     }
 
     /// Runs until shutdown completes: every connection closed, or the
@@ -256,7 +256,7 @@ impl<H: Handler> Reactor<H> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        self.reg.now = Instant::now();
+        self.hub.now = Instant::now();
         for event in events.iter() {
             match event.token() {
                 token::LISTENER | token::METRICS_LISTENER => self.accept_all(),
@@ -283,7 +283,7 @@ impl<H: Handler> Reactor<H> {
         self.run_handler_timer();
         self.open_requested_connections();
         self.flush_dirty();
-        if self.reg.stop_requested {
+        if self.hub.stop_requested {
             self.begin_shutdown();
         }
         self.maybe_resume_accept();
@@ -293,7 +293,7 @@ impl<H: Handler> Reactor<H> {
     /// The earliest instant the loop must wake without I/O.
     fn next_wakeup(&self) -> Option<Instant> {
         [
-            self.timers.next().map(|at| self.reg.clock.instant(at)),
+            self.timers.next().map(|at| self.hub.clock.instant(at)),
             self.handler.poll_timeout(),
             self.accept_paused_until,
             self.shutdown_deadline,
@@ -304,20 +304,20 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn run_handler_timer(&mut self) {
-        let now = self.reg.now;
+        let now = self.hub.now;
         if self.handler.poll_timeout().is_some_and(|t| t <= now) {
             self.handler
-                .on_timeout(&mut Context::new(&mut self.reg, None), now);
+                .on_timeout(&mut Context::new(&mut self.hub, None), now);
         }
     }
 
     /// Opens the outbound connections handlers asked for with
     /// [`Context::connect`].
     fn open_requested_connections(&mut self) {
-        for url in std::mem::take(&mut self.reg.connect_requests) {
+        for url in std::mem::take(&mut self.hub.connect_requests) {
             if let Err(e) = self.connect(&url, Vec::new()) {
                 log::warn!("cannot connect to {url}: {e}");
-                self.reg.stats.connect_failures += 1;
+                self.hub.stats.connect_failures += 1;
             }
         }
     }
@@ -329,7 +329,7 @@ impl<H: Handler> Reactor<H> {
         }
         if self.shutdown_deadline.is_some() {
             log::warn!("second signal: stopping now");
-            self.shutdown_deadline = Some(self.reg.now);
+            self.shutdown_deadline = Some(self.hub.now);
         } else {
             self.begin_shutdown();
         }
@@ -341,15 +341,15 @@ impl<H: Handler> Reactor<H> {
         if self.shutdown_deadline.is_some() {
             return;
         }
-        let now = self.reg.now;
+        let now = self.hub.now;
         log::info!(
             "shutting down: closing {} connections",
-            self.reg.conns.len()
+            self.hub.conns.len()
         );
-        self.shutdown_deadline = Some(now + self.reg.config.shutdown_timeout);
+        self.shutdown_deadline = Some(now + self.hub.config.shutdown_timeout);
         self.listener = None;
         self.metrics_listener = None;
-        let ids: Vec<ConnId> = self.reg.conns.iter().map(|(_, c)| c.id).collect();
+        let ids: Vec<ConnId> = self.hub.conns.iter().map(|(_, c)| c.id).collect();
         for id in ids {
             self.close_for_shutdown(id);
         }
@@ -360,7 +360,7 @@ impl<H: Handler> Reactor<H> {
     /// its peer's FIN (all sent), or when the shutdown timeout passed.
     fn finished(&self) -> bool {
         self.shutdown_deadline.is_some_and(|deadline| {
-            self.reg.now >= deadline || self.reg.conns.iter().all(|(_, c)| c.draining)
+            self.hub.now >= deadline || self.hub.conns.iter().all(|(_, c)| c.draining)
         })
     }
 }
