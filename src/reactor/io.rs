@@ -2,14 +2,14 @@
 //! settling a connection after it was processed (timers, backpressure,
 //! removal).
 
-use super::conn::{lookup, Conn};
+use super::conn::lookup;
 use super::dispatch::dispatch;
 use super::handler::Handler;
-use super::splice::{write_spliced, InputSpan};
+use super::splice::InputSpan;
 use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{CloseCode, Role, State};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::time::Duration;
 
@@ -161,63 +161,6 @@ impl<H: Handler> Reactor<H> {
         (consumed, events)
     }
 
-    /// Writes the current connection's output: straight from the scratch
-    /// buffer when nothing is queued (the common case, no copy), otherwise
-    /// behind what is queued.
-    pub(super) fn flush_current(&mut self, id: ConnId) {
-        let hub = &mut self.hub;
-        let Some(conn) = hub.conns.get_mut(id.index()).filter(|c| c.id == id) else {
-            hub.scratch.clear();
-            hub.splices.clear();
-            return;
-        };
-        let result = if !hub.splices.is_empty() {
-            let result = write_spliced(conn, &hub.scratch, &hub.splices, &self.read_buf);
-            hub.splices.clear();
-            result
-        } else if conn.connecting {
-            conn.queue.push_slice(&hub.scratch);
-            Ok(())
-        } else if conn.queue.is_empty() {
-            write_or_queue(conn, &hub.scratch)
-        } else {
-            conn.queue.push_slice(&hub.scratch);
-            conn.queue.write_to(&mut conn.socket).map(drop)
-        };
-        hub.scratch.clear();
-        if let Err(e) = result {
-            self.on_io_error(id, &e);
-        }
-    }
-
-    pub(super) fn on_writable(&mut self, id: ConnId) {
-        let Some(conn) = lookup(&mut self.hub.conns, id) else {
-            return;
-        };
-        if conn.queue.is_empty() && !conn.connecting && !conn.read_paused {
-            // Edge-triggered epoll reports "writable" whenever the peer's
-            // ACKs free send-buffer space, i.e. after nearly every write.
-            // With nothing queued there is nothing to write or resume, and
-            // nothing changed since the connection was last settled.
-            return;
-        }
-        if conn.connecting {
-            match connect_result(conn) {
-                Ok(true) => conn.connecting = false,
-                Ok(false) => return, // spurious
-                Err(e) => return self.on_connect_error(id, &e),
-            }
-        }
-        if let Err(e) = conn.queue.write_to(&mut conn.socket) {
-            return self.on_io_error(id, &e);
-        }
-        if conn.read_paused && conn.queue.cost() <= self.hub.config.max_backpressure / 2 {
-            conn.read_paused = false;
-            self.ready.push(id); // the kernel may hold data no edge will announce
-        }
-        self.settle(id);
-    }
-
     /// After a connection was processed: removes it when closed and
     /// flushed, pauses reading over the backpressure cap, and keeps its
     /// timer in the heap.
@@ -332,7 +275,7 @@ impl<H: Handler> Reactor<H> {
         self.remove(id);
     }
 
-    fn on_connect_error(&mut self, id: ConnId, error: &io::Error) {
+    pub(super) fn on_connect_error(&mut self, id: ConnId, error: &io::Error) {
         let mut ctx = super::Context::new(&mut self.hub, Some(id));
         self.handler
             .on_connect_error(&mut ctx, id, &error.to_string());
@@ -343,23 +286,6 @@ impl<H: Handler> Reactor<H> {
         let ready = std::mem::take(&mut self.ready);
         for id in ready {
             self.on_readable(id);
-        }
-    }
-
-    /// Writes every connection that has queued output, one `writev` each.
-    pub(super) fn flush_dirty(&mut self) {
-        while let Some(id) = self.hub.dirty.pop() {
-            let Some(conn) = lookup(&mut self.hub.conns, id) else {
-                continue;
-            };
-            conn.dirty = false;
-            if !conn.connecting {
-                if let Err(e) = conn.queue.write_to(&mut conn.socket) {
-                    self.on_io_error(id, &e);
-                    continue;
-                }
-            }
-            self.settle(id);
         }
     }
 
@@ -418,41 +344,5 @@ impl<H: Handler> Reactor<H> {
         for id in ids {
             self.remove(id);
         }
-    }
-}
-
-/// Writes `bytes` to an idle connection; queues what the kernel did not take.
-#[inline]
-fn write_or_queue(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    loop {
-        return match conn.socket.write(bytes) {
-            Ok(n) => {
-                if n < bytes.len() {
-                    conn.queue.push_slice(&bytes[n..]);
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                conn.queue.push_slice(bytes);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-    }
-}
-
-/// Whether an outbound TCP connect completed (`Ok(false)`: not yet).
-fn connect_result(conn: &mut Conn) -> io::Result<bool> {
-    if let Some(e) = conn.socket.take_error()? {
-        return Err(e);
-    }
-    match conn.socket.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
     }
 }

@@ -31,6 +31,7 @@ mod metrics;
 mod splice;
 mod timer;
 mod token;
+mod write;
 
 pub use context::{Context, SendError};
 pub use fds::{raise_fd_limit, FdLimits};

@@ -8,10 +8,9 @@
 //!
 //! Only while a server-side connection's input is being processed, only to
 //! that connection, and only while its queue is empty: the read buffer is
-//! not touched again before that connection's output is written.
+//! not touched again before that connection's output is written. The
+//! writer itself, `write_spliced`, is in `write.rs` with the others.
 
-use super::conn::Conn;
-use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 
 /// Payloads smaller than this are copied: the copy costs less than an
@@ -57,65 +56,6 @@ impl InputSpan {
         let end = start.checked_add(data.len())?;
         (self.len > 0 && end <= self.len).then_some(start..end)
     }
-}
-
-/// Writes `scratch` with the spliced payloads of `input` in their places,
-/// in one `writev`; queues what the kernel did not take (all of it while
-/// something is queued already, or the connection is not yet connected).
-pub(crate) fn write_spliced(
-    conn: &mut Conn,
-    scratch: &[u8],
-    splices: &[Splice],
-    input: &[u8],
-) -> io::Result<()> {
-    if splices.len() > MAX_SPLICES {
-        // `Context::send` never splices more; were it to, nothing is lost:
-        // everything is queued in order and written from the queue
-        let mut from = 0;
-        for splice in splices {
-            conn.queue.push_slice(&scratch[from..splice.at]);
-            conn.queue.push_slice(&input[splice.range.clone()]);
-            from = splice.at;
-        }
-        conn.queue.push_slice(&scratch[from..]);
-        if conn.connecting {
-            return Ok(());
-        }
-        return conn.queue.write_to(&mut conn.socket).map(drop);
-    }
-    let mut pieces = [IoSlice::new(&[]); 2 * MAX_SPLICES + 1];
-    let mut n = 0;
-    let mut from = 0;
-    for splice in splices {
-        pieces[n] = IoSlice::new(&scratch[from..splice.at]);
-        pieces[n + 1] = IoSlice::new(&input[splice.range.clone()]);
-        n += 2;
-        from = splice.at;
-    }
-    pieces[n] = IoSlice::new(&scratch[from..]);
-    let pieces = &pieces[..=n];
-    let written = if conn.connecting || !conn.queue.is_empty() {
-        0
-    } else {
-        loop {
-            match conn.socket.write_vectored(pieces) {
-                Ok(k) => break k,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    let mut skip = written;
-    for piece in pieces {
-        if skip >= piece.len() {
-            skip -= piece.len();
-            continue;
-        }
-        conn.queue.push_slice(&piece[skip..]);
-        skip = 0;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
