@@ -3,6 +3,7 @@
 
 use super::buffer::LazyQueue;
 use super::clock::{Clock, Stamp};
+use super::lifecycle::Lifecycle;
 use super::metrics::Stats;
 use super::splice::{InputSpan, Splice};
 use super::token::ConnId;
@@ -42,16 +43,15 @@ pub(crate) struct Conn {
     pub timer_phase: u8,
     /// Closed, flushing its last bytes; dropped at this deadline regardless.
     pub linger_until: Option<Stamp>,
-    /// `on_open` was called and `on_close` not yet.
-    pub opened: bool,
+    /// Where the connection is in its life; changed only by
+    /// [`Lifecycle`]'s transitions.
+    pub life: Lifecycle,
     /// Admitted past `max_connections`: its upgrade is answered with 503.
     pub over_capacity: bool,
     /// Reading stopped because the output queue is over `max_backpressure`.
     pub read_paused: bool,
     /// In the reactor's dirty list (has queued output to flush).
     pub dirty: bool,
-    /// Outbound: the TCP connect has not completed yet.
-    pub connecting: bool,
     /// The peer closed its side (read returned 0).
     pub peer_eof: bool,
     /// `leftover` holds whole messages the per-turn cap left unprocessed:
@@ -63,11 +63,6 @@ pub(crate) struct Conn {
     /// An event said the peer hung up (or the socket failed): reads go on
     /// until 0 however short they are, since no further edge will come.
     pub hup: bool,
-    /// Everything is sent and our side is shut down; what still arrives is
-    /// read and dropped until the peer closes too (a lingering close, so
-    /// the kernel does not answer unread data with a reset that would
-    /// destroy our last response or close frame).
-    pub draining: bool,
 }
 
 /// A peer address in 16 bytes instead of `SocketAddr`'s 32: IPv6 peers,

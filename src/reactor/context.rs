@@ -144,7 +144,7 @@ impl<'a> Context<'a> {
         }
         let range = self.hub.input.range_of(data)?;
         let conn = self.hub.conns.get(id.index()).filter(|c| c.id == id)?;
-        let direct = conn.queue.is_empty() && !conn.connecting;
+        let direct = conn.queue.is_empty() && !conn.life.is_dialing();
         (direct && conn.engine.role() == Role::Server).then_some(range)
     }
 
@@ -227,7 +227,7 @@ impl<'a> Context<'a> {
             };
             if conn.engine.state() != State::Open
                 || conn.engine.role() != Role::Server
-                || !conn.opened
+                || !conn.life.is_open()
             {
                 continue;
             }
@@ -257,7 +257,7 @@ impl<'a> Context<'a> {
         self.hub
             .conns
             .iter()
-            .filter(|(_, c)| c.opened && c.engine.state() == State::Open)
+            .filter(|(_, c)| c.life.is_open() && c.engine.state() == State::Open)
             .map(|(_, c)| c.id)
     }
 

@@ -77,7 +77,7 @@ fn upgrade_requested<H: Handler>(
     if conn.engine.accept(&mut hub.scratch).is_err() {
         return;
     }
-    conn.opened = true;
+    conn.life.open();
     conn.user = accept.user.map(Box::new);
     hub.stats.opened += 1;
     // the path only: the query may carry a token (`?token=`)
@@ -165,7 +165,7 @@ fn connected<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, subprotocol
     let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
-    conn.opened = true;
+    conn.life.open();
     hub.stats.opened += 1;
     let info = OpenInfo {
         peer: conn.peer.get(),
@@ -181,10 +181,9 @@ fn closed_after_open<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, clo
     let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
-    if !conn.opened {
-        return;
+    if !conn.life.end() {
+        return; // never opened, or its on_close was called already
     }
-    conn.opened = false;
     let peer = conn.peer.get();
     hub.stats.record_close(closed.code.0);
     match &closed.cause {

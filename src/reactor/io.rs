@@ -60,10 +60,10 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 return;
             };
-            if conn.draining {
+            if conn.life.is_draining() {
                 return self.drain(id);
             }
-            if conn.read_paused || conn.connecting || !conn.engine.wants_read() {
+            if conn.read_paused || conn.life.is_dialing() || !conn.engine.wants_read() {
                 return self.settle(id);
             }
             let kept = match conn.leftover.as_deref() {
@@ -176,10 +176,9 @@ impl<H: Handler> Reactor<H> {
             if conn.queue.is_empty() && conn.peer_eof {
                 return self.remove(id);
             }
-            if conn.queue.is_empty() && !conn.draining {
+            if conn.queue.is_empty() && conn.life.start_draining() {
                 // §7.1.1: the server closes the TCP connection first; a client
                 // waits for it (and gives up after the linger)
-                conn.draining = true;
                 conn.linger_until = Some(clock.stamp(now + DRAIN_LINGER));
                 let server = conn.engine.role() == Role::Server;
                 if server && conn.socket.shutdown(Shutdown::Write).is_err() {
@@ -224,7 +223,7 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
-        if conn.opened {
+        if conn.life.is_open() {
             if let Some(event) = conn.engine.handle_eof(now) {
                 dispatch(&mut self.hub, &mut self.handler, id, event);
             }
@@ -302,7 +301,7 @@ impl<H: Handler> Reactor<H> {
             conn.timer_at = None;
             if conn.linger_until.is_some_and(|t| t <= now_stamp) {
                 log::debug!("{id} {}: dropped after lingering", conn.peer.get());
-                if !conn.draining {
+                if !conn.life.is_draining() {
                     // output the peer never read; a drained close is clean
                     self.hub.stats.timer_closes += 1;
                 }

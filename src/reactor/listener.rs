@@ -2,6 +2,7 @@
 
 use super::conn::{Conn, Peer};
 use super::handler::Handler;
+use super::lifecycle::Lifecycle;
 use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{Connection, WsUrl};
@@ -99,7 +100,7 @@ impl<H: Handler> Reactor<H> {
         }
         let over_capacity = self.hub.conns.len() >= max;
         let engine = Connection::server(self.hub.now, self.protocol.clone());
-        if let Ok(id) = self.insert(socket, peer, engine) {
+        if let Ok(id) = self.insert(socket, peer, engine, Lifecycle::inbound()) {
             self.hub.stats.accepted += 1;
             let conn = &mut self.hub.conns[id.index()];
             conn.over_capacity = over_capacity;
@@ -129,9 +130,8 @@ impl<H: Handler> Reactor<H> {
             &[],
             &mut request,
         );
-        let id = self.insert(socket, addr, engine)?;
+        let id = self.insert(socket, addr, engine, Lifecycle::outbound())?;
         let conn = &mut self.hub.conns[id.index()];
-        conn.connecting = true;
         conn.queue.push_slice(&request);
         self.settle(id);
         Ok(id)
@@ -142,6 +142,7 @@ impl<H: Handler> Reactor<H> {
         mut socket: TcpStream,
         peer: SocketAddr,
         engine: Connection,
+        life: Lifecycle,
     ) -> io::Result<ConnId> {
         // small messages must not wait for Nagle's algorithm
         let _ = socket.set_nodelay(true);
@@ -164,16 +165,14 @@ impl<H: Handler> Reactor<H> {
             timer_at: None,
             timer_phase: u8::MAX,
             linger_until: None,
-            opened: false,
+            life,
             over_capacity: false,
             read_paused: false,
             dirty: false,
-            connecting: false,
             peer_eof: false,
             hup: false,
             backlog: false,
             metrics_only: false,
-            draining: false,
         });
         Ok(id)
     }

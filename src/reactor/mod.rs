@@ -26,6 +26,7 @@ mod dispatch;
 mod fds;
 mod handler;
 mod io;
+mod lifecycle;
 mod listener;
 mod metrics;
 mod splice;
@@ -361,7 +362,7 @@ impl<H: Handler> Reactor<H> {
     /// its peer's FIN (all sent), or when the shutdown timeout passed.
     fn finished(&self) -> bool {
         self.shutdown_deadline.is_some_and(|deadline| {
-            self.hub.now >= deadline || self.hub.conns.iter().all(|(_, c)| c.draining)
+            self.hub.now >= deadline || self.hub.conns.iter().all(|(_, c)| c.life.is_draining())
         })
     }
 }

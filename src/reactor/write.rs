@@ -26,7 +26,7 @@ impl<H: Handler> Reactor<H> {
             let result = write_spliced(conn, &hub.scratch, &hub.splices, &self.read_buf);
             hub.splices.clear();
             result
-        } else if conn.connecting {
+        } else if conn.life.is_dialing() {
             conn.queue.push_slice(&hub.scratch);
             Ok(())
         } else if conn.queue.is_empty() {
@@ -45,16 +45,16 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
-        if conn.queue.is_empty() && !conn.connecting && !conn.read_paused {
+        if conn.queue.is_empty() && !conn.life.is_dialing() && !conn.read_paused {
             // Edge-triggered epoll reports "writable" whenever the peer's
             // ACKs free send-buffer space, i.e. after nearly every write.
             // With nothing queued there is nothing to write or resume, and
             // nothing changed since the connection was last settled.
             return;
         }
-        if conn.connecting {
+        if conn.life.is_dialing() {
             match connect_result(conn) {
-                Ok(true) => conn.connecting = false,
+                Ok(true) => conn.life.connected(),
                 Ok(false) => return, // spurious
                 Err(e) => return self.on_connect_error(id, &e),
             }
@@ -76,7 +76,7 @@ impl<H: Handler> Reactor<H> {
                 continue;
             };
             conn.dirty = false;
-            if !conn.connecting {
+            if !conn.life.is_dialing() {
                 if let Err(e) = conn.queue.write_to(&mut conn.socket) {
                     self.on_io_error(id, &e);
                     continue;
@@ -142,7 +142,7 @@ fn write_spliced(
             from = splice.at;
         }
         conn.queue.push_slice(&scratch[from..]);
-        if conn.connecting {
+        if conn.life.is_dialing() {
             return Ok(());
         }
         return conn.queue.write_to(&mut conn.socket).map(drop);
@@ -158,7 +158,7 @@ fn write_spliced(
     }
     pieces[n] = IoSlice::new(&scratch[from..]);
     let pieces = &pieces[..=n];
-    let written = if conn.connecting || !conn.queue.is_empty() {
+    let written = if conn.life.is_dialing() || !conn.queue.is_empty() {
         0
     } else {
         loop {
