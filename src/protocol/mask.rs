@@ -13,7 +13,7 @@
 /// octet at index i modulo 4 of the masking key ("masking-key-octet-j")".
 ///
 /// Shaped for the compiler and the cache (measurements in
-/// `docs/benchmarks.md`): the 8-byte loop vectorises to 32 bytes per
+/// `docs/benchmarks-log.md`): the 8-byte loop vectorises to 32 bytes per
 /// iteration with SSE2; from 1 KiB on it starts at a 16-byte boundary,
 /// because a payload sits 6, 8 or 14 bytes into its frame and wide loads
 /// that straddle cache lines cost up to a third of the throughput, and it
@@ -33,7 +33,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 
 /// From this length on, the bulk is aligned first and, on a CPU with AVX2,
 /// masked 32 bytes per instruction instead of 16. Measured (see
-/// `docs/benchmarks.md`): aligning costs ~1.5 ns more than it saves at
+/// `docs/benchmarks-log.md`): aligning costs ~1.5 ns more than it saves at
 /// 512 B, is even at 1 KiB and wins from 2 KiB on (-25% at 2 KiB, -33% at
 /// 16 KiB, -25% at 64 KiB); AVX2 takes 64 KiB from 51 to 114 GB/s and
 /// 1 KiB from 42 to 60 GB/s (`cargo bench --bench protocol -- mask/`).
