@@ -53,8 +53,14 @@ impl Connection {
     /// [`send`](Connection::send) for a payload whose kind the caller has
     /// checked already: text known to be UTF-8 (a `&str`, or a message the
     /// engine itself validated on receipt), so it is not checked twice.
+    ///
+    /// Unstable and hidden: for the `edgews` reactor, until a received
+    /// message can carry the proof that it is text itself. A caller that
+    /// vouches wrongly sends invalid text (which the peer fails with 1007);
+    /// the engine's own state stays sound.
+    #[doc(hidden)]
     #[inline]
-    pub(crate) fn send_checked(
+    pub fn send_checked(
         &mut self,
         kind: super::MessageKind,
         data: &[u8],
@@ -65,8 +71,10 @@ impl Connection {
 
     /// [`send_header`](Connection::send_header) for a payload of `len`
     /// bytes whose kind the caller has checked already (see
-    /// [`send_checked`](Connection::send_checked)).
-    pub(crate) fn send_header_checked(
+    /// [`send_checked`](Connection::send_checked)). Unstable and hidden,
+    /// as that one.
+    #[doc(hidden)]
+    pub fn send_header_checked(
         &mut self,
         kind: super::MessageKind,
         len: usize,

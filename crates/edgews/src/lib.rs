@@ -7,15 +7,16 @@
 //! and broadcast servers on top of it.
 //!
 //! ```text
-//!  src/bin/edgews/     CLI: arguments -> config -> run a handler; `load`
-//!         |
-//!  server/             echo, broadcast, pubsub, chat, topics, JWT auth:
-//!         |            small implementations of the Handler trait
-//!  reactor/            Handler trait + Context, and the only code that makes
-//!                      syscalls: mio, sockets, timers
-//!         |
-//!  protocol/           sans-I/O RFC 6455 engine: time comes in as `now`,
-//!                      buffers belong to the caller
+//!  edgews-cli (the `edgews` binary)   CLI: arguments -> config -> run a
+//!         |                           handler; `load`
+//!  edgews (this crate)
+//!    server/            echo, broadcast, pubsub, chat, topics, JWT auth,
+//!         |             rate limits: small implementations of the Handler trait
+//!    reactor/           Handler trait + Context, and the only code that makes
+//!         |             syscalls: mio, sockets, timers
+//!  edgews-protocol      sans-I/O RFC 6455 engine (re-exported as
+//!                       `edgews::protocol`): time comes in as `now`,
+//!                       buffers belong to the caller
 //! ```
 //!
 //! Using the engine directly:
@@ -37,18 +38,20 @@
 //! assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
 //! assert_eq!(used, input.len());
 //! ```
-#![deny(unsafe_code)] // allowed once, in `protocol::mask`, where a benchmark shows it pays
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
-pub mod protocol;
 pub mod reactor;
 pub mod server;
+
+/// The sans-I/O engine, the `edgews-protocol` crate.
+pub use edgews_protocol as protocol;
 
 pub use config::{ConfigError, ProtocolConfig, ServerConfig};
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
+#[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -3,8 +3,8 @@
 //! subprotocols, extensions, and the handshake as the `Connection` runs it.
 
 use super::*;
-use crate::protocol::frame::encode_frame;
-use crate::protocol::{Connection, Event, MessageKind, OpCode, State};
+use crate::frame::encode_frame;
+use crate::{Connection, Event, MessageKind, OpCode, State};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
