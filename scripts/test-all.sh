@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it and .ci/run calls it:
 #   1. cargo test: unit, property, integration (real loopback TCP), abuse,
-#      and the replay of the committed fuzz corpus; and the benchmark
+#      hostile clients against the binary, and the replay of the committed
+#      fuzz corpus, in every crate of the workspace; and the benchmark
 #      yardstick in benches/peers (its floor server answers as compare.sh
 #      needs);
 #   2. the Autobahn testsuite against our server and our client;
@@ -14,8 +15,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== cargo test"
-cargo test --all-targets --quiet
-cargo test --doc --quiet
+# the engine (crates/edgews-protocol), the library (crates/edgews) and the
+# binary with the integration tests (the root package); the peers apart
+cargo test --workspace --exclude edgews-peers --all-targets --quiet
+cargo test --doc -p edgews-protocol -p edgews --quiet
 cargo test -p edgews-peers --quiet
 
 echo "== Autobahn testsuite"

@@ -86,7 +86,6 @@ pub const MAX_HEAD_LIMIT: usize = 128 << 10;
 /// The most headers a handshake may be allowed.
 pub const MAX_HEADERS_LIMIT: usize = 1024;
 
-
 /// An error unless `value` is at most [`MAX_DURATION`]; `what` says which.
 pub fn check_duration(value: Duration, what: &'static str) -> Result<(), ConfigError> {
     if value > MAX_DURATION {
@@ -150,7 +149,6 @@ impl ProtocolConfig {
         Ok(())
     }
 }
-
 
 /// A configuration value that cannot work, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,6 @@ pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
 /// The largest `max_backpressure`: 1 GiB.
 pub const MAX_BACKPRESSURE_LIMIT: usize = 1 << 30;
 
-
 /// Settings of a server: where it listens, how many connections it takes,
 /// how much it buffers for each, and how it shuts down.
 #[derive(Debug, Clone)]
