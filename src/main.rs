@@ -190,11 +190,18 @@ fn guarded<H: Handler>(mode: &Mode<'_>, handler: H) -> Result<(), Box<dyn std::e
 /// Runs a server until SIGINT or SIGTERM, then shuts down gracefully.
 fn run_reactor<H: Handler>(mode: &Mode<'_>, handler: H) -> Result<(), Box<dyn std::error::Error>> {
     let config = mode.config();
-    config
-        .validate()
-        .map_err(|e| BadConfig(format!("invalid configuration: {e}")))?;
-    raise_fd_limit(config.max_connections);
-    let mut reactor = Reactor::new(config, handler)?;
+    let max_connections = config.max_connections;
+    // the reactor validates its configuration (once): a refusal is the
+    // command line's fault
+    let mut reactor = Reactor::new(config, handler).map_err(|e| -> Box<dyn std::error::Error> {
+        match e.kind() {
+            std::io::ErrorKind::InvalidInput => {
+                Box::new(BadConfig(format!("invalid configuration: {e}")))
+            }
+            _ => Box::new(e),
+        }
+    })?;
+    raise_fd_limit(max_connections);
     let addr = reactor
         .listen()
         .map_err(|e| format!("cannot listen on {}: {e}", mode.args.listen))?;

@@ -5,9 +5,9 @@ use super::buffer::LazyQueue;
 use super::clock::{Clock, Stamp};
 use super::lifecycle::Lifecycle;
 use super::metrics::Stats;
+use super::settings::Settings;
 use super::splice::{InputSpan, Splice};
 use super::token::ConnId;
-use crate::config::ServerConfig;
 use crate::protocol::Connection;
 use mio::net::TcpStream;
 use slab::Slab;
@@ -114,7 +114,8 @@ pub(crate) struct Hub {
     pub now: Instant,
     /// Converts deadlines to and from their 8-byte form.
     pub clock: Clock,
-    pub config: ServerConfig,
+    /// The settings, validated once.
+    pub config: Settings,
     pub stats: Stats,
     /// The handler asked the reactor to stop.
     pub stop_requested: bool,

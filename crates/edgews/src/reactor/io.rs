@@ -168,7 +168,7 @@ impl<H: Handler> Reactor<H> {
         let now = self.hub.now;
         let clock = &self.hub.clock;
         let max_backpressure = self.hub.config.max_backpressure;
-        let close_timeout = self.protocol.close_timeout;
+        let close_timeout = self.hub.config.protocol.close_timeout;
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };

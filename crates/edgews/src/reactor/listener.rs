@@ -99,7 +99,7 @@ impl<H: Handler> Reactor<H> {
             return;
         }
         let over_capacity = self.hub.conns.len() >= max;
-        let engine = Connection::server(self.hub.now, self.protocol.clone());
+        let engine = Connection::server(self.hub.now, self.hub.config.protocol.clone());
         if let Ok(id) = self.insert(socket, peer, engine, Lifecycle::inbound()) {
             self.hub.stats.accepted += 1;
             let conn = &mut self.hub.conns[id.index()];
@@ -124,7 +124,7 @@ impl<H: Handler> Reactor<H> {
         let mut request = Vec::new();
         let engine = Connection::client(
             self.hub.now,
-            self.protocol.clone(),
+            self.hub.config.protocol.clone(),
             &url,
             subprotocols,
             &[],

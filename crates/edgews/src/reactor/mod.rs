@@ -29,6 +29,7 @@ mod io;
 mod lifecycle;
 mod listener;
 mod metrics;
+mod settings;
 mod splice;
 mod timer;
 mod token;
@@ -40,10 +41,11 @@ pub use handler::{Accept, Handler, HttpResponse, OpenInfo};
 pub use metrics::{Stats, PRIVATE_CLOSE_CODES};
 pub use token::ConnId;
 
-use crate::config::{ProtocolConfig, ServerConfig};
+use crate::config::ServerConfig;
 use clock::Clock;
 use conn::Hub;
 use mio::{Events, Interest, Poll, Waker};
+use settings::Settings;
 use slab::Slab;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +56,9 @@ use timer::Timers;
 /// The shared read buffer: large enough that a 64 KiB message arrives in
 /// one read, small enough to stay in cache-friendly territory.
 const READ_BUFFER_SIZE: usize = 256 << 10;
+
+// A kept handshake head (at most `max_head_size`) always leaves room to read.
+const _: () = assert!(crate::config::MAX_HEAD_LIMIT <= READ_BUFFER_SIZE / 2);
 
 /// A server (and client) event loop running a [`Handler`].
 pub struct Reactor<H: Handler> {
@@ -66,7 +71,6 @@ pub struct Reactor<H: Handler> {
     reserve: fds::Reserve,
     hub: Hub,
     handler: H,
-    protocol: Arc<ProtocolConfig>,
     read_buf: Box<[u8]>,
     timers: Timers,
     /// Connections to read again without waiting for an edge.
@@ -103,18 +107,12 @@ const MAX_RESERVED_SLOTS: usize = 1 << 18;
 impl<H: Handler> Reactor<H> {
     /// A reactor with no listener yet (see [`listen`](Reactor::listen)).
     pub fn new(config: ServerConfig, handler: H) -> std::io::Result<Self> {
-        config
-            .validate()
+        // validated here and nowhere else; `MAX_HEAD_LIMIT` keeps a kept
+        // head within half the read buffer
+        let config = Settings::new(config)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        if config.protocol.max_head_size > READ_BUFFER_SIZE / 2 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "max_head_size must be at most 128 KiB",
-            ));
-        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
-        let protocol = Arc::new(config.protocol.clone());
         // Reserved, not touched: the kernel backs a page only once a slot
         // in it is used, so this costs address space, not memory. Growing
         // by doubling instead left each outgrown copy resident (glibc keeps
@@ -143,7 +141,6 @@ impl<H: Handler> Reactor<H> {
                 connect_requests: Vec::new(),
             },
             handler,
-            protocol,
             read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             timers: Timers::with_capacity(capacity),
             ready: Vec::new(),
