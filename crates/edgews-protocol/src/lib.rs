@@ -14,8 +14,10 @@
 //! ```
 //!
 //! [`Connection`] is the entry point and [`ProtocolConfig`] its limits;
-//! the other modules are its parts and are public for the fuzzers,
-//! benchmarks and anyone building their own transport.
+//! the types at the crate root are the stable surface. The engine's parts
+//! (frame codec, masking, incremental UTF-8, HTTP head scanning) are public
+//! only for edgews' own reactor, fuzzers and benchmarks: hidden from these
+//! docs, and unstable.
 //!
 //! Using the engine by hand, as a server:
 //!
@@ -40,20 +42,34 @@
 #![deny(unsafe_code)] // allowed once, in `mask`, where a benchmark shows it pays
 #![warn(missing_docs)]
 
+// The stable surface is the re-exports below and `config`. The modules
+// marked hidden are the engine's parts, public only for edgews' own
+// reactor, fuzzers, benchmarks and tests: unstable, they may change in any
+// release.
+#[doc(hidden)]
 pub mod accept;
+#[doc(hidden)]
 pub mod client_handshake;
+#[doc(hidden)]
 pub mod close;
 mod commands;
 pub mod config;
 mod connection;
+#[doc(hidden)]
 pub mod error;
+#[doc(hidden)]
 pub mod frame;
+#[doc(hidden)]
 pub mod handshake;
+#[doc(hidden)]
 pub mod http;
+#[doc(hidden)]
 pub mod mask;
+#[doc(hidden)]
 pub mod message;
 mod read;
 mod timers;
+#[doc(hidden)]
 pub mod utf8;
 
 pub use client_handshake::WsUrl;
