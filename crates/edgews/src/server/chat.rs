@@ -100,7 +100,7 @@ pub struct ChatConfig {
 
 impl ChatConfig {
     /// The largest WebSocket message the chat protocol can use with these
-    /// settings (see [`parse_message`](super::parse_message)): run the
+    /// settings (see [`parse_message`]): run the
     /// server with the engine's `max_message_size` at most this, so that a
     /// larger message is refused (1009) as it arrives instead of being
     /// assembled first.
