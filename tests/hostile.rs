@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use support::measure::{poll_until, MIB};
 use support::process::{
-    http_exchange, http_get, metric_value, poll_until, series_of, start, Launch, ServerProcess,
+    http_exchange, http_get, metric_value, series_of, start, Launch, ServerProcess,
 };
 use support::{client_frame, upgrade_request, RawClient};
 
-const MIB: f64 = (1 << 20) as f64;
 /// Every mode of the binary.
 const MODES: [&str; 4] = ["echo", "broadcast", "pubsub", "chat"];
 /// What "promptly" means for reclaiming a connection: the goal is 1 s.

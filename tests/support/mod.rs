@@ -1,13 +1,20 @@
 //! Helpers shared by the integration tests: an in-process server on an
 //! ephemeral loopback port, and a raw WebSocket peer that speaks frames
 //! byte by byte (to send what a well-behaved client never would).
+//! [`measure`]: memory, descriptors and deadlines from /proc;
+//! [`process`]: the `edgews` binary, or a test alone, in a child process.
 #![allow(dead_code)]
 
+pub mod measure;
 pub mod process;
+
 use edgews::protocol::frame::{decode_header, encode_frame, encode_header, OpCode};
 use edgews::protocol::mask::apply_mask;
 use edgews::reactor::{Handler, Reactor, ShutdownHandle, Stats};
 use edgews::ServerConfig;
+// `support::rss_bytes` in tests/echo.rs; unused by the other test files
+#[allow(unused_imports)]
+pub use measure::rss_bytes;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
@@ -243,14 +250,4 @@ impl RawClient {
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n)
     }
-}
-
-/// The resident set size of this process, in bytes (Linux).
-pub fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }

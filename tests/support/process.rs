@@ -1,9 +1,11 @@
-//! The real `edgews` binary as a child process on an ephemeral loopback
+//! Child processes. The real `edgews` binary on an ephemeral loopback
 //! port, measured from outside: its peak and current memory
 //! (/proc/PID/status), its open descriptors (/proc/PID/fd), its `/metrics`
 //! and its log (stderr, collected by a thread). Killed on drop, so a test
-//! that panics leaves no server behind.
+//! that panics leaves no server behind. And a test run again, alone, in a
+//! fresh process of its test binary ([`ran_in_child`]).
 
+use super::measure::{fd_count_of, rss_bytes, status_kib};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -125,21 +127,7 @@ impl Launch {
     /// Runs a command line expected to end on its own within `limit`:
     /// its exit status (`None` if it had to be killed), stdout and stderr.
     pub fn run_to_exit(self, limit: Duration) -> (Option<ExitStatus>, String, String) {
-        let mut child = self.command().spawn().expect("spawn edgews");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let err = Arc::new(Mutex::new(Vec::new()));
-        let out_thread = collect(child.stdout.take().expect("stdout"), out.clone());
-        let err_thread = collect(child.stderr.take().expect("stderr"), err.clone());
-        let status = wait_with_deadline(&mut child, limit);
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = out_thread.join();
-        let _ = err_thread.join();
-        let text =
-            |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
-        (status, text(&out), text(&err))
+        output_within(self.command().spawn().expect("spawn edgews"), limit)
     }
 }
 
@@ -166,7 +154,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Its log so far (stderr).
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        text(&self.stderr)
     }
 
     /// Stops it with SIGTERM (graceful: its final log lines are written),
@@ -177,11 +165,7 @@ impl ServerProcess {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status();
-        let status = wait_with_deadline(&mut child, limit);
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let status = wait_or_kill(&mut child, limit);
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
         }
@@ -224,7 +208,7 @@ impl ServerProcess {
 
     /// Resident memory now (VmRSS) in bytes.
     pub fn vm_rss(&self) -> u64 {
-        status_kib(self.pid, "VmRSS:") * 1024
+        rss_bytes(self.pid)
     }
 
     /// Resets the peak (VmHWM) to the current RSS, so that a later
@@ -236,9 +220,7 @@ impl ServerProcess {
 
     /// Open file descriptors (entries of /proc/PID/fd).
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        fd_count_of(self.pid)
     }
 }
 
@@ -329,28 +311,75 @@ pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
     }
 }
 
-/// Polls `cond` every 20 ms until it holds or `limit` passes; how long it
-/// took, `None` if it never held.
-pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return Some(start.elapsed());
+/// Set in a child process to the one test it runs.
+const CHILD_ENV: &str = "EDGEWS_TEST_IN_CHILD";
+/// The most a test may take in its child process before it is killed.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a test alone in a fresh child process of this test binary, for
+/// measurements that need a process of their own: memory freed by an
+/// earlier test stays resident and would hide growth, and other tests'
+/// sockets would blur the descriptor count. The children run one at a time
+/// (they compete for 2 cores otherwise).
+///
+/// In the test process: runs the test `name` in a child, prints its output
+/// (without the test harness's own lines), fails if it failed, and returns
+/// true. In the child: returns false, and the caller runs the test body.
+pub fn ran_in_child(name: &str) -> bool {
+    if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
+        return false;
+    }
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the test binary");
+    let (status, stdout, stderr) = output_within(child, CHILD_TIMEOUT);
+    // the figures, without the harness's own lines
+    // (with --nocapture, the first one follows "test name ... " on its line)
+    for line in stdout.lines() {
+        let line = match line.split_once(" ... ") {
+            Some((test, rest)) if test.starts_with("test ") => rest,
+            _ => line,
+        };
+        let harness = matches!(line, "" | "ok" | "FAILED")
+            || line.starts_with("running ")
+            || line.starts_with("test result:")
+            || line.starts_with("successes:")
+            || line.starts_with("failures:");
+        if !harness {
+            println!("{line}");
         }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    }
+    match status {
+        Some(s) if s.success() => true,
+        Some(s) => panic!("{name} failed in its own process ({s}):\n{stdout}\n{stderr}"),
+        None => panic!("{name} took over {CHILD_TIMEOUT:?}:\n{stdout}\n{stderr}"),
     }
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+/// Waits up to `limit` for `child` (its stdout and stderr piped) to exit:
+/// its exit status (`None` if it had to be killed), stdout and stderr.
+fn output_within(mut child: Child, limit: Duration) -> (Option<ExitStatus>, String, String) {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let err = Arc::new(Mutex::new(Vec::new()));
+    let out_thread = collect(child.stdout.take().expect("stdout"), out.clone());
+    let err_thread = collect(child.stderr.take().expect("stderr"), err.clone());
+    let status = wait_or_kill(&mut child, limit);
+    let _ = out_thread.join();
+    let _ = err_thread.join();
+    (status, text(&out), text(&err))
+}
+
+/// What a [`collect`] thread gathered, as text.
+fn text(bytes: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&bytes.lock().unwrap()).into_owned()
 }
 
 fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
@@ -378,13 +407,17 @@ fn stdout_lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
-fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+/// Waits up to `limit` for `child` to exit: its status, or `None` when it
+/// had to be killed (and reaped).
+fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
         }
         if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
