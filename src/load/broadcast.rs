@@ -1,8 +1,8 @@
 //! `edgews load broadcast`: fixed-rate senders, every connection checks
 //! that it receives every other sender's messages, once and in order.
 
-use super::opener::Opener;
-use super::report::{thousands, Latencies, Progress};
+use super::common::Common;
+use super::report::{thousands, Latencies};
 use super::{BroadcastArgs, Scenario};
 use edgews::protocol::{Closed, Message};
 use edgews::reactor::{ConnId, Context, Handler, OpenInfo};
@@ -30,7 +30,7 @@ struct Inbox {
 
 /// The broadcast scenario.
 pub struct BroadcastLoad {
-    opener: Opener,
+    common: Common,
     senders: usize,
     size: usize,
     interval: Duration,
@@ -47,10 +47,7 @@ pub struct BroadcastLoad {
     deliveries: u64,
     out_of_order: u64,
     latencies: Latencies,
-    errors: u64,
-    first_error: Option<String>,
     scratch: Vec<u8>,
-    progress: Progress,
 }
 
 impl BroadcastLoad {
@@ -64,11 +61,7 @@ impl BroadcastLoad {
         }
         let now = Instant::now();
         Ok(BroadcastLoad {
-            opener: Opener::new(
-                &args.common.url,
-                args.common.connections,
-                args.common.connect_concurrency,
-            ),
+            common: Common::new(&args.common, args.common.connections, now),
             senders: args.senders,
             size,
             interval: Duration::from_secs_f64(1.0 / args.rate as f64),
@@ -84,16 +77,8 @@ impl BroadcastLoad {
             deliveries: 0,
             out_of_order: 0,
             latencies: Latencies::default(),
-            errors: 0,
-            first_error: None,
             scratch: vec![0x42; size],
-            progress: Progress::new(now),
         })
-    }
-
-    fn error(&mut self, what: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(what);
     }
 
     /// Sends every message due by `now`, round-robin over the senders.
@@ -108,7 +93,7 @@ impl BroadcastLoad {
             self.scratch[4..12].copy_from_slice(&seq.to_le_bytes());
             self.scratch[12..20].copy_from_slice(&stamp.to_le_bytes());
             if let Err(e) = ctx.send_binary(self.order[s], &self.scratch) {
-                self.error(format!("sender {s}: {e}"));
+                self.common.error(format!("sender {s}: {e}"));
             }
             self.next_send = Some(at + self.interval);
         }
@@ -116,13 +101,14 @@ impl BroadcastLoad {
 
     fn advance(&mut self, ctx: &mut Context<'_>, now: Instant) {
         match self.phase {
-            Phase::Opening if self.opener.done() && self.order.len() >= self.senders => {
+            Phase::Opening if self.common.opener.done() && self.order.len() >= self.senders => {
                 self.phase = Phase::Sending(now + self.duration);
                 self.send_start = Some(now);
                 self.next_send = Some(now);
             }
-            Phase::Opening if self.opener.done() => {
-                self.error("too few connections opened to send".into());
+            Phase::Opening if self.common.opener.done() => {
+                self.common
+                    .error("too few connections opened to send".into());
                 self.phase = Phase::Done;
                 ctx.shutdown();
             }
@@ -142,7 +128,7 @@ impl BroadcastLoad {
 
 impl Handler for BroadcastLoad {
     fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
-        self.opener.on_open();
+        self.common.opener.on_open();
         self.order.push(id);
         let inbox = Inbox {
             received: vec![0; self.senders],
@@ -156,7 +142,7 @@ impl Handler for BroadcastLoad {
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         let data = message.as_bytes();
         if data.len() != self.size {
-            return self.error(format!(
+            return self.common.error(format!(
                 "{id}: message of {} bytes, sent {}",
                 data.len(),
                 self.size
@@ -170,7 +156,9 @@ impl Handler for BroadcastLoad {
         let (sender, seq, stamp) = (field(0..4) as usize, field(4..12), field(12..20));
         let now = ctx.now();
         let Some(inbox) = self.inboxes.get_mut(&id).filter(|_| sender < self.senders) else {
-            return self.error(format!("{id}: message from unknown sender {sender}"));
+            return self
+                .common
+                .error(format!("{id}: message from unknown sender {sender}"));
         };
         if inbox.last[sender].map_or(seq != 0, |last| seq != last + 1) {
             self.out_of_order += 1;
@@ -184,17 +172,11 @@ impl Handler for BroadcastLoad {
     }
 
     fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
-        if self.phase != Phase::Done {
-            self.error(format!(
-                "{id}: closed early: {} {}",
-                closed.code, closed.reason
-            ));
-        }
+        self.common.closed(id, closed, self.phase == Phase::Done);
     }
 
     fn on_connect_error(&mut self, _ctx: &mut Context<'_>, id: ConnId, error: &str) {
-        self.opener.on_error();
-        self.error(format!("{id}: connect failed: {error}"));
+        self.common.connect_failed(id, error);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -202,24 +184,19 @@ impl Handler for BroadcastLoad {
             Phase::Sending(t) | Phase::Draining(t) => Some(t),
             Phase::Opening | Phase::Done => None,
         };
-        let now = Instant::now();
-        [
-            phase_end,
-            self.next_send,
-            self.opener.next_pump(now),
-            Some(self.progress.due()),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.common.next_wakeup([phase_end, self.next_send])
     }
 
     fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        self.opener.pump(ctx);
+        self.common.opener.pump(ctx);
         self.advance(ctx, now);
-        let (open, deliveries, errors, phase) =
-            (self.order.len(), self.deliveries, self.errors, self.phase);
-        self.progress.tick(now, || {
+        let (open, deliveries, errors, phase) = (
+            self.order.len(),
+            self.deliveries,
+            self.common.errors,
+            self.phase,
+        );
+        self.common.progress.tick(now, || {
             format!(
                 "[load broadcast] {}  open {open}  deliveries {}  errors {errors}",
                 match phase {
@@ -236,7 +213,7 @@ impl Handler for BroadcastLoad {
 
 impl Scenario for BroadcastLoad {
     fn finish(&mut self) -> Result<(), String> {
-        self.progress.clear();
+        self.common.progress.clear();
         // every connection but the sender itself should have received each message
         let mut missing = 0u64;
         for (s, &count) in self.sent.iter().enumerate() {
@@ -249,11 +226,7 @@ impl Scenario for BroadcastLoad {
         }
         let secs = self.duration.as_secs_f64();
         let rate = self.deliveries as f64 / secs;
-        let (p50, p99, p999) = (
-            self.latencies.percentile_us(50.0),
-            self.latencies.percentile_us(99.0),
-            self.latencies.percentile_us(99.9),
-        );
+        let (p50, p99, p999) = self.latencies.p50_p99_p999();
         let sent: u64 = self.sent.iter().sum();
         println!(
             "broadcast: {} connections, {} senders, {} B, {secs:.1} s: sent {}, {} deliveries/s; \
@@ -265,7 +238,7 @@ impl Scenario for BroadcastLoad {
             thousands(sent),
             thousands(rate as u64),
             self.out_of_order,
-            self.errors
+            self.common.errors
         );
         println!(
             "{{\"mode\":\"broadcast\",\"connections\":{},\"senders\":{},\"size\":{},\"sent\":{sent},\
@@ -276,11 +249,9 @@ impl Scenario for BroadcastLoad {
             self.size,
             self.deliveries,
             self.out_of_order,
-            self.errors
+            self.common.errors
         );
-        if let Some(e) = &self.first_error {
-            return Err(format!("{} errors; first: {e}", self.errors));
-        }
+        self.common.check()?;
         if missing > 0 || self.out_of_order > 0 {
             return Err(format!(
                 "{missing} missing and {} out-of-order deliveries",

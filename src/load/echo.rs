@@ -1,7 +1,7 @@
 //! `edgews load echo`: closed-loop echo with byte-for-byte verification.
 
-use super::opener::Opener;
-use super::report::{thousands, Latencies, Progress};
+use super::common::Common;
+use super::report::{thousands, Latencies};
 use super::{EchoArgs, Scenario};
 use edgews::protocol::{Closed, Message, MessageKind};
 use edgews::reactor::{ConnId, Context, Handler, OpenInfo};
@@ -41,7 +41,7 @@ struct Flight {
 
 /// The echo scenario.
 pub struct EchoLoad {
-    opener: Opener,
+    common: Common,
     connections: usize,
     pipeline: usize,
     warmup: Duration,
@@ -56,9 +56,6 @@ pub struct EchoLoad {
     measured: u64,
     total: u64,
     latencies: Latencies,
-    errors: u64,
-    first_error: Option<String>,
-    progress: Progress,
 }
 
 impl EchoLoad {
@@ -73,11 +70,7 @@ impl EchoLoad {
             (0..size).map(|i| b'a' + (i % 26) as u8).collect()
         };
         Ok(EchoLoad {
-            opener: Opener::new(
-                &args.common.url,
-                args.common.connections,
-                args.common.connect_concurrency,
-            ),
+            common: Common::new(&args.common, args.common.connections, Instant::now()),
             connections: args.common.connections,
             pipeline: args.pipeline,
             warmup: args.warmup,
@@ -95,9 +88,6 @@ impl EchoLoad {
             measured: 0,
             total: 0,
             latencies: Latencies::default(),
-            errors: 0,
-            first_error: None,
-            progress: Progress::new(Instant::now()),
         })
     }
 
@@ -112,18 +102,13 @@ impl EchoLoad {
         stamp(&mut self.scratch, seq, self.kind);
         flight.in_flight.push_back((seq, ctx.now()));
         if let Err(e) = ctx.send(id, self.kind, &self.scratch) {
-            self.error(format!("{id}: send failed: {e}"));
+            self.common.error(format!("{id}: send failed: {e}"));
         }
-    }
-
-    fn error(&mut self, what: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(what);
     }
 
     fn advance(&mut self, ctx: &mut Context<'_>, now: Instant) {
         match self.phase {
-            Phase::Opening if self.opener.done() => {
+            Phase::Opening if self.common.opener.done() => {
                 self.phase = Phase::Warmup(now + self.warmup);
                 let ids: Vec<ConnId> = self.flights.keys().copied().collect();
                 for id in ids {
@@ -185,7 +170,7 @@ fn greek(len: usize) -> Vec<u8> {
 
 impl Handler for EchoLoad {
     fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
-        self.opener.on_open();
+        self.common.opener.on_open();
         self.flights.insert(id, Flight::default());
         if self.phase != Phase::Opening && self.phase != Phase::Done {
             for _ in 0..self.pipeline {
@@ -204,11 +189,11 @@ impl Handler for EchoLoad {
             .get_mut(&id)
             .and_then(|f| f.in_flight.pop_front())
         else {
-            return self.error(format!("{id}: unexpected message"));
+            return self.common.error(format!("{id}: unexpected message"));
         };
         stamp(&mut self.scratch, seq, self.kind);
         if message.kind != self.kind || message.data.as_ref() != self.scratch.as_slice() {
-            self.error(format!(
+            self.common.error(format!(
                 "{id}: echo of message {seq} differs from what was sent"
             ));
         }
@@ -223,18 +208,12 @@ impl Handler for EchoLoad {
     }
 
     fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
-        if self.phase != Phase::Done {
-            self.error(format!(
-                "{id}: closed early: {} {}",
-                closed.code, closed.reason
-            ));
-        }
+        self.common.closed(id, closed, self.phase == Phase::Done);
         self.flights.remove(&id);
     }
 
     fn on_connect_error(&mut self, _ctx: &mut Context<'_>, id: ConnId, error: &str) {
-        self.opener.on_error();
-        self.error(format!("{id}: connect failed: {error}"));
+        self.common.connect_failed(id, error);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -242,27 +221,19 @@ impl Handler for EchoLoad {
             Phase::Warmup(t) | Phase::Measuring(t) => Some(t),
             Phase::Opening | Phase::Done => None,
         };
-        let now = Instant::now();
-        [
-            phase_end,
-            self.opener.next_pump(now),
-            Some(self.progress.due()),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.common.next_wakeup([phase_end])
     }
 
     fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        self.opener.pump(ctx);
-        if self.phase == Phase::Opening && self.opener.failed >= self.connections {
+        self.common.opener.pump(ctx);
+        if self.phase == Phase::Opening && self.common.opener.failed >= self.connections {
             self.phase = Phase::Done;
             ctx.shutdown();
         }
         self.advance(ctx, now);
-        let (total, open, errors) = (self.total, self.flights.len(), self.errors);
+        let (total, open, errors) = (self.total, self.flights.len(), self.common.errors);
         let phase = self.phase;
-        self.progress.tick(now, || {
+        self.common.progress.tick(now, || {
             format!(
                 "[load echo] {}  open {open}  messages {}  errors {errors}",
                 phase.name(),
@@ -274,7 +245,7 @@ impl Handler for EchoLoad {
 
 impl Scenario for EchoLoad {
     fn finish(&mut self) -> Result<(), String> {
-        self.progress.clear();
+        self.common.progress.clear();
         let size = self.template.len();
         let secs = self.measure_start.map_or(0.0, |s| {
             s.elapsed().as_secs_f64().min(self.duration.as_secs_f64())
@@ -285,30 +256,26 @@ impl Scenario for EchoLoad {
             0.0
         };
         let mb = rate * size as f64 / 1e6;
-        let (p50, p99, p999) = (
-            self.latencies.percentile_us(50.0),
-            self.latencies.percentile_us(99.0),
-            self.latencies.percentile_us(99.9),
-        );
+        let (p50, p99, p999) = self.latencies.p50_p99_p999();
         println!(
             "echo: {} connections x {size} B, pipeline {}, {secs:.1} s: {} msg/s, {mb:.2} MB/s; \
              round trip p50 {p50:.0} us, p99 {p99:.0} us, p99.9 {p999:.0} us; errors {}",
-            self.opener.opened,
+            self.common.opener.opened,
             self.pipeline,
             thousands(rate as u64),
-            self.errors
+            self.common.errors
         );
         println!(
             "{{\"mode\":\"echo\",\"connections\":{},\"size\":{size},\"pipeline\":{},\"seconds\":{secs:.3},\
              \"messages\":{},\"msg_per_s\":{rate:.0},\"mb_per_s\":{mb:.3},\"p50_us\":{p50:.1},\"p99_us\":{p99:.1},\
              \"p999_us\":{p999:.1},\"errors\":{}}}",
-            self.opener.opened, self.pipeline, self.measured, self.errors
+            self.common.opener.opened, self.pipeline, self.measured, self.common.errors
         );
-        match (&self.first_error, self.measured) {
-            (Some(e), _) => Err(format!("{} errors; first: {e}", self.errors)),
-            (None, 0) => Err("no message was measured".into()),
-            (None, _) => Ok(()),
+        self.common.check()?;
+        if self.measured == 0 {
+            return Err("no message was measured".into());
         }
+        Ok(())
     }
 }
 

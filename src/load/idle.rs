@@ -1,8 +1,8 @@
 //! `edgews load idle`: open connections and hold them, to read the
 //! server's memory per idle connection.
 
-use super::opener::Opener;
-use super::report::{rss_of, thousands, Progress};
+use super::common::Common;
+use super::report::{rss_of, thousands};
 use super::{IdleArgs, Scenario};
 use edgews::protocol::{Closed, Message};
 use edgews::reactor::{ConnId, Context, Handler, OpenInfo};
@@ -14,7 +14,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// The idle scenario: warm-up connections, a first reading of the server's
 /// memory, the measured connections, a second reading after they settle.
 pub struct IdleLoad {
-    opener: Opener,
+    /// Opens the warm-up connections, then the measured ones; counts the
+    /// connections closed early.
+    common: Common,
     server_pid: Option<u32>,
     /// Measured connections, opened once the warm-up ones are in.
     measured_count: usize,
@@ -32,8 +34,6 @@ pub struct IdleLoad {
     held_since: Option<Instant>,
     measured: bool,
     done: bool,
-    closed_early: u64,
-    progress: Progress,
 }
 
 impl IdleLoad {
@@ -44,7 +44,7 @@ impl IdleLoad {
         };
         let warmup = args.warmup_connections;
         Ok(IdleLoad {
-            opener: Opener::new(&args.common.url, warmup, args.common.connect_concurrency),
+            common: Common::new(&args.common, warmup, Instant::now()),
             server_pid: args.server_pid,
             measured_count: args.common.connections,
             baseline_taken: false,
@@ -56,19 +56,17 @@ impl IdleLoad {
             held_since: None,
             measured: false,
             done: false,
-            closed_early: 0,
-            progress: Progress::new(Instant::now()),
         })
     }
 
     /// Reads the baseline once the warm-up connections have settled, then
     /// starts the measured ones.
     fn take_baseline(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        if !self.opener.done() {
+        if !self.common.opener.done() {
             return;
         }
         let since = *self.warm_since.get_or_insert(now);
-        let warmed_up = self.opener.opened > 0;
+        let warmed_up = self.common.opener.opened > 0;
         if warmed_up && now < since + SETTLE {
             return;
         }
@@ -76,32 +74,30 @@ impl IdleLoad {
             self.rss_before = self.server_pid.and_then(rss_of);
         }
         self.baseline_taken = true;
-        self.open_at_baseline = self.opener.opened;
-        self.opener.add(self.measured_count);
-        self.opener.pump(ctx);
+        self.open_at_baseline = self.common.opener.opened;
+        self.common.opener.add(self.measured_count);
+        self.common.opener.pump(ctx);
     }
 
     /// Connections opened after the baseline.
     fn measured_open(&self) -> usize {
-        self.opener.opened - self.open_at_baseline
+        self.common.opener.opened - self.open_at_baseline
     }
 }
 
 impl Handler for IdleLoad {
     fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _info: &OpenInfo<'_>) {
-        self.opener.on_open();
+        self.common.opener.on_open();
     }
 
     fn on_message(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _message: Message<'_>) {}
 
-    fn on_close(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _closed: &Closed) {
-        if !self.done {
-            self.closed_early += 1;
-        }
+    fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
+        self.common.closed(id, closed, self.done);
     }
 
-    fn on_connect_error(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _error: &str) {
-        self.opener.on_error();
+    fn on_connect_error(&mut self, _ctx: &mut Context<'_>, id: ConnId, error: &str) {
+        self.common.connect_failed(id, error);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -116,23 +112,14 @@ impl Handler for IdleLoad {
             .warm_since
             .filter(|_| !self.baseline_taken)
             .map(|t| t + SETTLE);
-        let now = Instant::now();
-        [
-            hold,
-            baseline,
-            self.opener.next_pump(now),
-            Some(self.progress.due()),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.common.next_wakeup([hold, baseline])
     }
 
     fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        self.opener.pump(ctx);
+        self.common.opener.pump(ctx);
         if !self.baseline_taken {
             self.take_baseline(ctx, now);
-        } else if self.held_since.is_none() && self.opener.done() {
+        } else if self.held_since.is_none() && self.common.opener.done() {
             self.held_since = Some(now);
         }
         if let Some(since) = self.held_since {
@@ -145,13 +132,13 @@ impl Handler for IdleLoad {
                 ctx.shutdown();
             }
         }
-        let (open, failed) = (self.opener.opened, self.opener.failed);
+        let (open, failed) = (self.common.opener.opened, self.common.opener.failed);
         let phase = if self.baseline_taken {
             ""
         } else {
             " (warm-up)"
         };
-        self.progress.tick(now, || {
+        self.common.progress.tick(now, || {
             format!(
                 "[load idle] open {}{phase}  failed {failed}",
                 thousands(open as u64)
@@ -162,7 +149,7 @@ impl Handler for IdleLoad {
 
 impl Scenario for IdleLoad {
     fn finish(&mut self) -> Result<(), String> {
-        self.progress.clear();
+        self.common.progress.clear();
         let open = self.measured_open() as u64;
         let warmup = self.open_at_baseline;
         let per_conn = match (self.rss_before, self.rss_after) {
@@ -176,30 +163,30 @@ impl Scenario for IdleLoad {
                 "idle: {} connections open after {warmup} warm-up ones, {} failed; \
                  server RSS {} -> {} bytes: {b:.0} B per connection",
                 thousands(open),
-                self.opener.failed,
+                self.common.opener.failed,
                 thousands(self.rss_before.unwrap_or(0)),
                 thousands(self.rss_after.unwrap_or(0))
             ),
             None => println!(
                 "idle: {} connections open after {warmup} warm-up ones, {} failed",
                 thousands(open),
-                self.opener.failed
+                self.common.opener.failed
             ),
         }
         println!(
             "{{\"mode\":\"idle\",\"connections\":{open},\"warmup_connections\":{warmup},\
              \"failed\":{},\"rss_before\":{},\"rss_after\":{},\
              \"bytes_per_connection\":{:.0},\"closed_early\":{}}}",
-            self.opener.failed,
+            self.common.opener.failed,
             self.rss_before.unwrap_or(0),
             self.rss_after.unwrap_or(0),
             per_conn.unwrap_or(0.0),
-            self.closed_early
+            self.common.closed_early
         );
-        if self.opener.failed > 0 || self.closed_early > 0 {
+        if self.common.opener.failed > 0 || self.common.closed_early > 0 {
             return Err(format!(
                 "{} connections failed, {} closed early",
-                self.opener.failed, self.closed_early
+                self.common.opener.failed, self.common.closed_early
             ));
         }
         Ok(())

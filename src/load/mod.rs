@@ -2,6 +2,7 @@
 //! One thread drives every connection, like the server it measures.
 
 mod broadcast;
+mod common;
 mod echo;
 mod idle;
 mod opener;

@@ -24,6 +24,15 @@ impl Latencies {
         let rank = ((p / 100.0) * (self.samples.len() - 1) as f64).round() as usize;
         self.samples[rank.min(self.samples.len() - 1)] as f64 / 1000.0
     }
+
+    /// The 50th, 99th and 99.9th percentiles in microseconds.
+    pub fn p50_p99_p999(&mut self) -> (f64, f64, f64) {
+        (
+            self.percentile_us(50.0),
+            self.percentile_us(99.0),
+            self.percentile_us(99.9),
+        )
+    }
 }
 
 /// A line on stderr, rewritten once a second.
