@@ -36,6 +36,9 @@ use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+/// The most often the "IP table full" warning is logged.
+const TABLE_FULL_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The close reason of a connection closed for its message rate.
 pub const RATE_LIMIT_CLOSE_REASON: &str = "message rate limit exceeded";
 
@@ -123,6 +126,9 @@ pub struct Guarded<H> {
     /// While `max_upgrades_per_ip` is on.
     upgrades: Option<UpgradesPerIp>,
     stats: GuardStats,
+    /// When the "table full" warning was last logged: at most once a
+    /// minute, so a flood of new addresses is not a flood of log lines.
+    table_full_warned_at: Option<Instant>,
 }
 
 impl<H: Handler> Guarded<H> {
@@ -137,6 +143,7 @@ impl<H: Handler> Guarded<H> {
             upgrades: config.max_upgrades_per_ip.map(UpgradesPerIp::new),
             config,
             stats: GuardStats::default(),
+            table_full_warned_at: None,
         }
     }
 
@@ -174,7 +181,13 @@ impl<H: Handler> Guarded<H> {
                     Some(HandshakeError::TooManyRequests { retry_after_secs })
                 }
                 Err(UpgradeRefusal::TableFull) => {
-                    log::warn!("{MAX_TRACKED_IPS} client IPs tracked: refusing new ones");
+                    let quiet = self.table_full_warned_at.is_some_and(|at| {
+                        now.saturating_duration_since(at) < TABLE_FULL_WARN_EVERY
+                    });
+                    if !quiet {
+                        self.table_full_warned_at = Some(now);
+                        log::warn!("{MAX_TRACKED_IPS} client IPs tracked: refusing new ones");
+                    }
                     Some(HandshakeError::ServerFull)
                 }
             };
