@@ -227,16 +227,7 @@ mod tests {
         .unwrap()
     }
 
-    fn request_with<'a>(target: &'a str, auth: Option<&'a str>) -> Request<'a> {
-        Request {
-            method: "GET",
-            target,
-            headers: auth
-                .map(|a| vec![("Authorization", a.as_bytes())])
-                .unwrap_or_default(),
-            subprotocol: None,
-        }
-    }
+    use crate::server::query::request as request_with;
 
     #[test]
     fn valid_tokens_in_header_or_query_give_their_subject() {

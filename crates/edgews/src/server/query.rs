@@ -58,20 +58,23 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A GET request for `target`, with an `Authorization` header when `auth`
+/// is given (for the token tests here and in `auth.rs`).
+#[cfg(test)]
+pub(crate) fn request<'a>(target: &'a str, auth: Option<&'a str>) -> Request<'a> {
+    Request {
+        method: "GET",
+        target,
+        headers: auth
+            .map(|a| vec![("Authorization", a.as_bytes())])
+            .unwrap_or_default(),
+        subprotocol: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request<'a>(target: &'a str, auth: Option<&'a str>) -> Request<'a> {
-        Request {
-            method: "GET",
-            target,
-            headers: auth
-                .map(|a| vec![("Authorization", a.as_bytes())])
-                .unwrap_or_default(),
-            subprotocol: None,
-        }
-    }
 
     #[test]
     fn a_token_comes_from_a_bearer_header_or_the_query_never_empty() {
