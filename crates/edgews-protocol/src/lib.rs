@@ -68,6 +68,7 @@ pub mod mask;
 #[doc(hidden)]
 pub mod message;
 mod read;
+mod shared;
 mod timers;
 #[doc(hidden)]
 pub mod utf8;
@@ -80,6 +81,7 @@ pub use error::{HandshakeError, ProtocolError, ResponseError, UsageError};
 pub use frame::{FrameHeader, OpCode};
 pub use handshake::{Extension, OriginPolicy, Request};
 pub use message::{Message, MessageKind};
+pub use shared::{FrameEncoding, SharedFrame};
 
 #[cfg(test)]
 mod tests;

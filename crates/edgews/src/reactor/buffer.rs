@@ -4,22 +4,17 @@
 //! and never touch a queue, so a connection that was never backpressured
 //! holds no queue memory; a queue keeps a small allocation (up to 16
 //! chunk slots) once used, so fan-out does not reallocate per message.
-//! Broadcast frames are encoded once and shared (`Rc`) by every queue they
+//! Broadcast frames are encoded once by the engine and shared (`SharedFrame`, an `Arc`) by every queue they
 //! are pushed to; small ones are copied, which costs less than a reference.
 //! Every queue knows what it holds in memory ([`WriteQueue::cost`]), not
 //! only in bytes, and that is what `max_backpressure` limits.
 
+use crate::protocol::SharedFrame;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::rc::Rc;
 
 /// The most pieces handed to one `writev`.
 const MAX_IOV: usize = 64;
-
-/// A frame shared by the queues of several connections (broadcast), encoded
-/// once. A `Vec` behind the `Rc`, so a frame built in place is shared
-/// without a copy.
-pub(crate) type SharedFrame = Rc<Vec<u8>>;
 
 /// An owned chunk stops growing at this size and a new one starts: no
 /// reallocation ever copies more than this, and no chunk's spare capacity
@@ -28,7 +23,7 @@ const MAX_OWNED_CHUNK: usize = 64 << 10;
 
 /// Shared frames up to this size are copied into the queue's owned tail
 /// instead of holding a reference each, once the queue backs up: a
-/// reference costs a queue slot and an `Rc` header, more than the bytes of
+/// reference costs a queue slot and an `Arc` header, more than the bytes of
 /// a small frame.
 const COPY_SHARED_UP_TO: usize = 64;
 
@@ -45,7 +40,7 @@ const SMALL_FRAMES_CHUNK: usize = 4 << 10;
 /// the allocator's bookkeeping of its buffer (an upper bound, in bytes).
 pub(crate) const PIECE_OVERHEAD: usize = std::mem::size_of::<Chunk>() + 16;
 
-/// What a shared frame's `Rc<Vec<u8>>` box costs (counts, `Vec` header,
+/// What a shared frame's `Arc<Vec<u8>>` box costs (counts, `Vec` header,
 /// allocator bookkeeping), charged to every queue that holds the frame.
 const SHARED_OVERHEAD: usize = 2 * std::mem::size_of::<usize>() + 24 + 16;
 
@@ -330,13 +325,25 @@ mod tests {
         }
     }
 
+    /// A shared binary frame of `payload` (its header is 2, 4 or 10 bytes).
+    fn shared(payload: &[u8]) -> SharedFrame {
+        use crate::protocol::{Connection, MessageKind, ProtocolConfig, Role};
+        let server = Connection::open(
+            std::time::Instant::now(),
+            std::sync::Arc::new(ProtocolConfig::default()),
+            Role::Server,
+        );
+        let encoding = server.shared_encoding().expect("an open server");
+        SharedFrame::message(encoding, MessageKind::Binary, payload, false).unwrap()
+    }
+
     #[test]
     fn queue_preserves_order_across_short_writes() {
         let mut q = WriteQueue::default();
         q.push_slice(b"hello ");
-        q.push_shared(&Rc::new(b"shared ".to_vec()));
+        q.push_shared(&shared(b"shared "));
         q.append_with(|v| v.extend_from_slice(b"world"));
-        assert_eq!(q.len(), 18);
+        assert_eq!(q.len(), 20);
         let mut sock = Trickle {
             taken: Vec::new(),
             limit: 5,
@@ -346,7 +353,7 @@ mod tests {
         while !q.is_empty() {
             q.write_to(&mut sock).unwrap();
         }
-        assert_eq!(sock.taken, b"hello shared world");
+        assert_eq!(sock.taken, b"hello \x82\x07shared world");
     }
 
     #[test]
@@ -366,8 +373,9 @@ mod tests {
     #[test]
     fn one_writev_takes_many_chunks() {
         let mut q = WriteQueue::default();
+        let frame = shared(&[7u8; 98]);
         for _ in 0..10 {
-            q.push_shared(&Rc::new(vec![7u8; 100]));
+            q.push_shared(&frame);
         }
         let mut sock = Trickle {
             taken: Vec::new(),
@@ -391,9 +399,9 @@ mod tests {
     #[test]
     fn small_shared_frames_are_copied_so_they_cost_their_bytes() {
         let mut q = WriteQueue::default();
-        let empty_text = Rc::new(vec![0x81, 0x00]);
+        let empty = shared(b"");
         for _ in 0..100_000 {
-            q.push_shared(&empty_text);
+            q.push_shared(&empty);
         }
         assert_eq!(q.len(), 200_000);
         // a few references, then 4 KiB chunks of copies: not 100,000 references
@@ -405,16 +413,16 @@ mod tests {
         );
         let references = COPY_WHEN_PIECES * (PIECE_OVERHEAD + 2 + SHARED_OVERHEAD);
         assert!(q.cost() <= references + chunks * (SMALL_FRAMES_CHUNK + PIECE_OVERHEAD));
-        assert_eq!(Rc::strong_count(&empty_text), 1 + COPY_WHEN_PIECES);
+        assert_eq!(empty.holders(), 1 + COPY_WHEN_PIECES);
         let mut sock = sink();
         q.write_to(&mut sock).unwrap();
-        assert_eq!(sock.taken, [0x81, 0x00].repeat(100_000));
+        assert_eq!(sock.taken, [0x82, 0x00].repeat(100_000));
     }
 
     #[test]
     fn every_piece_is_charged_its_overhead_and_the_cost_returns_to_zero() {
         let mut q = WriteQueue::default();
-        let big = Rc::new(vec![1u8; 1000]);
+        let big = shared(&[1u8; 996]); // 1,000 bytes with its header
         for _ in 0..10 {
             q.push_shared(&big);
         }

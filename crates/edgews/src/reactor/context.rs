@@ -1,17 +1,15 @@
 //! What a handler can do: send to one connection, broadcast to all, close
 //! one, stop the server.
 
-use super::buffer::SharedFrame;
 use super::conn::{lookup, Hub};
 use super::metrics::Stats;
 use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
-use crate::protocol::frame::{encode_frame, encode_header, OpCode};
-use crate::protocol::mask::apply_mask;
-use crate::protocol::{CloseCode, Connection, MessageKind, Role, State, UsageError};
+use crate::protocol::{
+    CloseCode, Connection, FrameEncoding, MessageKind, Role, SharedFrame, State, UsageError,
+};
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Instant;
 
 /// Why a send did not happen.
@@ -109,6 +107,7 @@ impl<'a> Context<'a> {
             Some(range) => {
                 let hub = &mut *self.hub;
                 let conn = lookup(&mut hub.conns, id).ok_or(SendError::UnknownConnection)?;
+                let before = hub.scratch.len();
                 match conn
                     .engine
                     .send_header_checked(kind, data.len(), &mut hub.scratch)?
@@ -118,11 +117,12 @@ impl<'a> Context<'a> {
                         hub.splices.push(Splice { at, range });
                         hub.stats.messages_out_zero_copy += 1;
                     }
-                    Some(key) => {
-                        // not reached (servers do not mask), but correct
-                        let start = hub.scratch.len();
-                        hub.scratch.extend_from_slice(data);
-                        apply_mask(&mut hub.scratch[start..], key, 0);
+                    Some(_) => {
+                        // not reached (only servers splice, and they do not
+                        // mask): take the header back and let the engine
+                        // write the whole masked frame
+                        hub.scratch.truncate(before);
+                        conn.engine.send_checked(kind, data, &mut hub.scratch)?;
                     }
                 }
             }
@@ -185,10 +185,9 @@ impl<'a> Context<'a> {
         kind: MessageKind,
         data: &[u8],
     ) -> Result<usize, SendError> {
-        let opcode = OpCode::from(self.check(kind, data)?.kind);
-        let mut frame = Vec::with_capacity(data.len() + 10);
-        encode_frame(&mut frame, true, opcode, None, data);
-        Ok(self.share_frame(ids, Rc::new(frame), data.len()))
+        let checked = self.check(kind, data)?;
+        let frame = |encoding| SharedFrame::message(encoding, checked.kind, checked.data, true);
+        Ok(self.share_frame(ids, frame, data.len())?)
     }
 
     /// Sends one text message, the concatenation of `parts`, to each of
@@ -202,22 +201,23 @@ impl<'a> Context<'a> {
         parts: &[&str],
     ) -> Result<usize, SendError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut frame = Vec::with_capacity(len + 10);
-        encode_header(&mut frame, true, OpCode::Text, None, len as u64);
-        for part in parts {
-            frame.extend_from_slice(part.as_bytes());
-        }
-        Ok(self.share_frame(ids, Rc::new(frame), len))
+        let frame = |encoding| Ok(SharedFrame::text(encoding, parts));
+        Ok(self.share_frame(ids, frame, len)?)
     }
 
-    /// Queues an encoded frame (`payload_len` bytes of payload) for each
-    /// open server-side connection among `ids`; returns how many.
+    /// Queues a message (`payload_len` bytes of payload) for each open
+    /// connection among `ids` that takes shared frames (the engine decides:
+    /// [`Connection::shared_encoding`]), encoded by `encode` once per
+    /// distinct encoding; returns how many.
     fn share_frame(
         &mut self,
         ids: impl IntoIterator<Item = ConnId>,
-        frame: SharedFrame,
+        encode: impl Fn(FrameEncoding) -> Result<SharedFrame, UsageError>,
         payload_len: usize,
-    ) -> usize {
+    ) -> Result<usize, UsageError> {
+        // one frame per distinct encoding: one entry today, one per set of
+        // negotiated extension parameters with permessage-deflate
+        let mut frames: Vec<(FrameEncoding, SharedFrame)> = Vec::with_capacity(1);
         let mut sent = 0;
         for id in ids {
             let current = self.current == Some(id);
@@ -225,16 +225,21 @@ impl<'a> Context<'a> {
             let Some(conn) = lookup(&mut hub.conns, id) else {
                 continue;
             };
-            if conn.engine.state() != State::Open
-                || conn.engine.role() != Role::Server
-                || !conn.life.is_open()
-            {
+            let encoding = conn.engine.shared_encoding();
+            let Some(encoding) = encoding.filter(|_| conn.life.is_open()) else {
                 continue;
-            }
+            };
+            let frame = match frames.iter().find(|(e, _)| *e == encoding) {
+                Some((_, frame)) => frame,
+                None => {
+                    frames.push((encoding, encode(encoding)?));
+                    &frames[frames.len() - 1].1
+                }
+            };
             if current && !hub.splices.is_empty() {
                 // its output refers to the read buffer and must go out first,
                 // from there: this frame follows it in the scratch buffer
-                hub.scratch.extend_from_slice(&frame);
+                hub.scratch.extend_from_slice(frame);
                 hub.stats.record_sent(payload_len);
                 sent += 1;
                 continue;
@@ -244,12 +249,12 @@ impl<'a> Context<'a> {
                 conn.queue.push_slice(&hub.scratch);
                 hub.scratch.clear();
             }
-            conn.queue.push_shared(&frame);
+            conn.queue.push_shared(frame);
             hub.stats.record_sent(payload_len);
             sent += 1;
             self.after_queueing(id);
         }
-        sent
+        Ok(sent)
     }
 
     /// The open connections (opened and not yet closed).
