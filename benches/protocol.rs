@@ -90,7 +90,7 @@ fn label(len: usize) -> String {
 #[inline(always)]
 fn decode_one(conn: &mut Connection, now: Instant, input: &mut [u8], out: &mut Vec<u8>) -> usize {
     match conn.handle_input(now, input, out) {
-        (_, Some(Event::Message(message))) => message.data.len(),
+        (_, Some(Event::Message(message))) => message.as_bytes().len(),
         (_, other) => panic!("expected a message, got {other:?}"),
     }
 }

@@ -66,7 +66,7 @@ fn binary(url: &str) -> Result<(), String> {
     c.send_binary(&data).map_err(err)?;
     let m = c.recv_message().map_err(err)?;
     expect(
-        m.kind == MessageKind::Binary && m.as_bytes() == data,
+        m.kind() == MessageKind::Binary && m.as_bytes() == data,
         "binary echo differs",
     )
 }

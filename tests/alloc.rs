@@ -130,7 +130,7 @@ fn echo_read(conn: &mut Connection, now: Instant, input: &mut [u8], out: &mut Ve
         pos += used;
         match event {
             Some(Event::Message(message)) => {
-                match message.kind {
+                match message.kind() {
                     MessageKind::Text => conn.send_text(message.as_text().unwrap(), out),
                     MessageKind::Binary => conn.send_binary(message.as_bytes(), out),
                 }
@@ -246,7 +246,7 @@ fn a_message_split_across_two_reads_is_assembled_and_allocates() {
             (used, Some(Event::Message(message))) => {
                 assert_eq!(used, second_len);
                 assert_eq!(message.as_bytes(), &payload[..]);
-                owned = matches!(message.data, Cow::Owned(_));
+                owned = matches!(message.data(), Cow::Owned(_));
             }
             (_, other) => panic!("expected the message, got {other:?}"),
         }

@@ -88,8 +88,8 @@ fn text_messages_of_every_boundary_size_come_back_unchanged() {
         let text = text_of_len(len);
         c.send_text(&text).unwrap();
         let reply = c.recv_message().unwrap();
-        assert_eq!(reply.kind, MessageKind::Text, "kind of the {len} B echo");
-        assert_eq!(reply.data.len(), len, "length of the {len} B echo");
+        assert_eq!(reply.kind(), MessageKind::Text, "kind of the {len} B echo");
+        assert_eq!(reply.as_bytes().len(), len, "length of the {len} B echo");
         assert!(
             reply.as_text() == Some(text.as_str()),
             "{len} B text differs"
@@ -106,8 +106,12 @@ fn binary_messages_of_every_boundary_size_come_back_unchanged() {
         let data = pattern(i as u64, len);
         c.send_binary(&data).unwrap();
         let reply = c.recv_message().unwrap();
-        assert_eq!(reply.kind, MessageKind::Binary, "kind of the {len} B echo");
-        assert_eq!(reply.data.len(), len, "length of the {len} B echo");
+        assert_eq!(
+            reply.kind(),
+            MessageKind::Binary,
+            "kind of the {len} B echo"
+        );
+        assert_eq!(reply.as_bytes().len(), len, "length of the {len} B echo");
         assert!(
             reply.as_bytes() == data.as_slice(),
             "{len} B binary differs"

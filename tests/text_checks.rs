@@ -1,11 +1,12 @@
 //! Text a handler sends is UTF-8, always. The engine validates every text
-//! message it receives, so sending exactly that message back (an echo, a
-//! broadcast of it) is not checked a second time; these tests pin down that
-//! this shortcut covers nothing else: a part of the message cut inside a
-//! character, the same bytes altered in a copy, the message from an earlier
-//! callback, are all still refused with `InvalidUtf8`, in the copying path
-//! (small payloads) and in the zero-copy path (from 1 KiB), for `send` and
-//! for `broadcast`.
+//! message it receives, and a `Message` carries that: its fields are
+//! private, so sending it back (`send_message`, an echo) is not checked a
+//! second time. These tests pin down that nothing else skips the check: a
+//! part of the message cut inside a character, the same bytes altered in a
+//! copy, the message from an earlier callback, a `Message::new` of bad
+//! text, are all refused with `InvalidUtf8`, in the copying path (small
+//! payloads) and in the zero-copy path (from 1 KiB), for `send` and for
+//! `broadcast`.
 
 mod support;
 
@@ -35,9 +36,12 @@ fn outcome(result: Result<impl Sized, SendError>) -> &'static str {
 
 impl Handler for Prober {
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-        let data: &[u8] = &message.data;
-        // the whole message: validated on receipt, goes out
-        let whole = outcome(ctx.send(id, MessageKind::Text, data));
+        let data: &[u8] = message.as_bytes();
+        // the message itself: validated on receipt, goes out unchecked
+        let whole = outcome(ctx.send_message(id, &message));
+        // a Message cannot be made of bad text
+        let cut_message = Message::new(MessageKind::Text, &data[..data.len() - 1]);
+        let forged = outcome(cut_message.map_err(SendError::from));
         // cut inside the last two-byte character (the message ends in 'é')
         let cut = outcome(ctx.send(id, MessageKind::Text, &data[..data.len() - 1]));
         // starts inside the first character (the message starts with 'é')
@@ -57,7 +61,7 @@ impl Handler for Prober {
         };
         self.previous = Some(data.to_vec());
         let report = format!(
-            "whole {whole}, cut {cut}, tail {tail}, altered {altered}, \
+            "whole {whole}, forged {forged}, cut {cut}, tail {tail}, altered {altered}, \
              broadcast {broadcast}, earlier {earlier}"
         );
         ctx.send_text(id, &report).unwrap();
@@ -94,7 +98,7 @@ fn probe(sizes: &[usize]) {
         assert_eq!(
             String::from_utf8(report.payload).unwrap(),
             format!(
-                "whole sent, cut invalid, tail invalid, altered invalid, \
+                "whole sent, forged invalid, cut invalid, tail invalid, altered invalid, \
                  broadcast invalid, earlier {earlier}"
             ),
             "size {size}"

@@ -192,7 +192,7 @@ impl Handler for EchoLoad {
             return self.common.error(format!("{id}: unexpected message"));
         };
         stamp(&mut self.scratch, seq, self.kind);
-        if message.kind != self.kind || message.data.as_ref() != self.scratch.as_slice() {
+        if message.kind() != self.kind || message.as_bytes() != self.scratch.as_slice() {
             self.common.error(format!(
                 "{id}: echo of message {seq} differs from what was sent"
             ));

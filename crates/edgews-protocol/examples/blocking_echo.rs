@@ -46,7 +46,7 @@ fn serve(mut stream: TcpStream, config: Arc<ProtocolConfig>) -> std::io::Result<
             match echo {
                 None => conn.accept(&mut out).map_err(std::io::Error::other)?,
                 Some(m) => conn
-                    .send(m.kind, &m.data, &mut out)
+                    .send_message(&m, &mut out)
                     .map_err(std::io::Error::other)?,
             }
         }

@@ -6,6 +6,7 @@ use super::connection::{Connection, Handshake, Outgoing, Role, State};
 use super::error::{HandshakeError, UsageError};
 use super::frame::{encode_frame, encode_header, OpCode};
 use super::http::write_response;
+use super::message::Message;
 use std::time::Instant;
 
 impl Connection {
@@ -26,10 +27,19 @@ impl Connection {
         data: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), UsageError> {
-        if kind == super::MessageKind::Text && std::str::from_utf8(data).is_err() {
-            return Err(UsageError::InvalidUtf8);
-        }
-        self.send_checked(kind, data, out)
+        self.send_message(&Message::new(kind, data)?, out)
+    }
+
+    /// Sends a [`Message`]: one received (an echo, a relay) or made with
+    /// [`Message::text`] or [`Message::binary`]. Its text is valid by
+    /// construction, so it is not checked again.
+    #[inline]
+    pub fn send_message(
+        &mut self,
+        message: &Message<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        self.send_data(message.kind().into(), message.as_bytes(), out)
     }
 
     /// Appends only the frame header of a whole message carrying `data`,
@@ -44,40 +54,14 @@ impl Connection {
         data: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Option<[u8; 4]>, UsageError> {
-        if kind == super::MessageKind::Text && std::str::from_utf8(data).is_err() {
-            return Err(UsageError::InvalidUtf8);
-        }
-        self.send_header_checked(kind, data.len(), out)
+        self.send_message_header(&Message::new(kind, data)?, out)
     }
 
-    /// [`send`](Connection::send) for a payload whose kind the caller has
-    /// checked already: text known to be UTF-8 (a `&str`, or a message the
-    /// engine itself validated on receipt), so it is not checked twice.
-    ///
-    /// Unstable and hidden: for the `edgews` reactor, until a received
-    /// message can carry the proof that it is text itself. A caller that
-    /// vouches wrongly sends invalid text (which the peer fails with 1007);
-    /// the engine's own state stays sound.
-    #[doc(hidden)]
-    #[inline]
-    pub fn send_checked(
+    /// [`send_header`](Connection::send_header) for a [`Message`], whose
+    /// text needs no second check.
+    pub fn send_message_header(
         &mut self,
-        kind: super::MessageKind,
-        data: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), UsageError> {
-        self.send_data(kind.into(), data, out)
-    }
-
-    /// [`send_header`](Connection::send_header) for a payload of `len`
-    /// bytes whose kind the caller has checked already (see
-    /// [`send_checked`](Connection::send_checked)). Unstable and hidden,
-    /// as that one.
-    #[doc(hidden)]
-    pub fn send_header_checked(
-        &mut self,
-        kind: super::MessageKind,
-        len: usize,
+        message: &Message<'_>,
         out: &mut Vec<u8>,
     ) -> Result<Option<[u8; 4]>, UsageError> {
         self.check_open()?;
@@ -87,7 +71,8 @@ impl Connection {
             ));
         }
         let mask = self.mask_key();
-        encode_header(out, true, kind.into(), mask, len as u64);
+        let len = message.as_bytes().len() as u64;
+        encode_header(out, true, message.kind().into(), mask, len);
         Ok(mask)
     }
 

@@ -1166,7 +1166,7 @@ fn frame_after_the_head_in_the_same_buffer_is_not_lost() {
     assert_eq!(consumed2, frame.len());
     match event {
         Some(Event::Message(message)) => {
-            assert_eq!(message.kind, MessageKind::Text);
+            assert_eq!(message.kind(), MessageKind::Text);
             assert_eq!(message.as_text(), Some("hi"));
         }
         other => panic!("expected the message, got {other:?}"),

@@ -1,7 +1,7 @@
 //! Messages: what the engine hands to the application, and the assembly of
 //! a message from fragments under the limits of §10.4.
 
-use super::error::ProtocolError;
+use super::error::{ProtocolError, UsageError};
 use super::utf8::Utf8Validator;
 use crate::config::ProtocolConfig;
 use std::borrow::Cow;
@@ -25,24 +25,75 @@ impl From<MessageKind> for super::frame::OpCode {
     }
 }
 
-/// A complete received message.
+/// A complete message: received (from the engine), or made to be sent.
 ///
 /// A message that arrived whole in one frame within one read is borrowed
 /// from the caller's input buffer (unmasked in place, no copy); one that
 /// arrived in fragments or across reads was assembled and is owned.
+///
+/// A text message is valid UTF-8, always: the engine makes one only after
+/// validating it (§8.1), and the constructors take a `str` or check. The
+/// fields are private so that this stays true; sending a `Message`
+/// ([`Connection::send_message`](crate::Connection::send_message)) needs no
+/// second check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
-    /// Text or binary.
-    pub kind: MessageKind,
-    /// The payload. For [`MessageKind::Text`] it is valid UTF-8.
-    pub data: Cow<'a, [u8]>,
+    kind: MessageKind,
+    data: Cow<'a, [u8]>,
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    /// A text message; a `str` is UTF-8 by construction.
+    pub fn text(text: impl Into<Cow<'a, str>>) -> Message<'a> {
+        let data = match text.into() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        Message::validated(MessageKind::Text, data)
+    }
+
+    /// A binary message.
+    pub fn binary(data: impl Into<Cow<'a, [u8]>>) -> Message<'a> {
+        Message::validated(MessageKind::Binary, data.into())
+    }
+
+    /// A message of `kind`; text must be UTF-8 (checked).
+    pub fn new(
+        kind: MessageKind,
+        data: impl Into<Cow<'a, [u8]>>,
+    ) -> Result<Message<'a>, UsageError> {
+        let data = data.into();
+        if kind == MessageKind::Text && std::str::from_utf8(&data).is_err() {
+            return Err(UsageError::InvalidUtf8);
+        }
+        Ok(Message::validated(kind, data))
+    }
+
+    /// A message whose text, if it is text, the caller has validated.
+    pub(crate) fn validated(kind: MessageKind, data: Cow<'a, [u8]>) -> Message<'a> {
+        Message { kind, data }
+    }
+
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// The payload, borrowed from the input or owned. For
+    /// [`MessageKind::Text`] it is valid UTF-8.
+    pub fn data(&self) -> &Cow<'a, [u8]> {
+        &self.data
+    }
+
+    /// The payload, taken out.
+    pub fn into_data(self) -> Cow<'a, [u8]> {
+        self.data
+    }
+
     /// The payload as text, for a text message (`None` for binary).
     pub fn as_text(&self) -> Option<&str> {
         match self.kind {
-            // the engine validated it, so this check cannot fail
+            // valid by construction, so this check cannot fail
             MessageKind::Text => std::str::from_utf8(&self.data).ok(),
             MessageKind::Binary => None,
         }

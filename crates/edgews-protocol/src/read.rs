@@ -386,8 +386,5 @@ fn finish_single(header: FrameHeader, payload: &mut [u8]) -> Result<Message<'_>,
     if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
         return Err(ProtocolError::InvalidUtf8);
     }
-    Ok(Message {
-        kind,
-        data: Cow::Borrowed(payload),
-    })
+    Ok(Message::validated(kind, Cow::Borrowed(payload)))
 }

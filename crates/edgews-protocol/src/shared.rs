@@ -11,9 +11,8 @@
 //! threads.
 
 use crate::connection::{Connection, Role, State};
-use crate::error::UsageError;
 use crate::frame::{encode_header, OpCode};
-use crate::message::MessageKind;
+use crate::message::Message;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -51,23 +50,20 @@ impl SharedFrame {
         SharedFrame(Arc::new(frame))
     }
 
-    /// A message of `kind`; text must be UTF-8 (RFC 6455 §5.6), which is
-    /// checked here unless `text_is_valid` vouches for it (the message was
-    /// validated on receipt, or came from a `&str`).
-    pub fn message(
-        encoding: FrameEncoding,
-        kind: MessageKind,
-        data: &[u8],
-        text_is_valid: bool,
-    ) -> Result<SharedFrame, UsageError> {
+    /// A [`Message`] (its text valid by construction).
+    pub fn message(encoding: FrameEncoding, message: &Message<'_>) -> SharedFrame {
         let FrameEncoding { _plain: () } = encoding;
-        if kind == MessageKind::Text && !text_is_valid && std::str::from_utf8(data).is_err() {
-            return Err(UsageError::InvalidUtf8);
-        }
+        let data = message.as_bytes();
         let mut frame = Vec::with_capacity(data.len() + 10);
-        encode_header(&mut frame, true, kind.into(), None, data.len() as u64);
+        encode_header(
+            &mut frame,
+            true,
+            message.kind().into(),
+            None,
+            data.len() as u64,
+        );
         frame.extend_from_slice(data);
-        Ok(SharedFrame(Arc::new(frame)))
+        SharedFrame(Arc::new(frame))
     }
 
     /// How many queues hold this frame (for tests and metrics).
@@ -115,12 +111,12 @@ mod tests {
     }
 
     #[test]
-    fn invalid_text_is_refused_unless_vouched_for() {
-        let bad = [0xff, 0xfe];
-        let refused = SharedFrame::message(FrameEncoding::PLAIN, MessageKind::Text, &bad, false);
-        assert_eq!(refused.unwrap_err(), UsageError::InvalidUtf8);
-        let binary = SharedFrame::message(FrameEncoding::PLAIN, MessageKind::Binary, &bad, false);
-        assert_eq!(&binary.unwrap()[..], [0x82, 0x02, 0xff, 0xfe]);
+    fn a_shared_message_frame_keeps_its_kind() {
+        let binary =
+            SharedFrame::message(FrameEncoding::PLAIN, &Message::binary(&[0xff, 0xfe][..]));
+        assert_eq!(&binary[..], [0x82, 0x02, 0xff, 0xfe]);
+        let text = SharedFrame::message(FrameEncoding::PLAIN, &Message::text("é"));
+        assert_eq!(&text[..], [0x81, 0x02, 0xc3, 0xa9]);
     }
 
     #[test]

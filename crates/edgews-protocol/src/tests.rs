@@ -32,9 +32,9 @@ fn own(event: Event<'_>) -> Ev {
         Event::Rejected(e) => Ev::Rejected(e.status()),
         Event::Connected { subprotocol } => Ev::Connected(subprotocol),
         Event::ConnectFailed(_) => Ev::ConnectFailed,
-        Event::Message(m) => match m.kind {
+        Event::Message(m) => match m.kind() {
             MessageKind::Text => Ev::Text(m.as_text().unwrap().to_string()),
-            MessageKind::Binary => Ev::Binary(m.data.into_owned()),
+            MessageKind::Binary => Ev::Binary(m.into_data().into_owned()),
         },
         Event::Ping(p) => Ev::Ping(p.to_vec()),
         Event::Pong(p) => Ev::Pong(p.to_vec()),

@@ -144,11 +144,11 @@ impl Driver {
         let seen = match event {
             Event::Message(m) => {
                 assert!(
-                    m.data.len() as u64 <= MAX_MESSAGE,
+                    m.as_bytes().len() as u64 <= MAX_MESSAGE,
                     "message of {} bytes over the limit",
-                    m.data.len()
+                    m.as_bytes().len()
                 );
-                if m.kind == MessageKind::Text {
+                if m.kind() == MessageKind::Text {
                     assert!(m.as_text().is_some(), "text message is not UTF-8");
                 }
                 assert_eq!(added, 0, "engine wrote while delivering a message");
@@ -156,15 +156,15 @@ impl Driver {
                 if step.echo && step.conn.state() == State::Open {
                     let before = step.out.len();
                     step.conn
-                        .send(m.kind, &m.data, step.out)
+                        .send(m.kind(), m.as_bytes(), step.out)
                         .expect("echo of a received message refused");
-                    let op = match m.kind {
+                    let op = match m.kind() {
                         MessageKind::Text => OpCode::Text,
                         MessageKind::Binary => OpCode::Binary,
                     };
-                    expect_one_frame(&step.out[before..], role, op, Some(&m.data));
+                    expect_one_frame(&step.out[before..], role, op, Some(m.as_bytes()));
                 }
-                Seen::Message(m.kind == MessageKind::Text, m.data.into_owned())
+                Seen::Message(m.kind() == MessageKind::Text, m.into_data().into_owned())
             }
             Event::Ping(p) => {
                 assert!(p.len() <= 125);

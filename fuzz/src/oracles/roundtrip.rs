@@ -276,7 +276,7 @@ pub fn roundtrip(data: &[u8]) {
     for_each_chunk(&wire, spec.sizes, |chunk| {
         d.pump(chunk, &mut |step, event| {
             let actual = match event {
-                Event::Message(m) => Expect::Message(m.kind, m.data.into_owned()),
+                Event::Message(m) => Expect::Message(m.kind(), m.into_data().into_owned()),
                 Event::Ping(p) => Expect::Ping(p.to_vec()),
                 Event::Pong(p) => Expect::Pong(p.to_vec()),
                 Event::Closed(c) => {

@@ -191,10 +191,9 @@ impl Client {
         self.flush()
     }
 
-    /// Sends a message of either kind (text must be UTF-8).
+    /// Sends a message of either kind (its text is valid by construction).
     pub fn send(&mut self, message: &Message<'_>) -> Result<(), ClientError> {
-        self.engine
-            .send(message.kind, &message.data, &mut self.out)?;
+        self.engine.send_message(message, &mut self.out)?;
         self.flush()
     }
 

@@ -327,14 +327,14 @@ mod tests {
 
     /// A shared binary frame of `payload` (its header is 2, 4 or 10 bytes).
     fn shared(payload: &[u8]) -> SharedFrame {
-        use crate::protocol::{Connection, MessageKind, ProtocolConfig, Role};
+        use crate::protocol::{Connection, Message, ProtocolConfig, Role};
         let server = Connection::open(
             std::time::Instant::now(),
             std::sync::Arc::new(ProtocolConfig::default()),
             Role::Server,
         );
         let encoding = server.shared_encoding().expect("an open server");
-        SharedFrame::message(encoding, MessageKind::Binary, payload, false).unwrap()
+        SharedFrame::message(encoding, &Message::binary(payload))
     }
 
     #[test]

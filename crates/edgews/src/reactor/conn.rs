@@ -12,7 +12,6 @@ use crate::protocol::Connection;
 use mio::net::TcpStream;
 use slab::Slab;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::time::Instant;
 
 /// A connection: socket, protocol engine, and what waits to be written.
@@ -103,11 +102,6 @@ pub(crate) struct Hub {
     pub splices: Vec<Splice>,
     /// Where the input being processed lies; none outside `process_input`.
     pub input: InputSpan,
-    /// Where, in that input, the text message being handled lies, while
-    /// `on_message` runs for it: the engine validated those bytes (§8.1) and
-    /// nothing writes to the read buffer during the callback, so sending
-    /// exactly them needs no second UTF-8 check (see `Context::check`).
-    pub validated_text: Option<Range<usize>>,
     /// Connections with queued output from this iteration.
     pub dirty: Vec<ConnId>,
     /// The clock, read once per loop iteration.

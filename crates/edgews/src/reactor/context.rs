@@ -6,7 +6,8 @@ use super::metrics::Stats;
 use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
 use crate::protocol::{
-    CloseCode, Connection, FrameEncoding, MessageKind, Role, SharedFrame, State, UsageError,
+    CloseCode, Connection, FrameEncoding, Message, MessageKind, Role, SharedFrame, State,
+    UsageError,
 };
 use std::fmt;
 use std::net::SocketAddr;
@@ -61,57 +62,32 @@ impl<'a> Context<'a> {
 
     /// Sends a text message to `id`.
     pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<(), SendError> {
-        self.send_checked(id, Checked::text(text))
+        self.send_message(id, &Message::text(text))
     }
 
     /// Sends a binary message to `id`.
     pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
-        self.send_checked(id, Checked::binary(data))
+        self.send_message(id, &Message::binary(data))
     }
 
-    /// Sends a message of either kind to `id` (text must be UTF-8).
-    ///
-    /// A payload that is the message being handled (or part of it), sent
-    /// back to its own connection, is not copied: see `splice.rs`. Text
-    /// that is exactly the message being handled is not checked again.
+    /// Sends a message of either kind to `id`; text must be UTF-8 (checked).
     pub fn send(&mut self, id: ConnId, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
-        let payload = self.check(kind, data)?;
-        self.send_checked(id, payload)
+        self.send_message(id, &Message::new(kind, data)?)
     }
 
-    /// Checks that text is UTF-8, unless it is exactly the text message
-    /// being handled, which the engine validated on receipt (§8.1) and
-    /// which lies unchanged in the read buffer while the handler runs.
-    #[inline]
-    fn check<'d>(&self, kind: MessageKind, data: &'d [u8]) -> Result<Checked<'d>, UsageError> {
-        if kind == MessageKind::Text {
-            self.check_text(data)?;
-        }
-        Ok(Checked { kind, data })
-    }
-
-    #[inline(never)]
-    fn check_text(&self, data: &[u8]) -> Result<(), UsageError> {
-        let validated = self.hub.validated_text.is_some()
-            && self.hub.input.range_of(data) == self.hub.validated_text;
-        if validated || std::str::from_utf8(data).is_ok() {
-            Ok(())
-        } else {
-            Err(UsageError::InvalidUtf8)
-        }
-    }
-
-    fn send_checked(&mut self, id: ConnId, payload: Checked<'_>) -> Result<(), SendError> {
-        let Checked { kind, data } = payload;
+    /// Sends a [`Message`] to `id`: the one being handled (an echo), or one
+    /// made with `Message::text`/`binary`. Its text is valid by
+    /// construction, so it is not checked again; a payload that lies in
+    /// the input being handled, sent back to its own connection, is not
+    /// copied either (see `splice.rs`).
+    pub fn send_message(&mut self, id: ConnId, message: &Message<'_>) -> Result<(), SendError> {
+        let data = message.as_bytes();
         match self.splice_range(id, data) {
             Some(range) => {
                 let hub = &mut *self.hub;
                 let conn = lookup(&mut hub.conns, id).ok_or(SendError::UnknownConnection)?;
                 let before = hub.scratch.len();
-                match conn
-                    .engine
-                    .send_header_checked(kind, data.len(), &mut hub.scratch)?
-                {
+                match conn.engine.send_message_header(message, &mut hub.scratch)? {
                     None => {
                         let at = hub.scratch.len();
                         hub.splices.push(Splice { at, range });
@@ -122,11 +98,11 @@ impl<'a> Context<'a> {
                         // mask): take the header back and let the engine
                         // write the whole masked frame
                         hub.scratch.truncate(before);
-                        conn.engine.send_checked(kind, data, &mut hub.scratch)?;
+                        conn.engine.send_message(message, &mut hub.scratch)?;
                     }
                 }
             }
-            None => self.with_output(id, |engine, out| engine.send_checked(kind, data, out))?,
+            None => self.with_output(id, |engine, out| engine.send_message(message, out))?,
         }
         self.hub.stats.record_sent(data.len());
         Ok(())
@@ -160,34 +136,53 @@ impl<'a> Context<'a> {
     }
 
     /// Sends one message to every open server-side connection except
-    /// `except`. The frame is encoded once; every recipient's queue shares
-    /// its bytes. Returns the number of recipients. A recipient whose queue
-    /// exceeds `max_backpressure` is closed with 1008 (too slow).
+    /// `except`; text must be UTF-8 (checked). The frame is encoded once;
+    /// every recipient's queue shares its bytes. Returns the number of
+    /// recipients. A recipient whose queue exceeds `max_backpressure` is
+    /// closed with 1008 (too slow).
     pub fn broadcast(
         &mut self,
         kind: MessageKind,
         data: &[u8],
         except: Option<ConnId>,
     ) -> Result<usize, SendError> {
+        self.broadcast_message(&Message::new(kind, data)?, except)
+    }
+
+    /// [`broadcast`](Context::broadcast) of a [`Message`] (no second UTF-8
+    /// check: a relay of the message being handled costs one encoding).
+    pub fn broadcast_message(
+        &mut self,
+        message: &Message<'_>,
+        except: Option<ConnId>,
+    ) -> Result<usize, SendError> {
         let ids: Vec<ConnId> = self
             .open_connections()
             .filter(|&id| Some(id) != except)
             .collect();
-        self.send_shared(ids, kind, data)
+        self.send_shared_message(ids, message)
     }
 
     /// Sends one message to each of `ids` (open server-side connections;
     /// others are skipped), sharing one encoded frame as
-    /// [`broadcast`](Context::broadcast) does.
+    /// [`broadcast`](Context::broadcast) does; text must be UTF-8 (checked).
     pub fn send_shared(
         &mut self,
         ids: impl IntoIterator<Item = ConnId>,
         kind: MessageKind,
         data: &[u8],
     ) -> Result<usize, SendError> {
-        let checked = self.check(kind, data)?;
-        let frame = |encoding| SharedFrame::message(encoding, checked.kind, checked.data, true);
-        Ok(self.share_frame(ids, frame, data.len())?)
+        self.send_shared_message(ids, &Message::new(kind, data)?)
+    }
+
+    /// [`send_shared`](Context::send_shared) of a [`Message`].
+    pub fn send_shared_message(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        message: &Message<'_>,
+    ) -> Result<usize, SendError> {
+        let frame = |encoding| SharedFrame::message(encoding, message);
+        Ok(self.share_frame(ids, frame, message.as_bytes().len()))
     }
 
     /// Sends one text message, the concatenation of `parts`, to each of
@@ -201,8 +196,8 @@ impl<'a> Context<'a> {
         parts: &[&str],
     ) -> Result<usize, SendError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let frame = |encoding| Ok(SharedFrame::text(encoding, parts));
-        Ok(self.share_frame(ids, frame, len)?)
+        let frame = |encoding| SharedFrame::text(encoding, parts);
+        Ok(self.share_frame(ids, frame, len))
     }
 
     /// Queues a message (`payload_len` bytes of payload) for each open
@@ -212,9 +207,9 @@ impl<'a> Context<'a> {
     fn share_frame(
         &mut self,
         ids: impl IntoIterator<Item = ConnId>,
-        encode: impl Fn(FrameEncoding) -> Result<SharedFrame, UsageError>,
+        encode: impl Fn(FrameEncoding) -> SharedFrame,
         payload_len: usize,
-    ) -> Result<usize, UsageError> {
+    ) -> usize {
         // one frame per distinct encoding: one entry today, one per set of
         // negotiated extension parameters with permessage-deflate
         let mut frames: Vec<(FrameEncoding, SharedFrame)> = Vec::with_capacity(1);
@@ -232,7 +227,7 @@ impl<'a> Context<'a> {
             let frame = match frames.iter().find(|(e, _)| *e == encoding) {
                 Some((_, frame)) => frame,
                 None => {
-                    frames.push((encoding, encode(encoding)?));
+                    frames.push((encoding, encode(encoding)));
                     &frames[frames.len() - 1].1
                 }
             };
@@ -254,7 +249,7 @@ impl<'a> Context<'a> {
             sent += 1;
             self.after_queueing(id);
         }
-        Ok(sent)
+        sent
     }
 
     /// The open connections (opened and not yet closed).
@@ -372,31 +367,6 @@ impl<'a> Context<'a> {
                 conn.peer.get()
             );
             self.hub.stats.slow_consumer_closes += 1;
-        }
-    }
-}
-
-/// A payload whose kind has been checked: text is UTF-8. Made only by
-/// `Context::check`, from a `&str`, or for binary, so the engine's
-/// unchecked send path is reached with nothing else.
-#[derive(Clone, Copy)]
-struct Checked<'d> {
-    kind: MessageKind,
-    data: &'d [u8],
-}
-
-impl<'d> Checked<'d> {
-    fn text(text: &'d str) -> Self {
-        Checked {
-            kind: MessageKind::Text,
-            data: text.as_bytes(),
-        }
-    }
-
-    fn binary(data: &'d [u8]) -> Self {
-        Checked {
-            kind: MessageKind::Binary,
-            data,
         }
     }
 }

@@ -4,8 +4,7 @@ use super::conn::{lookup, Hub};
 use super::context::Context;
 use super::handler::{Handler, HttpResponse, OpenInfo};
 use super::token::ConnId;
-use crate::protocol::{CloseCause, Closed, Event, HandshakeError, Message, MessageKind, Request};
-use std::borrow::Cow;
+use crate::protocol::{CloseCause, Closed, Event, HandshakeError, Message, Request};
 use std::net::SocketAddr;
 
 /// What an upgrade on the metrics listener is told.
@@ -30,24 +29,14 @@ pub(crate) fn dispatch<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, e
     }
 }
 
-/// A complete message: counted, then handed over. Text the engine
-/// validated, borrowed from the read buffer, is marked as such while the
-/// handler runs (see `Context::check`).
+/// A complete message: counted, then handed over. A text `Message` carries
+/// its validity with it (its fields are private), so sending it back needs
+/// no second check.
 #[inline]
 fn message_arrived<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, message: Message<'_>) {
     hub.stats.messages_in += 1;
-    hub.stats.bytes_in += message.data.len() as u64;
-    if message.kind == MessageKind::Binary {
-        return handler.on_message(&mut Context::new(hub, Some(id)), id, message);
-    }
-    // the one place a payload's bytes are known not to change while the
-    // handler runs (an owned payload could be freed and its address reused
-    // for other bytes)
-    if let Cow::Borrowed(data) = message.data {
-        hub.validated_text = hub.input.range_of(data);
-    }
+    hub.stats.bytes_in += message.as_bytes().len() as u64;
     handler.on_message(&mut Context::new(hub, Some(id)), id, message);
-    hub.validated_text = None;
 }
 
 /// A valid upgrade request: refused by the listener's or the server's

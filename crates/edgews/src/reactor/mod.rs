@@ -131,7 +131,6 @@ impl<H: Handler> Reactor<H> {
                 scratch: Vec::new(),
                 splices: Vec::new(),
                 input: splice::InputSpan::none(),
-                validated_text: None,
                 dirty: Vec::new(),
                 now,
                 clock: Clock::new(now),

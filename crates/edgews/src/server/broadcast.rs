@@ -16,7 +16,7 @@ pub struct Broadcast {
 impl Handler for Broadcast {
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
         let except = (!self.include_sender).then_some(id);
-        if let Err(e) = ctx.broadcast(message.kind, &message.data, except) {
+        if let Err(e) = ctx.broadcast_message(&message, except) {
             log::debug!("{id}: broadcast not sent: {e}");
         }
     }

@@ -11,7 +11,7 @@ pub struct Echo;
 
 impl Handler for Echo {
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
-        if let Err(e) = ctx.send(id, message.kind, &message.data) {
+        if let Err(e) = ctx.send_message(id, &message) {
             log::debug!("{id}: echo not sent: {e}");
         }
     }
