@@ -159,6 +159,15 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// Appends the complete HTTP response that refuses a request with this
+    /// error (status, `Connection: close`, the reason as the body; 426
+    /// adds `Sec-WebSocket-Version: 13`, 429 `Retry-After`): for a caller
+    /// that must answer a request no engine read, e.g. a server out of
+    /// descriptors.
+    pub fn write_response(&self, out: &mut Vec<u8>) {
+        super::handshake::write_rejection(out, self);
+    }
+
     /// The HTTP status that answers this error.
     pub fn status(&self) -> u16 {
         match self {

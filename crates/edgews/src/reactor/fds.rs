@@ -6,7 +6,6 @@
 //! stays readable and nothing can be accepted.
 
 use super::conn::Hub;
-use crate::protocol::handshake::write_rejection;
 use crate::protocol::HandshakeError;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -76,7 +75,7 @@ impl Reserve {
                 let mut sink = [0u8; 4096];
                 let _ = socket.read(&mut sink);
                 let mut answer = Vec::new();
-                write_rejection(&mut answer, &HandshakeError::ServerFull);
+                HandshakeError::ServerFull.write_response(&mut answer);
                 let _ = socket.write(&answer);
                 let _ = socket.shutdown(std::net::Shutdown::Write);
                 true
