@@ -4,6 +4,7 @@
 use super::accept::{accept_key, ACCEPT_LEN};
 use super::error::ResponseError;
 use super::http::has_token;
+use crate::deflate::{validate_response as validate_deflate, DeflateParams};
 use std::fmt;
 
 /// A parsed `ws://host[:port]/path?query` URL (§3).
@@ -106,7 +107,8 @@ fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
 }
 
 /// Appends the opening handshake request (§4.1) for `url` with `key`,
-/// offering `subprotocols`, plus `extra` headers (`Name: value`, no CRLF).
+/// offering `subprotocols`, plus `extra` headers (`Name: value`, no CRLF),
+/// all but the blank line that ends the head (the caller may add headers).
 pub fn write_request(
     out: &mut Vec<u8>,
     url: &WsUrl,
@@ -130,16 +132,26 @@ pub fn write_request(
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
+}
+
+/// What a valid response agreed to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Agreed {
+    /// The subprotocol the server chose.
+    pub subprotocol: Option<String>,
+    /// The permessage-deflate parameters, when the server accepted our offer.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// Validates a complete response head (§4.1, "the client MUST validate the
-/// server's response as follows"). Returns the chosen subprotocol.
+/// server's response as follows"), given the subprotocols we offered and
+/// whether we offered permessage-deflate.
 pub fn validate_response(
     head: &[u8],
     key: &[u8; 24],
     offered: &[String],
-) -> Result<Option<String>, ResponseError> {
+    offered_deflate: bool,
+) -> Result<Agreed, ResponseError> {
     let mut slots = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut slots);
     match response.parse(head) {
@@ -170,24 +182,28 @@ pub fn validate_response(
     if header("sec-websocket-accept").map(<[u8]>::trim_ascii) != Some(&expected[..]) {
         return Err(ResponseError::BadAccept);
     }
-    // 5. we offer no extensions, so any is one we did not offer
-    if let Some(ext) = header("sec-websocket-extensions") {
-        return Err(ResponseError::UnexpectedExtension(
-            String::from_utf8_lossy(ext).into(),
-        ));
-    }
+    // 5. every extension must be one we offered (RFC 7692 §7.1 for ours)
+    let extensions = response
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| h.value);
+    let deflate = validate_deflate(extensions, offered_deflate)?;
     // 6. a subprotocol must be one we offered
-    match header("sec-websocket-protocol") {
-        None => Ok(None),
+    let subprotocol = match header("sec-websocket-protocol") {
+        None => None,
         Some(p) => {
             let p = String::from_utf8_lossy(p.trim_ascii()).into_owned();
-            if offered.contains(&p) {
-                Ok(Some(p))
-            } else {
-                Err(ResponseError::UnexpectedSubprotocol(p))
+            if !offered.contains(&p) {
+                return Err(ResponseError::UnexpectedSubprotocol(p));
             }
+            Some(p)
         }
-    }
+    };
+    Ok(Agreed {
+        subprotocol,
+        deflate,
+    })
 }
 
 #[cfg(test)]
@@ -241,6 +257,7 @@ mod tests {
             &["chat".into(), "superchat".into()],
             &[],
         );
+        out.extend_from_slice(b"\r\n");
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("GET /chat HTTP/1.1\r\nHost: server.example.com\r\n"));
         assert!(text.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
@@ -251,43 +268,46 @@ mod tests {
 
     #[test]
     fn rfc_response_is_accepted() {
-        assert_eq!(validate_response(&response(""), KEY, &[]), Ok(None));
+        assert_eq!(
+            validate_response(&response(""), KEY, &[], false),
+            Ok(Agreed::default())
+        );
     }
 
     #[test]
     fn wrong_responses_are_refused() {
         let not_101 = b"HTTP/1.1 403 Forbidden\r\n\r\n";
         assert_eq!(
-            validate_response(not_101, KEY, &[]),
+            validate_response(not_101, KEY, &[], false),
             Err(ResponseError::Status(403))
         );
         let bad_accept = OK.replace("s3pP", "AAAA") + "\r\n";
         assert_eq!(
-            validate_response(bad_accept.as_bytes(), KEY, &[]),
+            validate_response(bad_accept.as_bytes(), KEY, &[], false),
             Err(ResponseError::BadAccept)
         );
         let no_upgrade = OK.replace("Upgrade: websocket\r\n", "") + "\r\n";
         assert_eq!(
-            validate_response(no_upgrade.as_bytes(), KEY, &[]),
+            validate_response(no_upgrade.as_bytes(), KEY, &[], false),
             Err(ResponseError::NotUpgrade)
         );
         let ext = response("Sec-WebSocket-Extensions: permessage-deflate\r\n");
         assert!(matches!(
-            validate_response(&ext, KEY, &[]),
+            validate_response(&ext, KEY, &[], false),
             Err(ResponseError::UnexpectedExtension(_))
         ));
-        assert!(validate_response(b"garbage\r\n\r\n", KEY, &[]).is_err());
+        assert!(validate_response(b"garbage\r\n\r\n", KEY, &[], false).is_err());
     }
 
     #[test]
     fn subprotocol_must_be_one_we_offered() {
         let chosen = response("Sec-WebSocket-Protocol: chat\r\n");
         assert_eq!(
-            validate_response(&chosen, KEY, &["chat".into()]),
+            validate_response(&chosen, KEY, &["chat".into()], false).map(|a| a.subprotocol),
             Ok(Some("chat".into()))
         );
         assert!(matches!(
-            validate_response(&chosen, KEY, &["other".into()]),
+            validate_response(&chosen, KEY, &["other".into()], false),
             Err(ResponseError::UnexpectedSubprotocol(_))
         ));
     }

@@ -7,6 +7,8 @@ use super::error::{HandshakeError, UsageError};
 use super::frame::{encode_frame, encode_header, OpCode};
 use super::http::write_response;
 use super::message::Message;
+use crate::deflate::{Compression, PerMessageDeflate};
+use std::cell::RefCell;
 use std::time::Instant;
 
 impl Connection {
@@ -42,6 +44,48 @@ impl Connection {
         self.send_data(message.kind().into(), message.as_bytes(), out)
     }
 
+    /// [`send_message`](Connection::send_message), choosing whether to
+    /// compress this one message when the connection negotiated
+    /// permessage-deflate (otherwise `choice` changes nothing).
+    pub fn send_message_with(
+        &mut self,
+        message: &Message<'_>,
+        choice: Compression,
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        self.check_data()?;
+        let data = message.as_bytes();
+        let Some(deflate) = self
+            .deflate
+            .as_mut()
+            .filter(|d| d.compresses(data.len(), choice))
+        else {
+            self.write_frame(true, message.kind().into(), data, out);
+            return Ok(());
+        };
+        let mut payload = PAYLOAD.with(RefCell::take);
+        payload.clear();
+        deflate.compress(data, &mut payload);
+        let at = out.len();
+        self.write_frame(true, message.kind().into(), &payload, out);
+        out[at] |= RSV1_BIT; // RFC 7692 §6: "the message is compressed"
+        if payload.capacity() <= PAYLOAD_KEEP {
+            PAYLOAD.with(|cell| cell.replace(payload));
+        }
+        Ok(())
+    }
+
+    /// Whether a message of `len` bytes would go out compressed
+    /// ([`Compression::Auto`]). A caller that sends payloads itself after
+    /// [`send_message_header`](Connection::send_message_header) can use
+    /// this to prefer [`send_message`](Connection::send_message) then.
+    #[inline]
+    pub fn would_compress(&self, len: usize) -> bool {
+        self.deflate
+            .as_ref()
+            .is_some_and(|d| d.compresses(len, Compression::Auto))
+    }
+
     /// Appends only the frame header of a whole message carrying `data`,
     /// for a caller that sends `data` itself right after it (from its read
     /// buffer with vectored I/O, say, instead of copying it into `out`).
@@ -58,7 +102,9 @@ impl Connection {
     }
 
     /// [`send_header`](Connection::send_header) for a [`Message`], whose
-    /// text needs no second check.
+    /// text needs no second check. The message goes out uncompressed, even
+    /// on a connection with permessage-deflate (RFC 7692 §6 allows that
+    /// for any message).
     pub fn send_message_header(
         &mut self,
         message: &Message<'_>,
@@ -158,6 +204,9 @@ impl Connection {
         self.state = State::Closing;
         self.timer_start = now;
         // from now on data is discarded, including a message half received
+        if let Some(deflate) = self.deflate.as_mut() {
+            deflate.release();
+        }
         if let Some(partial) = self.partial.as_mut() {
             partial.message = None;
             if let Some(frame) = partial.reading.as_mut() {
@@ -184,13 +233,28 @@ impl Connection {
         data: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), UsageError> {
+        if self.deflate.is_some() {
+            let message = match opcode {
+                // text was checked by every caller
+                OpCode::Text => Message::validated(super::MessageKind::Text, data.into()),
+                _ => Message::binary(data),
+            };
+            return self.send_message_with(&message, Compression::Auto, out);
+        }
+        self.check_data()?;
+        self.write_frame(true, opcode, data, out);
+        Ok(())
+    }
+
+    /// A whole data message may be sent now.
+    #[inline]
+    fn check_data(&self) -> Result<(), UsageError> {
         self.check_open()?;
         if self.sending.is_some() {
             return Err(UsageError::Fragmentation(
                 "a fragmented message is in progress",
             ));
         }
-        self.write_frame(true, opcode, data, out);
         Ok(())
     }
 
@@ -241,7 +305,13 @@ impl Connection {
         let hs = self.pending_request()?;
         let accept = hs.accept.ok_or(UsageError::NoPendingRequest)?;
         let subprotocol = hs.subprotocol.and_then(|i| self.config.subprotocols.get(i));
-        super::handshake::write_accept(out, &accept, subprotocol.map(String::as_str));
+        let deflate = hs.deflate.as_ref();
+        let extensions = deflate.map(|(_, answer)| answer.as_str());
+        super::handshake::write_accept(out, &accept, subprotocol.map(String::as_str), extensions);
+        if let (Some((params, _)), Some(config)) = (deflate, self.config.deflate.as_ref()) {
+            let state = PerMessageDeflate::new(*params, Role::Server, config);
+            self.deflate = Some(Box::new(state));
+        }
         self.handshake = None;
         self.state = State::Open;
         Ok(())
@@ -278,6 +348,17 @@ impl Connection {
         }
     }
 }
+
+/// RSV1 in a frame's first byte (RFC 6455 §5.2).
+const RSV1_BIT: u8 = 0x40;
+
+thread_local! {
+    /// Where a message is compressed before its frame is encoded.
+    static PAYLOAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The largest compression buffer a thread keeps between messages.
+const PAYLOAD_KEEP: usize = 256 << 10;
 
 /// A masking key from the thread's cryptographically secure generator.
 fn fresh_mask_key() -> [u8; 4] {

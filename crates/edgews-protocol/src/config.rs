@@ -3,6 +3,7 @@
 //! `Default` chosen for a public server and a `validate()` that reports
 //! nonsense (and values past the `MAX_*` bounds) instead of panicking later.
 
+use crate::deflate::DeflateConfig;
 use crate::handshake::OriginPolicy;
 use std::fmt;
 use std::time::Duration;
@@ -49,6 +50,11 @@ pub struct ProtocolConfig {
     /// authentication (a page on `evil.example` that resolves to
     /// 127.0.0.1 sends `Host: evil.example`).
     pub allowed_hosts: Vec<String>,
+    /// permessage-deflate (RFC 7692). A server with `Some` accepts a
+    /// client's offer; a client with `Some` makes one. Default `None`:
+    /// compression costs CPU and, with context takeover, memory per
+    /// connection, so a server turns it on knowingly.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for ProtocolConfig {
@@ -66,6 +72,7 @@ impl Default for ProtocolConfig {
             subprotocols: Vec::new(),
             origin: OriginPolicy::SameHost,
             allowed_hosts: Vec::new(),
+            deflate: None,
         }
     }
 }
@@ -145,6 +152,9 @@ impl ProtocolConfig {
         )?;
         if self.allowed_hosts.iter().any(|h| h.trim().is_empty()) {
             return Err(ConfigError("allowed hosts must not be empty"));
+        }
+        if let Some(deflate) = &self.deflate {
+            deflate.validate()?;
         }
         Ok(())
     }

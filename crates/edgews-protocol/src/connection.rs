@@ -34,6 +34,7 @@ use super::handshake::Request;
 use super::http::HeadScanner;
 use super::message::{Assembly, Message};
 use crate::config::ProtocolConfig;
+use crate::deflate::{DeflateParams, PerMessageDeflate};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -140,6 +141,8 @@ pub(crate) struct Handshake {
     /// Client: the key we sent and the subprotocols we offered.
     pub key: [u8; 24],
     pub offered: Vec<String>,
+    /// Server: the permessage-deflate offer we accept, with its answer.
+    pub deflate: Option<(DeflateParams, String)>,
 }
 
 impl Handshake {
@@ -153,6 +156,7 @@ impl Handshake {
             subprotocol: None,
             key,
             offered,
+            deflate: None,
         }
     }
 }
@@ -199,6 +203,8 @@ pub struct Connection {
     /// A fragmented message we are sending: its kind, and for text the
     /// UTF-8 state carried between fragments. `None` between messages.
     pub(crate) sending: Option<Box<Outgoing>>,
+    /// permessage-deflate, when negotiated (RFC 7692); dropped at close.
+    pub(crate) deflate: Option<Box<PerMessageDeflate>>,
 }
 
 impl Connection {
@@ -226,6 +232,10 @@ impl Connection {
     ) -> Connection {
         let key = super::accept::generate_key();
         super::client_handshake::write_request(out, url, &key, &subprotocols, extra_headers);
+        if config.deflate.is_some() {
+            crate::deflate::write_offer(out);
+        }
+        out.extend_from_slice(b"\r\n");
         let handshake = Handshake::new(now, key, subprotocols);
         Connection::new(
             now,
@@ -258,6 +268,7 @@ impl Connection {
             timer_start: now,
             awaiting_pong: false,
             sending: None,
+            deflate: None,
         }
     }
 
@@ -279,6 +290,12 @@ impl Connection {
     /// Whether the connection is over: once `out` is written, close the transport.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// The permessage-deflate parameters in effect, when the handshake
+    /// negotiated the extension (RFC 7692).
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref().map(|d| d.params())
     }
 
     /// Whether input is useful now (false while a request awaits the

@@ -61,6 +61,13 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A close reason that is not UTF-8 (§5.5.1).
     InvalidCloseReason,
+    /// RSV1 on a control or continuation frame: RFC 7692 §6 lets
+    /// permessage-deflate mark only the first frame of a data message.
+    CompressedBitMisplaced,
+    /// A compressed message that is not valid DEFLATE data (RFC 7692 §6.2).
+    BadCompressedData,
+    /// This endpoint could not get memory for a decompressor.
+    CompressorUnavailable,
 }
 
 impl ProtocolError {
@@ -70,9 +77,10 @@ impl ProtocolError {
             ProtocolError::FrameTooLarge { .. }
             | ProtocolError::MessageTooLarge { .. }
             | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                CloseCode::INVALID_PAYLOAD
-            }
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::BadCompressedData => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::CompressorUnavailable => CloseCode::INTERNAL_ERROR,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -112,6 +120,13 @@ impl fmt::Display for ProtocolError {
             ProtocolError::CloseFrameTooShort => f.write_str("close frame with a 1-byte payload"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
+            ProtocolError::CompressedBitMisplaced => {
+                f.write_str("RSV1 on a control or continuation frame")
+            }
+            ProtocolError::BadCompressedData => {
+                f.write_str("compressed message is not valid DEFLATE")
+            }
+            ProtocolError::CompressorUnavailable => f.write_str("no memory for a decompressor"),
         }
     }
 }
@@ -230,6 +245,9 @@ pub enum ResponseError {
     UnexpectedSubprotocol(String),
     /// The server answered with an extension we did not offer.
     UnexpectedExtension(String),
+    /// The server's permessage-deflate answer breaks RFC 7692 §7.1
+    /// (an unknown, duplicated or out-of-range parameter).
+    BadExtension(&'static str),
     /// The handshake did not complete within `handshake_timeout`.
     Timeout,
 }
@@ -247,6 +265,7 @@ impl fmt::Display for ResponseError {
             ResponseError::UnexpectedExtension(e) => {
                 write!(f, "server chose extension {e:?}, which we did not offer")
             }
+            ResponseError::BadExtension(why) => write!(f, "bad permessage-deflate answer: {why}"),
             ResponseError::Timeout => f.write_str("handshake timed out"),
         }
     }

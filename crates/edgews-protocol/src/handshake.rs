@@ -133,7 +133,8 @@ impl<'a> Request<'a> {
 }
 
 /// One offered extension: its name and parameters (`permessage-deflate;
-/// client_max_window_bits`). None is accepted yet.
+/// client_max_window_bits`). edgews accepts permessage-deflate when its
+/// configuration enables it (`ProtocolConfig::deflate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extension<'a> {
     /// The extension token.
@@ -143,7 +144,7 @@ pub struct Extension<'a> {
 }
 
 impl<'a> Extension<'a> {
-    fn parse(item: &'a str) -> Option<Self> {
+    pub(crate) fn parse(item: &'a str) -> Option<Self> {
         let mut parts = item.split(';').map(str::trim);
         let name = parts.next().filter(|n| !n.is_empty())?;
         let params = parts
@@ -352,7 +353,13 @@ fn choose_subprotocol<'a>(request: &Request<'a>, configured: &[String]) -> Optio
 }
 
 /// Appends the `101 Switching Protocols` answer (§4.2.2 item 5).
-pub fn write_accept(out: &mut Vec<u8>, accept: &[u8; ACCEPT_LEN], subprotocol: Option<&str>) {
+/// With `extensions`, the `Sec-WebSocket-Extensions` answer (§9.1).
+pub fn write_accept(
+    out: &mut Vec<u8>,
+    accept: &[u8; ACCEPT_LEN],
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -361,6 +368,11 @@ pub fn write_accept(out: &mut Vec<u8>, accept: &[u8; ACCEPT_LEN], subprotocol: O
     if let Some(p) = subprotocol {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");

@@ -291,7 +291,7 @@ fn rfc_example_request_is_an_upgrade_with_the_rfc_accept_value() {
 #[test]
 fn write_accept_produces_the_rfc_example_response_exactly() {
     let mut out = Vec::new();
-    write_accept(&mut out, RFC_ACCEPT, Some("chat"));
+    write_accept(&mut out, RFC_ACCEPT, Some("chat"), None);
     assert_eq!(
         String::from_utf8_lossy(&out),
         String::from_utf8_lossy(RFC_RESPONSE)
@@ -301,7 +301,7 @@ fn write_accept_produces_the_rfc_example_response_exactly() {
 #[test]
 fn write_accept_without_subprotocol_omits_the_protocol_header() {
     let mut out = vec![b'x']; // appends, keeps what was there
-    write_accept(&mut out, RFC_ACCEPT, None);
+    write_accept(&mut out, RFC_ACCEPT, None, None);
     assert_eq!(
         String::from_utf8_lossy(&out),
         "xHTTP/1.1 101 Switching Protocols\r\n\

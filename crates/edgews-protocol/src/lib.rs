@@ -39,7 +39,9 @@
 //! ```
 //!
 //! `examples/blocking_echo.rs` drives it over a blocking `TcpStream`.
-#![deny(unsafe_code)] // allowed once, in `mask`, where a benchmark shows it pays
+#![deny(unsafe_code)]
+// allowed in `mask`, where a benchmark shows it pays, and
+// in `deflate::zlib`, zlib's C API (its memory per stream: docs/protocol.md)
 #![warn(missing_docs)]
 
 // The stable surface is the re-exports below and `config`. The modules
@@ -55,6 +57,7 @@ pub mod close;
 mod commands;
 pub mod config;
 mod connection;
+pub mod deflate;
 #[doc(hidden)]
 pub mod error;
 #[doc(hidden)]
@@ -77,6 +80,7 @@ pub use client_handshake::WsUrl;
 pub use close::CloseCode;
 pub use config::{ConfigError, ProtocolConfig};
 pub use connection::{CloseCause, Closed, Connection, Event, Role, State};
+pub use deflate::{Compression, DeflateConfig, DeflateMode, DeflateParams};
 pub use error::{HandshakeError, ProtocolError, ResponseError, UsageError};
 pub use frame::{FrameHeader, OpCode};
 pub use handshake::{Extension, OriginPolicy, Request};

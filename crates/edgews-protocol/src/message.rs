@@ -123,6 +123,9 @@ pub(crate) struct Assembly {
     pub fragments: u32,
     pub data: Vec<u8>,
     pub utf8: Utf8Validator,
+    /// permessage-deflate: `data` holds the inflated payload, and `len`
+    /// counts the compressed bytes received (RFC 7692 §6.2).
+    pub compressed: bool,
 }
 
 /// The first allocation for a message being assembled; it then grows with
@@ -130,14 +133,33 @@ pub(crate) struct Assembly {
 const INITIAL_CAPACITY_CAP: u64 = 64 << 10;
 
 impl Assembly {
-    pub fn new(kind: MessageKind, first_frame_len: u64) -> Self {
+    pub fn new(kind: MessageKind, first_frame_len: u64, compressed: bool) -> Self {
+        // a compressed message grows as it inflates (see `deflate::codec`)
+        let capacity = if compressed {
+            0
+        } else {
+            first_frame_len.min(INITIAL_CAPACITY_CAP)
+        };
         Assembly {
             kind,
             len: 0,
             fragments: 0,
-            data: Vec::with_capacity(first_frame_len.min(INITIAL_CAPACITY_CAP) as usize),
+            data: Vec::with_capacity(capacity as usize),
             utf8: Utf8Validator::new(),
+            compressed,
         }
+    }
+
+    /// Counts `wire_len` compressed bytes taken and checks the text that
+    /// inflating them added after `before`, as it arrives.
+    pub fn check_inflated(&mut self, before: usize, wire_len: usize) -> Result<(), ProtocolError> {
+        self.len += wire_len as u64;
+        if self.kind == MessageKind::Text {
+            self.utf8
+                .feed(&self.data[before..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
     }
 
     /// Counts a new frame of `len` bytes against the limits (§10.4), before

@@ -7,6 +7,7 @@ use super::frame::{decode_header, FrameHeader, OpCode};
 use super::handshake::{parse_request, write_rejection, Parsed};
 use super::mask::apply_mask;
 use super::message::{Assembly, Message, MessageKind};
+use crate::deflate::{negotiate, PerMessageDeflate};
 use std::borrow::Cow;
 use std::time::Instant;
 
@@ -66,11 +67,22 @@ impl Connection {
         let input: &'b [u8] = input;
         let head = &input[..end];
         if self.role == Role::Client {
-            let result = super::client_handshake::validate_response(head, &hs.key, &hs.offered);
+            let offered_deflate = self.config.deflate.is_some();
+            let result = super::client_handshake::validate_response(
+                head,
+                &hs.key,
+                &hs.offered,
+                offered_deflate,
+            );
             return match result {
-                Ok(subprotocol) => {
+                Ok(agreed) => {
                     self.handshake = None;
                     self.state = State::Open;
+                    self.deflate = agreed.deflate.map(|params| {
+                        let config = self.config.deflate.clone().unwrap_or_default();
+                        Box::new(PerMessageDeflate::new(params, Role::Client, &config))
+                    });
+                    let subprotocol = agreed.subprotocol;
                     (end, Some(Event::Connected { subprotocol }))
                 }
                 Err(e) => {
@@ -85,6 +97,11 @@ impl Connection {
                 hs.subprotocol = request
                     .subprotocol
                     .and_then(|p| self.config.subprotocols.iter().position(|s| s == p));
+                hs.deflate = self
+                    .config
+                    .deflate
+                    .as_ref()
+                    .and_then(|config| negotiate(&request, config));
                 hs.awaiting_answer = true;
                 (end, Some(Event::Upgrade(request)))
             }
@@ -129,6 +146,12 @@ impl Connection {
                 }
                 (end, Some(self.on_control(opcode, payload, out)))
             }
+            Step::Whole { header, start, end } if header.rsv != 0 => {
+                match self.inflate_single(header, &mut input[start..end]) {
+                    Ok(message) => (end, Some(Event::Message(message))),
+                    Err(e) => (len, Some(self.fail(e, out))),
+                }
+            }
             Step::Whole { header, start, end } => {
                 match finish_single(header, &mut input[start..end]) {
                     Ok(message) => (end, Some(Event::Message(message))),
@@ -160,12 +183,22 @@ impl Connection {
                     Err(e) => return Step::Done(input.len(), Some(self.fail(e, out))),
                 }
             }
-            let (header, header_len) = match decode_header(&input[pos..], 0) {
+            // RFC 7692 §6: permessage-deflate gives RSV1 a meaning
+            let allowed_rsv = if self.deflate.is_some() { RSV1 } else { 0 };
+            let (header, header_len) = match decode_header(&input[pos..], allowed_rsv) {
                 Ok(Some(decoded)) => decoded,
                 Ok(None) => return Step::NeedMore(pos),
                 Err(e) => return Step::Done(input.len(), Some(self.fail(e, out))),
             };
             if let Err(e) = self.check_mask(&header) {
+                return Step::Done(input.len(), Some(self.fail(e, out)));
+            }
+            // RFC 7692 §6.1: RSV1 marks "the first fragment" of a compressed
+            // data message; §6: never a control frame
+            if header.rsv != 0
+                && (header.opcode.is_control() || header.opcode == OpCode::Continuation)
+            {
+                let e = ProtocolError::CompressedBitMisplaced;
                 return Step::Done(input.len(), Some(self.fail(e, out)));
             }
             let available = (input.len() - pos - header_len) as u64;
@@ -205,10 +238,17 @@ impl Connection {
         let config = &self.config;
         let partial = self.partial.get_or_insert_with(Box::default);
         if !discard {
-            let message = partial
-                .message
-                .get_or_insert_with(|| Assembly::new(kind_of(header.opcode), header.len));
+            let compressed = header.rsv != 0;
+            let message = partial.message.get_or_insert_with(|| {
+                Assembly::new(kind_of(header.opcode), header.len, compressed)
+            });
             message.admit_frame(header.len, config)?;
+            if compressed {
+                let deflate = self.deflate.as_mut();
+                deflate
+                    .ok_or(ProtocolError::ReservedBits(header.rsv))?
+                    .begin_inflate()?;
+            }
         }
         partial.reading = Some(InFrame {
             remaining: header.len,
@@ -281,7 +321,14 @@ impl Connection {
         };
         if !frame.discard {
             if let Some(message) = partial.message.as_mut() {
-                message.push(chunk)?;
+                match self.deflate.as_mut().filter(|_| message.compressed) {
+                    Some(deflate) => {
+                        let before = message.data.len();
+                        deflate.inflate(chunk, &mut message.data, self.config.max_message_size)?;
+                        message.check_inflated(before, chunk.len())?;
+                    }
+                    None => message.push(chunk)?,
+                }
             }
         }
         if frame.remaining > 0 {
@@ -297,10 +344,45 @@ impl Connection {
         }
         let message = partial.message.take();
         self.partial = None;
-        match message {
-            Some(message) => message.finish().map(Some),
-            None => Ok(None),
+        let Some(mut message) = message else {
+            return Ok(None);
+        };
+        if let Some(deflate) = self.deflate.as_mut().filter(|_| message.compressed) {
+            let before = message.data.len();
+            deflate.finish_inflate(&mut message.data, self.config.max_message_size)?;
+            message.check_inflated(before, 0)?;
         }
+        message.finish().map(Some)
+    }
+
+    /// Inflates a compressed message that arrived whole in one frame
+    /// (RFC 7692 §7.2.2), under the message limit as output is produced.
+    fn inflate_single(
+        &mut self,
+        header: FrameHeader,
+        payload: &mut [u8],
+    ) -> Result<Message<'static>, ProtocolError> {
+        if let Some(key) = header.mask() {
+            apply_mask(payload, key, 0);
+        }
+        let max = self.config.max_message_size;
+        let deflate = self
+            .deflate
+            .as_mut()
+            .ok_or(ProtocolError::ReservedBits(header.rsv))?;
+        deflate.begin_inflate()?;
+        let mut data = Vec::new();
+        let inflated = deflate.inflate(payload, &mut data, max);
+        if let Err(e) = inflated {
+            deflate.release();
+            return Err(e);
+        }
+        deflate.finish_inflate(&mut data, max)?;
+        let kind = kind_of(header.opcode);
+        if kind == MessageKind::Text && std::str::from_utf8(&data).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(Message::validated(kind, Cow::Owned(data)))
     }
 
     /// Handles a whole control frame (§5.5).
@@ -347,6 +429,9 @@ impl Connection {
         self.finish(code, reason, CloseCause::Peer)
     }
 }
+
+/// RSV1 in [`FrameHeader::rsv`]'s low three bits (RSV1 is the highest).
+const RSV1: u8 = 0b100;
 
 /// What the frame loop found; positions index the caller's input.
 enum Step {

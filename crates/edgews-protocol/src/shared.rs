@@ -3,16 +3,19 @@
 //! A server sends the same message to many peers with the same bytes, as
 //! long as they encode frames alike: [`Connection::shared_encoding`] says
 //! how a connection encodes, and one [`SharedFrame`] is built per distinct
-//! encoding, then queued for every connection with that encoding. Today
-//! every open server connection has the one plain encoding; with
-//! permessage-deflate, each distinct set of negotiated parameters will be
-//! an encoding of its own, so a broadcast is compressed once per set, not
-//! once per recipient. Frames are behind an `Arc`, so they can cross
-//! threads.
+//! encoding, then queued for every connection with that encoding. Open
+//! server connections without permessage-deflate share the plain
+//! encoding; those with it and without server context takeover share one
+//! per negotiated window, so a broadcast is compressed once per window,
+//! not once per recipient. A connection with server context takeover
+//! compresses against its own history: it takes no shared frames, and
+//! the caller sends it the message on its own. Frames are behind an
+//! `Arc`, so they can cross threads.
 
 use crate::connection::{Connection, Role, State};
-use crate::frame::{encode_header, OpCode};
-use crate::message::Message;
+use crate::deflate::{Compression, DeflateEncoding};
+use crate::frame::{encode_header, MAX_HEADER_LEN};
+use crate::message::{Message, MessageKind};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -20,14 +23,42 @@ use std::sync::Arc;
 /// same encoding can share one encoded frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FrameEncoding {
-    /// Reserved for the extensions' parameters; one value today.
-    _plain: (),
+    /// permessage-deflate without context takeover, or `None` (plain).
+    deflate: Option<DeflateEncoding>,
 }
 
 impl FrameEncoding {
     /// Unmasked frames with no extension: a server's without
     /// permessage-deflate.
-    const PLAIN: FrameEncoding = FrameEncoding { _plain: () };
+    const PLAIN: FrameEncoding = FrameEncoding { deflate: None };
+
+    /// Appends the frame of one message made of `parts` (`len` bytes in
+    /// all), compressed when this encoding compresses it under `choice`.
+    fn encode(
+        &self,
+        kind: MessageKind,
+        parts: &[&[u8]],
+        len: usize,
+        choice: Compression,
+    ) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(len + MAX_HEADER_LEN);
+        match self.deflate.filter(|d| d.compresses(len, choice)) {
+            Some(deflate) => {
+                let mut payload = Vec::with_capacity(len / 2 + 64);
+                deflate.compress(parts, &mut payload);
+                encode_header(&mut frame, true, kind.into(), None, payload.len() as u64);
+                frame[0] |= 0x40; // RFC 7692 §6: RSV1, "the message is compressed"
+                frame.extend_from_slice(&payload);
+            }
+            None => {
+                encode_header(&mut frame, true, kind.into(), None, len as u64);
+                for part in parts {
+                    frame.extend_from_slice(part);
+                }
+            }
+        }
+        frame
+    }
 }
 
 /// A complete frame (header and payload), encoded once, shared by every
@@ -39,30 +70,28 @@ impl SharedFrame {
     /// A text message made of `parts`, concatenated, built in place: a
     /// small envelope around a large payload is copied once, into the
     /// frame. Parts are `&str`, so the text needs no check.
+    /// With permessage-deflate the parts are compressed in sequence,
+    /// never joined first.
     pub fn text(encoding: FrameEncoding, parts: &[&str]) -> SharedFrame {
-        let FrameEncoding { _plain: () } = encoding;
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut frame = Vec::with_capacity(len + 10);
-        encode_header(&mut frame, true, OpCode::Text, None, len as u64);
-        for part in parts {
-            frame.extend_from_slice(part.as_bytes());
-        }
+        let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+        let frame = encoding.encode(MessageKind::Text, &bytes, len, Compression::Auto);
         SharedFrame(Arc::new(frame))
     }
 
     /// A [`Message`] (its text valid by construction).
     pub fn message(encoding: FrameEncoding, message: &Message<'_>) -> SharedFrame {
-        let FrameEncoding { _plain: () } = encoding;
+        SharedFrame::message_with(encoding, message, Compression::Auto)
+    }
+
+    /// A [`Message`], choosing whether to compress it (see [`Compression`]).
+    pub fn message_with(
+        encoding: FrameEncoding,
+        message: &Message<'_>,
+        choice: Compression,
+    ) -> SharedFrame {
         let data = message.as_bytes();
-        let mut frame = Vec::with_capacity(data.len() + 10);
-        encode_header(
-            &mut frame,
-            true,
-            message.kind().into(),
-            None,
-            data.len() as u64,
-        );
-        frame.extend_from_slice(data);
+        let frame = encoding.encode(message.kind(), &[data], data.len(), choice);
         SharedFrame(Arc::new(frame))
     }
 
@@ -85,9 +114,21 @@ impl Connection {
     /// it takes none now: not open, a client (whose frames are masked, each
     /// with its own key, §5.3), or in the middle of sending a fragmented
     /// message (a frame in between would break it, §5.4).
+    ///
+    /// With permessage-deflate and server context takeover it is `None`
+    /// too: such a connection compresses against its own history, so send
+    /// it the message with [`send_message`](Connection::send_message).
     pub fn shared_encoding(&self) -> Option<FrameEncoding> {
-        let plain = self.state == State::Open && self.role == Role::Server;
-        (plain && self.sending.is_none()).then_some(FrameEncoding::PLAIN)
+        let open = self.state == State::Open && self.role == Role::Server;
+        if !open || self.sending.is_some() {
+            return None;
+        }
+        match &self.deflate {
+            None => Some(FrameEncoding::PLAIN),
+            Some(deflate) => deflate
+                .shared_encoding()
+                .map(|d| FrameEncoding { deflate: Some(d) }),
+        }
     }
 }
 
@@ -95,7 +136,7 @@ impl Connection {
 mod tests {
     use super::*;
     use crate::config::ProtocolConfig;
-    use crate::frame::decode_header;
+    use crate::frame::{decode_header, OpCode};
     use std::time::Instant;
 
     #[test]

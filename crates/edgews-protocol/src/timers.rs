@@ -117,6 +117,7 @@ impl Connection {
     ) -> Event<'static> {
         self.state = State::Closed;
         self.partial = None;
+        self.deflate = None; // zlib state goes now, not when the caller drops us
         Event::Closed(Closed {
             code,
             reason: reason.to_string(),
