@@ -1,7 +1,7 @@
 //! Command-line arguments: what `edgews --help` shows.
 
 use clap::{Args, Parser, Subcommand};
-use edgews::protocol::OriginPolicy;
+use edgews::protocol::{DeflateConfig, DeflateMode, OriginPolicy};
 use edgews::server::{GuardConfig, OverRate, RateLimit};
 use edgews::{ProtocolConfig, ServerConfig};
 use std::net::SocketAddr;
@@ -98,8 +98,10 @@ pub struct ServerArgs {
     /// Largest frame accepted; over it: close 1009.
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     pub max_frame_size: u64,
-    /// Most frames one message may arrive in (empty ones count); over it: close 1009.
-    #[arg(long, default_value_t = 1024)]
+    /// Most frames one message may arrive in (empty ones count); over it:
+    /// close 1009. Fragments are appended into one buffer bounded by
+    /// --max-message-size, so the default is the largest allowed.
+    #[arg(long, default_value_t = edgews::config::MAX_FRAGMENTS_LIMIT)]
     pub max_fragments: u32,
     /// Most connections; past it upgrades are answered with 503.
     #[arg(long, default_value_t = 10_000)]
@@ -167,6 +169,39 @@ pub struct ServerArgs {
     /// Retry-After. 0: no limit.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_upgrades_per_ip: u32,
+    /// permessage-deflate (RFC 7692): `off`; `shared` (no context
+    /// takeover: one compressor per reactor, no zlib state per idle
+    /// connection); `dedicated` (context takeover: better ratios, a
+    /// compressor and decompressor per connection).
+    #[arg(long, value_enum, default_value_t = DeflateArg::Off)]
+    pub deflate: DeflateArg,
+    /// dedicated: LZ77 window of the server's compressor, 9-15 (2^N bytes).
+    #[arg(long, default_value_t = 12, value_name = "BITS")]
+    pub deflate_window_bits: u8,
+    /// dedicated: window asked of clients that allow it
+    /// (client_max_window_bits), 9-15; sizes their decompressors.
+    #[arg(long, default_value_t = 12, value_name = "BITS")]
+    pub deflate_client_window_bits: u8,
+    /// dedicated: zlib memLevel of the compressor, 1-9 (memory against speed).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub deflate_mem_level: u8,
+    /// Compression level, 0-9.
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    pub deflate_level: u8,
+    /// Messages shorter than this go uncompressed.
+    #[arg(long, default_value = "128", value_parser = parse_size)]
+    pub deflate_threshold: u64,
+}
+
+/// `--deflate`: whether and how permessage-deflate is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeflateArg {
+    /// Decline every offer.
+    Off,
+    /// No context takeover either way; nothing per idle connection.
+    Shared,
+    /// Context takeover; zlib state per connection.
+    Dedicated,
 }
 
 /// A configuration that cannot work: one line on stderr, exit status 2.
@@ -235,6 +270,23 @@ impl ServerArgs {
         Ok(guard)
     }
 
+    /// The permessage-deflate settings, `None` when off.
+    fn deflate_config(&self) -> Option<DeflateConfig> {
+        let mode = match self.deflate {
+            DeflateArg::Off => return None,
+            DeflateArg::Shared => DeflateMode::Shared,
+            DeflateArg::Dedicated => DeflateMode::Dedicated,
+        };
+        Some(DeflateConfig {
+            mode,
+            window_bits: self.deflate_window_bits,
+            client_window_bits: self.deflate_client_window_bits,
+            mem_level: self.deflate_mem_level,
+            level: self.deflate_level,
+            threshold: usize::try_from(self.deflate_threshold).unwrap_or(usize::MAX),
+        })
+    }
+
     /// The server configuration these options describe.
     pub fn config(&self) -> ServerConfig {
         let origin = if self.allowed_origins.iter().any(|o| o == "*") {
@@ -260,6 +312,7 @@ impl ServerArgs {
                 subprotocols: self.subprotocols.clone(),
                 origin,
                 allowed_hosts: self.allowed_hosts.clone(),
+                deflate: self.deflate_config(),
                 ..ProtocolConfig::default()
             },
             ..ServerConfig::default()
@@ -374,5 +427,39 @@ mod tests {
         assert_eq!(c.protocol.max_message_size, d.protocol.max_message_size);
         assert_eq!(c.protocol.ping_interval, d.protocol.ping_interval);
         assert_eq!(c.protocol.origin, OriginPolicy::SameHost);
+        assert_eq!(c.protocol.max_fragments, d.protocol.max_fragments);
+        assert_eq!(c.protocol.deflate, None);
+    }
+
+    #[test]
+    fn deflate_flags_build_the_engine_settings() {
+        let cli = Cli::parse_from([
+            "edgews",
+            "echo",
+            "--deflate",
+            "dedicated",
+            "--deflate-window-bits",
+            "10",
+            "--deflate-mem-level",
+            "2",
+        ]);
+        let Command::Echo(args) = cli.command else {
+            panic!("echo expected")
+        };
+        let deflate = args.config().protocol.deflate.unwrap();
+        assert_eq!(deflate.mode, DeflateMode::Dedicated);
+        assert_eq!((deflate.window_bits, deflate.mem_level), (10, 2));
+        let cli = Cli::parse_from([
+            "edgews",
+            "echo",
+            "--deflate",
+            "shared",
+            "--deflate-window-bits",
+            "8",
+        ]);
+        let Command::Echo(args) = cli.command else {
+            panic!("echo expected")
+        };
+        assert!(args.config().validate().is_err(), "8 bits is refused");
     }
 }

@@ -64,7 +64,9 @@ impl EchoLoad {
         if args.pipeline == 0 {
             return Err("--pipeline must be at least 1".into());
         }
-        let template = if args.text {
+        let template = if args.json {
+            json(size)
+        } else if args.text {
             greek(size)
         } else {
             (0..size).map(|i| b'a' + (i % 26) as u8).collect()
@@ -77,7 +79,7 @@ impl EchoLoad {
             duration: args.common.duration,
             scratch: template.clone(),
             template,
-            kind: if args.text {
+            kind: if args.text || args.json {
                 MessageKind::Text
             } else {
                 MessageKind::Binary
@@ -151,6 +153,41 @@ fn stamp(buf: &mut [u8], seq: u64, kind: MessageKind) {
 
 /// ASCII bytes at the start of a text payload, for the sequence number.
 const TEXT_STAMP: usize = 16;
+
+/// `len` bytes of JSON-like ASCII text (chat records with a user, words
+/// and numbers from a fixed seed), after room for the stamp: it compresses
+/// about as real chat traffic does (to about a quarter with context).
+pub fn json(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "hello", "world", "edge", "socket", "message", "room", "alice", "bob", "ping", "frame",
+        "deflate", "window", "server", "client", "quick", "brown",
+    ];
+    let mut text = vec![b'0'; len.min(TEXT_STAMP)];
+    let mut seed = 0x2545_f491_u32;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    while text.len() < len {
+        let (id, user, ts) = (
+            next() % 10_000,
+            WORDS[next() as usize % 16],
+            1_700_000_000 + next() % 1000,
+        );
+        let words: Vec<&str> = (0..3 + next() % 6)
+            .map(|_| WORDS[next() as usize % 16])
+            .collect();
+        let record = format!(
+            ",{{\"id\":{id},\"user\":\"{user}\",\"text\":\"{}\",\"ts\":{ts}}}",
+            words.join(" ")
+        );
+        text.extend_from_slice(record.as_bytes());
+    }
+    text.truncate(len);
+    text
+}
 
 /// `len` bytes of UTF-8: room for the stamp, then Greek letters (two bytes
 /// each), and one ASCII byte to make up an odd length.

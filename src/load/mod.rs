@@ -10,6 +10,7 @@ mod report;
 
 use crate::cli::{parse_duration, parse_size};
 use clap::{Args, Subcommand};
+use edgews::protocol::DeflateConfig;
 use edgews::reactor::{Handler, Reactor};
 use edgews::{ProtocolConfig, ServerConfig};
 use std::time::Duration;
@@ -43,6 +44,11 @@ pub struct CommonArgs {
     /// Most connections being opened at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// Offer permessage-deflate (`client_no_context_takeover;
+    /// client_max_window_bits`) and compress what is sent (--json makes
+    /// payloads worth compressing).
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 /// `edgews load echo`.
@@ -62,8 +68,12 @@ pub struct EchoArgs {
     /// Send text messages (Greek, two bytes a character, behind an ASCII
     /// sequence number) instead of binary ones, so the server's UTF-8
     /// checks are part of what is measured.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub text: bool,
+    /// Send JSON-like text messages (chat records: user, words, numbers),
+    /// which compress as real traffic does; for --deflate.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `edgews load broadcast`.
@@ -101,9 +111,11 @@ pub struct IdleArgs {
 /// Runs a scenario; fails when it saw errors (a wrong echo, a lost message).
 pub fn run(command: LoadCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        LoadCommand::Echo(args) => drive(echo::EchoLoad::new(&args)?),
-        LoadCommand::Broadcast(args) => drive(broadcast::BroadcastLoad::new(&args)?),
-        LoadCommand::Idle(args) => drive(idle::IdleLoad::new(&args)?),
+        LoadCommand::Echo(args) => drive(echo::EchoLoad::new(&args)?, args.common.deflate),
+        LoadCommand::Broadcast(args) => {
+            drive(broadcast::BroadcastLoad::new(&args)?, args.common.deflate)
+        }
+        LoadCommand::Idle(args) => drive(idle::IdleLoad::new(&args)?, args.common.deflate),
     }
 }
 
@@ -113,13 +125,14 @@ pub trait Scenario: Handler {
     fn finish(&mut self) -> Result<(), String>;
 }
 
-fn drive<S: Scenario>(scenario: S) -> Result<(), Box<dyn std::error::Error>> {
+fn drive<S: Scenario>(scenario: S, deflate: bool) -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig {
         max_connections: edgews::config::MAX_CONNECTIONS_LIMIT,
         shutdown_timeout: Duration::from_secs(2),
         protocol: ProtocolConfig {
             ping_interval: None,
             max_fragments: edgews::config::MAX_FRAGMENTS_LIMIT,
+            deflate: deflate.then(DeflateConfig::default),
             ..ProtocolConfig::default()
         },
         ..ServerConfig::default()

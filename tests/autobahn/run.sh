@@ -12,6 +12,9 @@
 #                                       slow: wstest is Python 2; see README.md)
 #   AUTOBAHN_EXPECTED=path              expected results file (default
 #                                       tests/autobahn/expected-results.json)
+#   AUTOBAHN_DEFLATE=dedicated|shared|off
+#                                       the server's --deflate mode (default
+#                                       dedicated; the client always offers it)
 #   AUTOBAHN_WRITE=1                    regenerate expected-results.json from this
 #                                       run instead of comparing (maintainers)
 #   AUTOBAHN_SERVER_CMD / AUTOBAHN_CLIENT_CMD
@@ -38,9 +41,10 @@ EXPECTED="${AUTOBAHN_EXPECTED:-$HERE/expected-results.json}"
 WRITE="${AUTOBAHN_WRITE:-}"
 SERVER_PORT=9001
 CLIENT_PORT=9002
-# --max-fragments: cases 9.3.1 and 9.4.1 send 4 MiB in 64-byte fragments,
-# more than the default limit of 1,024 (a guard for public servers)
-SERVER_CMD="${AUTOBAHN_SERVER_CMD:-$ROOT/target/release/edgews echo --listen 127.0.0.1:$SERVER_PORT --max-fragments 131072}"
+# The server's default limits, with permessage-deflate (sections 12 and
+# 13) in the mode AUTOBAHN_DEFLATE names (default dedicated).
+DEFLATE="${AUTOBAHN_DEFLATE:-dedicated}"
+SERVER_CMD="${AUTOBAHN_SERVER_CMD:-$ROOT/target/release/edgews echo --listen 127.0.0.1:$SERVER_PORT --deflate $DEFLATE}"
 CLIENT_CMD="${AUTOBAHN_CLIENT_CMD:-$ROOT/target/release/examples/autobahn_client --url ws://127.0.0.1:$CLIENT_PORT --agent edgews}"
 
 log() { echo "[autobahn +${SECONDS}s] $*" >&2; }

@@ -14,14 +14,18 @@ use std::time::Duration;
 pub struct ProtocolConfig {
     /// Largest frame payload accepted, in bytes. Default 16 MiB. Checked
     /// against the frame header before any payload is buffered (§10.4);
-    /// over it the connection is closed with 1009.
+    /// over it the connection is closed with 1009. A compressed frame
+    /// (permessage-deflate) is inflated as it arrives and never buffered,
+    /// so its inflated size counts against `max_message_size` instead.
     pub max_frame_size: u64,
     /// Largest message accepted (all fragments together), in bytes.
     /// Default 64 MiB; over it the connection is closed with 1009.
     pub max_message_size: u64,
-    /// Most frames one message may be split into, empty ones included.
-    /// Default 1,024: a flood of tiny fragments costs a constant per
-    /// fragment, and this bounds how many there can be (1009 past it).
+    /// Most frames one message may be split into, empty ones included
+    /// (1009 past it). Default [`MAX_FRAGMENTS_LIMIT`]: fragments are
+    /// appended into one buffer bounded by `max_message_size`, and a
+    /// fragment costs the reader what a small message costs, so a lower
+    /// cap buys no safety; it is there for applications that want one.
     pub max_fragments: u32,
     /// Largest opening handshake head, in bytes. Default 8 KiB (431 past it).
     pub max_head_size: usize,
@@ -62,7 +66,7 @@ impl Default for ProtocolConfig {
         ProtocolConfig {
             max_frame_size: 16 << 20,
             max_message_size: 64 << 20,
-            max_fragments: 1024,
+            max_fragments: MAX_FRAGMENTS_LIMIT,
             max_head_size: 8 << 10,
             max_headers: 64,
             handshake_timeout: Duration::from_secs(10),

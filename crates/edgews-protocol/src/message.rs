@@ -172,11 +172,14 @@ impl Assembly {
             });
         }
         let total = self.len.saturating_add(len);
-        if total > config.max_message_size {
-            return Err(ProtocolError::MessageTooLarge {
-                len: total,
-                max: config.max_message_size,
-            });
+        let max = match self.compressed {
+            // `len` counts compressed bytes; the inflated size is checked
+            // as it is produced
+            true => crate::read::compressed_limit(config.max_message_size),
+            false => config.max_message_size,
+        };
+        if total > max {
+            return Err(ProtocolError::MessageTooLarge { len: total, max });
         }
         Ok(())
     }

@@ -260,6 +260,12 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether `header` starts or continues a compressed message.
+    fn is_compressed(&self, header: &FrameHeader) -> bool {
+        let continuing = self.partial.as_ref().and_then(|p| p.message.as_ref());
+        header.rsv & RSV1 != 0 || continuing.is_some_and(|m| m.compressed)
+    }
+
     /// Whether a fragmented message is being assembled.
     fn has_message(&self) -> bool {
         self.partial.as_ref().is_some_and(|p| p.message.is_some())
@@ -278,7 +284,14 @@ impl Connection {
     /// Checks a data frame against the fragmentation rules (§5.4) and the
     /// frame limit (§10.4), before any of its payload is buffered.
     fn begin_data_frame(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
-        let max = self.config.max_frame_size;
+        // a compressed frame is inflated as it arrives, never buffered:
+        // its inflated size counts against the message limit, and its wire
+        // size against that limit plus what deflating can add
+        let compressed = self.is_compressed(header);
+        let max = match compressed {
+            true => compressed_limit(self.config.max_message_size),
+            false => self.config.max_frame_size,
+        };
         if header.len > max {
             return Err(ProtocolError::FrameTooLarge {
                 len: header.len,
@@ -294,7 +307,7 @@ impl Connection {
             OpCode::Text | OpCode::Binary if in_progress => {
                 Err(ProtocolError::ExpectedContinuation)
             }
-            _ if !in_progress && header.len > self.config.max_message_size => {
+            _ if !in_progress && !compressed && header.len > self.config.max_message_size => {
                 Err(ProtocolError::MessageTooLarge {
                     len: header.len,
                     max: self.config.max_message_size,
@@ -428,6 +441,13 @@ impl Connection {
         self.write_close(echo, reason, out);
         self.finish(code, reason, CloseCause::Peer)
     }
+}
+
+/// The most compressed bytes a message of at most `max` bytes may take on
+/// the wire: deflate adds at most about 5 bytes per 16 KiB block of
+/// incompressible data (RFC 1951 stored blocks), plus a few at the end.
+pub(crate) fn compressed_limit(max: u64) -> u64 {
+    max + max / 256 + 1024
 }
 
 /// RSV1 in [`FrameHeader::rsv`]'s low three bits (RSV1 is the highest).

@@ -101,15 +101,21 @@ pub(crate) fn negotiate(
 fn accept(element: &Extension<'_>, config: &DeflateConfig) -> Option<(DeflateParams, String)> {
     let offer = parse_params(&element.params, false).ok()?;
     let shared = config.mode == DeflateMode::Shared;
+    // the shared compressor and pooled decompressors are per thread:
+    // their size does not matter, so they take the largest window
+    let (ours, theirs) = match shared {
+        true => (15, 15),
+        false => (config.window_bits, config.client_window_bits),
+    };
     let server_bits = match offer.server_max_window_bits {
         Some(8) => return None,
-        Some(bits) => bits.min(config.window_bits),
-        None => config.window_bits,
+        Some(bits) => bits.min(ours),
+        None => ours,
     };
     // §7.1.2.2: without client_max_window_bits in the offer the server
     // must not limit the client's window
     let client_limit = offer.client_max_window_bits.map(|v| v.unwrap_or(15));
-    let client_bits = client_limit.map_or(15, |limit| limit.min(config.client_window_bits));
+    let client_bits = client_limit.map_or(15, |limit| limit.min(theirs));
     let params = DeflateParams {
         server_no_context_takeover: shared || offer.server_no_context_takeover,
         client_no_context_takeover: shared || offer.client_no_context_takeover,

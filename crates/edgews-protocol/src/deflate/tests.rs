@@ -184,13 +184,17 @@ fn dedicated_mode_keeps_context_unless_asked() {
         .as_deref(),
         Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=10")
     );
-    let (server, _) = accepted(
+    let (server, answer) = accepted(
         Some(dedicated),
         &["permessage-deflate; client_no_context_takeover; client_max_window_bits"],
     );
     let params = server.deflate().copied().unwrap();
     assert!(params.client_no_context_takeover && !params.server_no_context_takeover);
-    assert_eq!(params.client_max_window_bits, 15);
+    assert_eq!(params.client_max_window_bits, 12, "the default asks for 12");
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; client_no_context_takeover; client_max_window_bits=12")
+    );
 }
 
 #[test]
@@ -255,7 +259,7 @@ fn invalid_offers_are_declined_and_the_next_is_taken() {
         let two = format!("{bad}, permessage-deflate; client_max_window_bits");
         assert_eq!(
             answer(DeflateConfig::default(), &[&two]).as_deref(),
-            Some("permessage-deflate"),
+            Some("permessage-deflate; client_max_window_bits=12"),
             "{two}"
         );
     }
@@ -263,10 +267,10 @@ fn invalid_offers_are_declined_and_the_next_is_taken() {
     assert_eq!(
         answer(
             DeflateConfig::default(),
-            &["permessage-deflate; server_max_window_bits=\"12\""]
+            &["permessage-deflate; server_max_window_bits=\"11\""]
         )
         .as_deref(),
-        Some("permessage-deflate; server_max_window_bits=12")
+        Some("permessage-deflate; server_max_window_bits=11")
     );
 }
 
@@ -599,4 +603,39 @@ fn shared_mode_holds_no_zlib_state_between_messages() {
     let mut out = Vec::new();
     server.send_message(&message, &mut out).unwrap();
     assert!(!server.deflate.as_ref().unwrap().holds_state());
+}
+
+#[test]
+fn a_compressed_frame_is_bounded_by_the_message_limit_not_the_frame_limit() {
+    // random bytes grow a little when deflated: a 4 KiB message becomes a
+    // frame a few bytes over a 4 KiB frame limit, and must still arrive
+    let mut seed = 1u32;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as u8
+        })
+        .collect();
+    let (mut sender, _) = accepted(Some(DeflateConfig::shared()), &["permessage-deflate"]);
+    let mut wire = Vec::new();
+    sender
+        .send_message_with(
+            &Message::binary(noise.clone()),
+            Compression::Always,
+            &mut wire,
+        )
+        .unwrap();
+    let (header, _) = decode_header(&wire, 4).unwrap().unwrap();
+    assert!(header.len > 4096, "{} bytes", header.len);
+    let mut c = client("permessage-deflate; server_no_context_takeover");
+    c.config = Arc::new(ProtocolConfig {
+        max_frame_size: 4096,
+        max_message_size: 4096,
+        deflate: Some(DeflateConfig::default()),
+        ..ProtocolConfig::default()
+    });
+    assert_eq!(
+        receive(&mut c, &wire),
+        Ok(vec![(MessageKind::Binary, noise)])
+    );
 }

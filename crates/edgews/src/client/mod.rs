@@ -17,7 +17,9 @@ mod error;
 pub use error::ClientError;
 
 use crate::config::ProtocolConfig;
-use crate::protocol::{CloseCode, Closed, Connection, Event, Message, OpCode, WsUrl};
+use crate::protocol::{
+    CloseCode, Closed, Connection, DeflateConfig, Event, Message, OpCode, WsUrl,
+};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -26,7 +28,9 @@ use std::time::{Duration, Instant};
 /// How a [`Client`] connects and what it accepts.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Limits applied to what the server sends. The blocking client runs
+    /// Limits applied to what the server sends, and the permessage-deflate
+    /// offer (made by default: `client_no_context_takeover;
+    /// client_max_window_bits`; `deflate: None` offers nothing). The blocking client runs
     /// no timers of the engine: keep-alive pings (`ping_interval`) are not
     /// sent, and the handshake and reads are bounded by the socket timeouts
     /// below; `close_timeout` bounds the wait for the server's close.
@@ -51,6 +55,7 @@ impl Default for ClientConfig {
         ClientConfig {
             protocol: ProtocolConfig {
                 ping_interval: None,
+                deflate: Some(DeflateConfig::default()),
                 ..ProtocolConfig::default()
             },
             connect_timeout: Duration::from_secs(10),

@@ -6,8 +6,8 @@ use super::metrics::Stats;
 use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
 use crate::protocol::{
-    CloseCode, Connection, FrameEncoding, Message, MessageKind, Role, SharedFrame, State,
-    UsageError,
+    CloseCode, Compression, Connection, FrameEncoding, Message, MessageKind, Role, SharedFrame,
+    State, UsageError,
 };
 use std::fmt;
 use std::net::SocketAddr;
@@ -81,7 +81,29 @@ impl<'a> Context<'a> {
     /// the input being handled, sent back to its own connection, is not
     /// copied either (see `splice.rs`).
     pub fn send_message(&mut self, id: ConnId, message: &Message<'_>) -> Result<(), SendError> {
+        self.send_message_with(id, message, Compression::Auto)
+    }
+
+    /// [`send_message`](Context::send_message), choosing whether to
+    /// compress this one message on a connection that negotiated
+    /// permessage-deflate: [`Compression::Always`] for a small message
+    /// worth it, [`Compression::Never`] for data already compressed (an
+    /// image, say). Without the extension `choice` changes nothing.
+    pub fn send_message_with(
+        &mut self,
+        id: ConnId,
+        message: &Message<'_>,
+        choice: Compression,
+    ) -> Result<(), SendError> {
         let data = message.as_bytes();
+        if choice != Compression::Auto {
+            let sent = self.with_output(id, |engine, out| {
+                engine.send_message_with(message, choice, out)
+            });
+            sent?;
+            self.hub.stats.record_sent(data.len());
+            return Ok(());
+        }
         match self.splice_range(id, data) {
             Some(range) => {
                 let hub = &mut *self.hub;
@@ -121,7 +143,9 @@ impl<'a> Context<'a> {
         let range = self.hub.input.range_of(data)?;
         let conn = self.hub.conns.get(id.index()).filter(|c| c.id == id)?;
         let direct = conn.queue.is_empty() && !conn.life.is_dialing();
-        (direct && conn.engine.role() == Role::Server).then_some(range)
+        // a message the engine compresses is encoded there, not spliced
+        let plain = !conn.engine.would_compress(data.len());
+        (direct && plain && conn.engine.role() == Role::Server).then_some(range)
     }
 
     /// Sends a ping to `id`.
@@ -182,7 +206,8 @@ impl<'a> Context<'a> {
         message: &Message<'_>,
     ) -> Result<usize, SendError> {
         let frame = |encoding| SharedFrame::message(encoding, message);
-        Ok(self.share_frame(ids, frame, message.as_bytes().len()))
+        let alone = |engine: &mut Connection, out: &mut Vec<u8>| engine.send_message(message, out);
+        Ok(self.share_frame(ids, frame, alone, message.as_bytes().len()))
     }
 
     /// Sends one text message, the concatenation of `parts`, to each of
@@ -197,17 +222,24 @@ impl<'a> Context<'a> {
     ) -> Result<usize, SendError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let frame = |encoding| SharedFrame::text(encoding, parts);
-        Ok(self.share_frame(ids, frame, len))
+        // joined only for a recipient that compresses with its own context
+        let alone = |engine: &mut Connection, out: &mut Vec<u8>| {
+            engine.send_message(&Message::text(parts.concat()), out)
+        };
+        Ok(self.share_frame(ids, frame, alone, len))
     }
 
     /// Queues a message (`payload_len` bytes of payload) for each open
-    /// connection among `ids` that takes shared frames (the engine decides:
-    /// [`Connection::shared_encoding`]), encoded by `encode` once per
-    /// distinct encoding; returns how many.
+    /// connection among `ids`: encoded by `encode` once per distinct
+    /// encoding for those that take shared frames (the engine decides:
+    /// [`Connection::shared_encoding`]), and by `alone` for each open one
+    /// that does not (permessage-deflate with context takeover); returns
+    /// how many.
     fn share_frame(
         &mut self,
         ids: impl IntoIterator<Item = ConnId>,
         encode: impl Fn(FrameEncoding) -> SharedFrame,
+        alone: impl Fn(&mut Connection, &mut Vec<u8>) -> Result<(), UsageError>,
         payload_len: usize,
     ) -> usize {
         // one frame per distinct encoding: one entry today, one per set of
@@ -220,8 +252,15 @@ impl<'a> Context<'a> {
             let Some(conn) = lookup(&mut hub.conns, id) else {
                 continue;
             };
-            let encoding = conn.engine.shared_encoding();
-            let Some(encoding) = encoding.filter(|_| conn.life.is_open()) else {
+            if !conn.life.is_open() || conn.engine.role() == Role::Client {
+                continue;
+            }
+            let Some(encoding) = conn.engine.shared_encoding() else {
+                // its own encoding, or none now (closing, mid-fragment)
+                if self.with_output(id, &alone).is_ok() {
+                    self.hub.stats.record_sent(payload_len);
+                    sent += 1;
+                }
                 continue;
             };
             let frame = match frames.iter().find(|(e, _)| *e == encoding) {
