@@ -34,6 +34,8 @@ pub struct IdleLoad {
     held_since: Option<Instant>,
     measured: bool,
     done: bool,
+    /// The message each connection sends once open, if any.
+    message: Option<String>,
 }
 
 impl IdleLoad {
@@ -56,6 +58,10 @@ impl IdleLoad {
             held_since: None,
             measured: false,
             done: false,
+            message: match usize::try_from(args.send).map_err(|_| "--send too large")? {
+                0 => None,
+                size => Some(String::from_utf8(super::echo::json(size)).map_err(|e| e.to_string())?),
+            },
         })
     }
 
@@ -86,8 +92,12 @@ impl IdleLoad {
 }
 
 impl Handler for IdleLoad {
-    fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _info: &OpenInfo<'_>) {
+    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
         self.common.opener.on_open();
+        if let Some(text) = &self.message {
+            // the echo comes back within the settling time
+            let _ = ctx.send_text(id, text);
+        }
     }
 
     fn on_message(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _message: Message<'_>) {}

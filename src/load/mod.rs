@@ -106,6 +106,12 @@ pub struct IdleArgs {
     /// ones. 0 reads the server's memory before any connection.
     #[arg(long, default_value_t = 100)]
     pub warmup_connections: usize,
+    /// Each connection sends one JSON-like text message of this size once
+    /// open (the server echoes it) and then idles, so the memory read is
+    /// what a connection costs after traffic: with --deflate, after its
+    /// compressor and decompressor have been used. 0: none.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub send: u64,
 }
 
 /// Runs a scenario; fails when it saw errors (a wrong echo, a lost message).

@@ -6,25 +6,95 @@
 Listens on 127.0.0.1 only. Prints "listening PORT" (the real port, useful
 with --port 0) once it accepts connections, echoes every message back with
 its type, and exits after --duration seconds or on SIGTERM/SIGINT.
+
+For each connection it prints two lines to stdout, so a caller can assert
+what a client negotiated and sent (run.sh greps them):
+
+    conn N extensions: permessage-deflate; ... (offered: permessage-deflate; ...)
+    conn N closed 1000: received M messages (C compressed), B bytes as W on the wire
+
+`extensions:` is the server's Sec-WebSocket-Extensions answer, or `none`;
+`offered:` the client's request header, or `none`. "Compressed" counts
+messages whose first frame had RSV1 set; B is message bytes after inflating,
+W the frame payload bytes as they arrived.
 """
 
 import argparse
 import asyncio
+import itertools
 import signal
 import sys
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import DATA_OPCODES, Opcode
 
 MiB = 1024 * 1024
 
+conn_ids = itertools.count(1)
+
+
+class Received:
+    """Counts incoming data frames by hooking the negotiated
+    permessage-deflate extension's decode (it sees every frame before it is
+    inflated). Without the extension every message is plain; the handler
+    counts those itself."""
+
+    def __init__(self):
+        self.msgs = self.compressed = self.bytes = self.wire = 0
+        self.hooked = False
+
+    def hook(self, ext):
+        decode = ext.decode
+
+        def hooked(frame, *, max_size=None):
+            out = decode(frame, max_size=max_size)
+            if frame.opcode in DATA_OPCODES:
+                if frame.opcode is not Opcode.CONT:
+                    self.msgs += 1
+                    self.compressed += bool(frame.rsv1)
+                self.wire += len(frame.data)
+                self.bytes += len(out.data)
+            return out
+
+        ext.decode = hooked
+        self.hooked = True
+
+
+def header(headers, name):
+    return ", ".join(headers.get_all(name)) or "none"
+
+
+def on_handshake(ws, request, response):
+    """process_response hook: runs after extensions are negotiated and before
+    the response goes out, so no data frame has been parsed yet."""
+    if response.status_code != 101:
+        return None
+    ws.edgews_id = next(conn_ids)
+    ws.edgews_received = Received()
+    for ext in ws.protocol.extensions:
+        if ext.name == "permessage-deflate":
+            ws.edgews_received.hook(ext)
+    print("conn %d extensions: %s (offered: %s)" % (
+        ws.edgews_id,
+        header(response.headers, "Sec-WebSocket-Extensions"),
+        header(request.headers, "Sec-WebSocket-Extensions")), flush=True)
+    return None
+
 
 async def echo(ws):
+    r = ws.edgews_received
     try:
         async for msg in ws:  # str for text, bytes for binary: echoed as such
+            if not r.hooked:  # plain messages: wire bytes = message bytes
+                n = len(msg.encode()) if isinstance(msg, str) else len(msg)
+                r.msgs, r.bytes, r.wire = r.msgs + 1, r.bytes + n, r.wire + n
             await ws.send(msg)
     except ConnectionClosed:
         pass  # the peer went away mid-message; nothing to echo to
+    finally:
+        print("conn %d closed %s: received %d messages (%d compressed), %d bytes as %d on the wire" % (
+            ws.edgews_id, ws.close_code, r.msgs, r.compressed, r.bytes, r.wire), flush=True)
 
 
 async def main(args):
@@ -44,6 +114,7 @@ async def main(args):
         # Keepalive pings off by default so tests see only their own traffic.
         ping_interval=args.ping_interval,
         compression=None if args.no_compression else "deflate",
+        process_response=on_handshake,
     ) as server:
         port = server.sockets[0].getsockname()[1]
         print("listening %d" % port, flush=True)

@@ -4,13 +4,16 @@
 //! Each peer is set up the same way as edgews' echo server: one thread (a
 //! current-thread tokio runtime, one task per connection), text and binary
 //! messages echoed as received, pings answered, the closing handshake
-//! completed, messages up to 64 MiB, no compression, TCP_NODELAY on.
+//! completed, messages up to 64 MiB, TCP_NODELAY on. None compresses but
+//! `ratchet`, the one with permessage-deflate, to set beside edgews'
+//! compressed echo (see `ratchet.rs` for what it negotiates).
 //!
 //! ```text
 //! edgews-peers tokio-tungstenite --listen 127.0.0.1:9002
 //! edgews-peers fastwebsockets    --listen 127.0.0.1:9003
 //! edgews-peers tokio-websockets  --listen 127.0.0.1:9004
 //! edgews-peers floor             --listen 127.0.0.1:9005
+//! edgews-peers ratchet           --listen 127.0.0.1:9006
 //! ```
 //!
 //! `floor` is no WebSocket library but a yardstick: see `floor.rs`.
@@ -19,6 +22,7 @@
 
 mod fastws;
 mod floor;
+mod ratchet;
 mod tokio_ws;
 mod tungstenite;
 
@@ -55,6 +59,8 @@ enum Peer {
     TokioWebsockets(ListenArgs),
     /// Not a WebSocket server: the kernel-work floor (see floor.rs).
     Floor(ListenArgs),
+    /// ratchet with permessage-deflate (ratchet_deflate; see ratchet.rs).
+    Ratchet(ListenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Peer::TokioTungstenite(a) => on_tokio(serve(a.listen, tungstenite::handle)),
         Peer::Fastwebsockets(a) => on_tokio(serve(a.listen, fastws::handle)),
         Peer::TokioWebsockets(a) => on_tokio(serve(a.listen, tokio_ws::handle)),
+        Peer::Ratchet(a) => on_tokio(serve(a.listen, ratchet::handle)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
