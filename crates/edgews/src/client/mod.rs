@@ -18,7 +18,7 @@ pub use error::ClientError;
 
 use crate::config::ProtocolConfig;
 use crate::protocol::{
-    CloseCode, Closed, Connection, DeflateConfig, Event, Message, OpCode, WsUrl,
+    CloseCode, Closed, Connection, DeflateConfig, DeflateParams, Event, Message, OpCode, WsUrl,
 };
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -177,6 +177,12 @@ impl Client {
     /// The subprotocol the server chose.
     pub fn subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters, when the server accepted our
+    /// offer (RFC 7692); messages are then compressed and inflated for us.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.engine.deflate()
     }
 
     /// The underlying stream (for timeouts and addresses).
