@@ -63,7 +63,8 @@ function canConnect(port) {
 
 async function startServer(port) {
   if (!fs.existsSync(EDGEWS)) throw new Error(`${EDGEWS} is missing: build it with cargo build --release --bin edgews`);
-  const child = spawn(EDGEWS, ['chat', '--listen', `127.0.0.1:${port}`], {
+  // permessage-deflate on: Chromium offers it, so the page talks compressed
+  const child = spawn(EDGEWS, ['chat', '--listen', `127.0.0.1:${port}`, '--deflate', 'shared'], {
     env: { ...process.env, EDGEWS_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -238,6 +239,11 @@ async function main() {
   await linus.goto(`${base}?room=${encodeURIComponent('elsewhere')}&name=Linus`);
   await connected(linus);
   ok('three pages joined (two by the form, one by the URL)');
+  for (const page of [ada, grace, linus]) {
+    const ext = await page.evaluate(() => document.documentElement.dataset.wsExtensions || '');
+    check(ext.startsWith('permessage-deflate'), `negotiated extensions: ${JSON.stringify(ext)}`);
+  }
+  ok('Chromium negotiated permessage-deflate with the server');
 
   await seesMembers(ada, ['Ada', 'Grace']);
   await seesMembers(grace, ['Ada', 'Grace']);
