@@ -212,3 +212,35 @@ fn a_decompression_bomb_ends_in_1009_within_the_message_limit() {
         }
     }
 }
+
+#[test]
+fn dedicated_state_is_counted_in_metrics_and_freed_at_close() {
+    let server = start("echo", &["--deflate", "dedicated"]);
+    let held = |s: &support::process::ServerProcess| {
+        s.metric("edgews_deflate_memory_bytes").expect("the gauge")
+    };
+    let mut clients: Vec<Client> = (0..20).map(|_| connect(server.addr, "/")).collect();
+    let idle = held(&server);
+    for client in &mut clients {
+        client.send_text(&compressible(2000)).unwrap();
+        receive_containing(client, "edgews");
+    }
+    let busy = held(&server);
+    for mut client in clients {
+        client
+            .close(edgews::protocol::CloseCode::NORMAL, "")
+            .unwrap();
+    }
+    let freed = support::measure::poll_until(Duration::from_secs(5), || held(&server) < busy);
+    let after = held(&server);
+    println!(
+        "20 dedicated connections: zlib holds {idle:.0} B idle, {busy:.0} B after one message \
+         each ({:.0} B per connection), {after:.0} B after they closed",
+        (busy - idle) / 20.0
+    );
+    assert!(
+        busy > idle,
+        "compressors and decompressors are made on first use"
+    );
+    assert!(freed.is_some(), "still {after} B after closing");
+}

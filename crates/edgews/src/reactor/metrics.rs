@@ -154,6 +154,12 @@ impl Stats {
             "Connections refused with 503 because the process was out of file descriptors.",
             self.fd_exhaustion_refusals,
         );
+        metric(
+            "edgews_deflate_memory_bytes",
+            "gauge",
+            "Bytes held by permessage-deflate's zlib streams (every compressor and decompressor).",
+            crate::protocol::deflate::zlib::held_bytes() as u64,
+        );
         labelled(
             &mut out,
             "edgews_handshake_failures_total",
