@@ -27,6 +27,13 @@
 //!   Greek, CJK and emoji text. Throughput: bytes.
 //! - `handshake`: `Connection::server`, `handle_input` of a typical browser
 //!   upgrade request (to the `Upgrade` event), and `accept` (the 101 answer).
+//! - `deflate`: permessage-deflate on a server that negotiated it with that
+//!   browser request: `send_message` of JSON-like text (compress, frame),
+//!   with context takeover (`dedicated`, the defaults: window 12, memLevel
+//!   5) and without (`shared`: the per-thread compressor, reset per
+//!   message); and `handle_input` of the same message compressed and
+//!   masked as a client sends it (unmask, inflate, UTF-8 check), re-masked
+//!   after each decode. Throughput: uncompressed bytes.
 //!
 //! Restoring the input. `handle_input` XORs the payload with the key in
 //! place. XOR is its own inverse and the work does not depend on the bytes,
@@ -50,7 +57,7 @@ use criterion::{
 use edgews::protocol::frame::{decode_header, encode_frame, encode_header, OpCode};
 use edgews::protocol::mask::{apply_mask, apply_mask_naive};
 use edgews::protocol::utf8::Utf8Validator;
-use edgews::protocol::{Connection, Event, Role};
+use edgews::protocol::{Connection, DeflateConfig, Event, Message, MessageKind, Role};
 use edgews::ProtocolConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -351,12 +358,102 @@ fn handshake(c: &mut Criterion) {
     group.finish();
 }
 
+/// `len` bytes of JSON-like chat records (ASCII), the same every run.
+fn json_text(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 8] = [
+        "hello", "world", "edge", "socket", "room", "alice", "bob", "ping",
+    ];
+    let mut text = String::new();
+    let mut seed = 7u32;
+    while text.len() < len {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let word = |n: u32| WORDS[(seed >> n) as usize % WORDS.len()];
+        text.push_str(&format!(
+            r#"{{"id":{},"user":"{}","text":"{} {} {}"}},"#,
+            seed % 10_000,
+            word(3),
+            word(7),
+            word(11),
+            word(15)
+        ));
+    }
+    text.truncate(len);
+    text.into_bytes()
+}
+
+/// A server connection that accepted the browser's deflate offer.
+fn deflate_server(deflate: DeflateConfig) -> Connection {
+    let now = Instant::now();
+    let config = Arc::new(ProtocolConfig {
+        deflate: Some(deflate),
+        ..ProtocolConfig::default()
+    });
+    let mut conn = Connection::server(now, config);
+    let mut input = BROWSER_REQUEST.to_vec();
+    let mut out = Vec::new();
+    conn.handle_input(now, &mut input, &mut out);
+    conn.accept(&mut out).unwrap();
+    assert!(conn.deflate().is_some());
+    conn
+}
+
+fn deflate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate");
+    let now = Instant::now();
+    for len in [1024, 16 << 10] {
+        let text = json_text(len);
+        let message = Message::new(MessageKind::Text, &text[..]).unwrap();
+        group.throughput(Throughput::Bytes(len as u64));
+        for (name, config) in [
+            ("dedicated", DeflateConfig::default()),
+            ("shared", DeflateConfig::shared()),
+        ] {
+            let mut server = deflate_server(config);
+            let mut out = Vec::with_capacity(len + 64);
+            group.bench_function(BenchmarkId::new(format!("send_{name}"), label(len)), |b| {
+                b.iter(|| {
+                    out.clear();
+                    server.send_message(black_box(&message), &mut out).unwrap();
+                    out.len()
+                })
+            });
+        }
+        // the message as a client sends it: compressed without context in
+        // the window the server asked for (12 bits, the default), masked,
+        // RSV1 set
+        let mut compressed = Vec::new();
+        deflate_server(DeflateConfig::default())
+            .send_message(&message, &mut compressed)
+            .unwrap();
+        let (header, at) = decode_header(&compressed, 0b100).unwrap().unwrap();
+        let mut frame = Vec::new();
+        encode_header(&mut frame, true, OpCode::Text, Some(KEY), header.len);
+        frame[0] |= 0x40;
+        let start = frame.len();
+        frame.extend_from_slice(&compressed[at..]);
+        apply_mask(&mut frame[start..], KEY, 0);
+        let mut server = deflate_server(DeflateConfig::default());
+        let mut out = Vec::new();
+        group.bench_function(BenchmarkId::new("receive", label(len)), |b| {
+            b.iter(|| {
+                let n = match server.handle_input(now, &mut frame, &mut out) {
+                    (_, Some(Event::Message(m))) => m.as_bytes().len(),
+                    (_, other) => panic!("expected a message, got {other:?}"),
+                };
+                apply_mask(&mut frame[start..], KEY, 0);
+                n
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = header_decode, frame_decode, frame_decode_restore, frame_decode_text, frame_encode, mask, utf8, handshake
+    targets = header_decode, frame_decode, frame_decode_restore, frame_decode_text, frame_encode, mask, utf8, handshake, deflate
 }
 criterion_main!(benches);
