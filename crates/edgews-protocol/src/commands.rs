@@ -234,16 +234,29 @@ impl Connection {
         out: &mut Vec<u8>,
     ) -> Result<(), UsageError> {
         if self.deflate.is_some() {
-            let message = match opcode {
-                // text was checked by every caller
-                OpCode::Text => Message::validated(super::MessageKind::Text, data.into()),
-                _ => Message::binary(data),
-            };
-            return self.send_message_with(&message, Compression::Auto, out);
+            return self.send_data_deflate(opcode, data, out);
         }
         self.check_data()?;
         self.write_frame(true, opcode, data, out);
         Ok(())
+    }
+
+    /// [`send_data`](Connection::send_data) on a connection with
+    /// permessage-deflate; kept out of line so that the plain path stays
+    /// as small as it was.
+    #[inline(never)]
+    fn send_data_deflate(
+        &mut self,
+        opcode: OpCode,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        let message = match opcode {
+            // text was checked by every caller
+            OpCode::Text => Message::validated(super::MessageKind::Text, data.into()),
+            _ => Message::binary(data),
+        };
+        self.send_message_with(&message, Compression::Auto, out)
     }
 
     /// A whole data message may be sent now.

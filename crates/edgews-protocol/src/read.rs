@@ -286,17 +286,19 @@ impl Connection {
     fn begin_data_frame(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
         // a compressed frame is inflated as it arrives, never buffered:
         // its inflated size counts against the message limit, and its wire
-        // size against that limit plus what deflating can add
-        let compressed = self.is_compressed(header);
-        let max = match compressed {
-            true => compressed_limit(self.config.max_message_size),
-            false => self.config.max_frame_size,
-        };
-        if header.len > max {
-            return Err(ProtocolError::FrameTooLarge {
-                len: header.len,
-                max,
-            });
+        // size against that limit plus what deflating can add (looked at
+        // only past the frame limit: the common frame pays nothing for it)
+        if header.len > self.config.max_frame_size {
+            let max = match self.is_compressed(header) {
+                true => compressed_limit(self.config.max_message_size),
+                false => self.config.max_frame_size,
+            };
+            if header.len > max {
+                return Err(ProtocolError::FrameTooLarge {
+                    len: header.len,
+                    max,
+                });
+            }
         }
         if self.state == State::Closing {
             return Ok(()); // discarded anyway
@@ -307,7 +309,10 @@ impl Connection {
             OpCode::Text | OpCode::Binary if in_progress => {
                 Err(ProtocolError::ExpectedContinuation)
             }
-            _ if !in_progress && !compressed && header.len > self.config.max_message_size => {
+            _ if !in_progress
+                && header.len > self.config.max_message_size
+                && !self.is_compressed(header) =>
+            {
                 Err(ProtocolError::MessageTooLarge {
                     len: header.len,
                     max: self.config.max_message_size,

@@ -81,29 +81,7 @@ impl<'a> Context<'a> {
     /// the input being handled, sent back to its own connection, is not
     /// copied either (see `splice.rs`).
     pub fn send_message(&mut self, id: ConnId, message: &Message<'_>) -> Result<(), SendError> {
-        self.send_message_with(id, message, Compression::Auto)
-    }
-
-    /// [`send_message`](Context::send_message), choosing whether to
-    /// compress this one message on a connection that negotiated
-    /// permessage-deflate: [`Compression::Always`] for a small message
-    /// worth it, [`Compression::Never`] for data already compressed (an
-    /// image, say). Without the extension `choice` changes nothing.
-    pub fn send_message_with(
-        &mut self,
-        id: ConnId,
-        message: &Message<'_>,
-        choice: Compression,
-    ) -> Result<(), SendError> {
         let data = message.as_bytes();
-        if choice != Compression::Auto {
-            let sent = self.with_output(id, |engine, out| {
-                engine.send_message_with(message, choice, out)
-            });
-            sent?;
-            self.hub.stats.record_sent(data.len());
-            return Ok(());
-        }
         match self.splice_range(id, data) {
             Some(range) => {
                 let hub = &mut *self.hub;
@@ -127,6 +105,27 @@ impl<'a> Context<'a> {
             None => self.with_output(id, |engine, out| engine.send_message(message, out))?,
         }
         self.hub.stats.record_sent(data.len());
+        Ok(())
+    }
+
+    /// [`send_message`](Context::send_message), choosing whether to
+    /// compress this one message on a connection that negotiated
+    /// permessage-deflate: [`Compression::Always`] for a small message
+    /// worth it, [`Compression::Never`] for data already compressed (an
+    /// image, say). Without the extension `choice` changes nothing.
+    pub fn send_message_with(
+        &mut self,
+        id: ConnId,
+        message: &Message<'_>,
+        choice: Compression,
+    ) -> Result<(), SendError> {
+        if choice == Compression::Auto {
+            return self.send_message(id, message);
+        }
+        self.with_output(id, |engine, out| {
+            engine.send_message_with(message, choice, out)
+        })?;
+        self.hub.stats.record_sent(message.as_bytes().len());
         Ok(())
     }
 
