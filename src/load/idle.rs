@@ -60,7 +60,9 @@ impl IdleLoad {
             done: false,
             message: match usize::try_from(args.send).map_err(|_| "--send too large")? {
                 0 => None,
-                size => Some(String::from_utf8(super::echo::json(size)).map_err(|e| e.to_string())?),
+                size => {
+                    Some(String::from_utf8(super::echo::json(size)).map_err(|e| e.to_string())?)
+                }
             },
         })
     }
