@@ -150,18 +150,6 @@ impl Assembly {
         }
     }
 
-    /// Counts `wire_len` compressed bytes taken and checks the text that
-    /// inflating them added after `before`, as it arrives.
-    pub fn check_inflated(&mut self, before: usize, wire_len: usize) -> Result<(), ProtocolError> {
-        self.len += wire_len as u64;
-        if self.kind == MessageKind::Text {
-            self.utf8
-                .feed(&self.data[before..])
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
-        }
-        Ok(())
-    }
-
     /// Counts a new frame of `len` bytes against the limits (§10.4), before
     /// any of its payload is buffered.
     pub fn admit_frame(&mut self, len: u64, config: &ProtocolConfig) -> Result<(), ProtocolError> {

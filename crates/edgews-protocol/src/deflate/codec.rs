@@ -7,6 +7,7 @@ use super::zlib::{Deflater, Inflater};
 use super::{DeflateConfig, DeflateMode};
 use crate::connection::Role;
 use crate::error::ProtocolError;
+use crate::utf8::Utf8Validator;
 use std::cell::RefCell;
 
 /// §7.2.1: the sync flush's empty stored block, removed from the end of
@@ -108,14 +109,20 @@ fn deflate_message(deflater: &mut Deflater, parts: &[&[u8]], out: &mut Vec<u8>) 
             break;
         }
     }
-    if out[start..].ends_with(&TAIL) {
+    if out.len() == start {
+        // a flush right after another with no input in between writes
+        // nothing: §7.2.1 then wants an empty stored block, which is
+        // `00` once its `00 00 ff ff` is removed (found by the fuzzer:
+        // without it the peer's appended tail desynchronised the stream)
+        out.push(0x00);
+    } else if out[start..].ends_with(&TAIL) {
         out.truncate(out.len() - TAIL.len());
     }
 }
 
 /// A message as stored (uncompressed) DEFLATE blocks, for when no
 /// compressor can be had: valid for any window (§7.2.3.3).
-fn stored_message(parts: &[&[u8]], out: &mut Vec<u8>) {
+pub(crate) fn stored_message(parts: &[&[u8]], out: &mut Vec<u8>) {
     let data: Vec<u8> = parts.concat();
     for chunk in data.chunks(u16::MAX as usize) {
         let len = chunk.len() as u16;
@@ -124,6 +131,8 @@ fn stored_message(parts: &[&[u8]], out: &mut Vec<u8>) {
         out.extend_from_slice(&(!len).to_le_bytes());
         out.extend_from_slice(chunk);
     }
+    // the empty stored block of §7.2.1, its `00 00 ff ff` removed
+    out.push(0x00);
 }
 
 /// The permessage-deflate state of one connection.
@@ -239,23 +248,32 @@ impl PerMessageDeflate {
     /// Inflates a piece of the message's payload into `data`, never past
     /// `max` bytes in all: the limit is checked as output is produced, so
     /// a small frame that would inflate to gigabytes stops at `max + 1`.
+    /// With `utf8`, the inflated text is checked as it comes out, up to
+    /// the limit, before the limit is: whichever fault comes first in the
+    /// inflated bytes decides, however the input was split.
     pub fn inflate(
         &mut self,
         input: &[u8],
         data: &mut Vec<u8>,
         max: u64,
+        utf8: Option<&mut Utf8Validator>,
     ) -> Result<(), ProtocolError> {
         let inflater = self
             .inflater
             .as_mut()
             .ok_or(ProtocolError::BadCompressedData)?;
-        inflate_bounded(inflater, input, data, max)
+        inflate_bounded(inflater, input, data, max, utf8)
     }
 
     /// Ends a compressed message: appends the tail (§7.2.2) and gives a
     /// borrowed decompressor back.
-    pub fn finish_inflate(&mut self, data: &mut Vec<u8>, max: u64) -> Result<(), ProtocolError> {
-        let result = self.inflate(&TAIL, data, max);
+    pub fn finish_inflate(
+        &mut self,
+        data: &mut Vec<u8>,
+        max: u64,
+        utf8: Option<&mut Utf8Validator>,
+    ) -> Result<(), ProtocolError> {
+        let result = self.inflate(&TAIL, data, max, utf8);
         if let Some(inflater) = self.inflater.as_mut() {
             inflater.end_message();
         }
@@ -304,11 +322,13 @@ fn inflate_bounded(
     mut input: &[u8],
     data: &mut Vec<u8>,
     max: u64,
+    mut utf8: Option<&mut Utf8Validator>,
 ) -> Result<(), ProtocolError> {
     let too_large = |len: usize| ProtocolError::MessageTooLarge {
         len: len as u64,
         max,
     };
+    let mut checked = data.len();
     loop {
         if data.len() == data.capacity() {
             let room = (max + 1).saturating_sub(data.len() as u64);
@@ -322,6 +342,15 @@ fn inflate_bounded(
             .decompress(input, data)
             .map_err(|_| ProtocolError::BadCompressedData)?;
         input = &input[used..];
+        if let Some(validator) = utf8.as_deref_mut() {
+            let end = data.len().min(usize::try_from(max).unwrap_or(usize::MAX));
+            if end > checked {
+                validator
+                    .feed(&data[checked..end])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                checked = end;
+            }
+        }
         if data.len() as u64 > max {
             return Err(too_large(data.len()));
         }

@@ -639,3 +639,96 @@ fn a_compressed_frame_is_bounded_by_the_message_limit_not_the_frame_limit() {
         Ok(vec![(MessageKind::Binary, noise)])
     );
 }
+
+#[test]
+fn empty_messages_with_context_takeover_keep_the_stream_in_step() {
+    // found by the `deflate` fuzz target: a sync flush right after another
+    // writes nothing, and §7.2.1 then wants an empty stored block
+    let (mut server, _) = accepted(Some(DeflateConfig::default()), &["permessage-deflate"]);
+    let mut wire = Vec::new();
+    let messages = ["", "", "hello hello", "", "hello hello hello"];
+    for text in messages {
+        server
+            .send_message_with(&Message::text(text), Compression::Always, &mut wire)
+            .unwrap();
+    }
+    let mut c = client("permessage-deflate");
+    let expected: Vec<_> = messages.iter().map(|t| text(t.as_bytes())).collect();
+    assert_eq!(receive(&mut c, &wire), Ok(expected));
+}
+
+#[test]
+fn stored_blocks_end_with_the_empty_block_the_tail_completes() {
+    for data in [&b""[..], b"Hello", &[7u8; 70_000][..]] {
+        let mut payload = Vec::new();
+        super::codec::stored_message(&[data], &mut payload);
+        payload.extend_from_slice(&super::codec::TAIL);
+        let mut inflater = super::zlib::Inflater::new(15).unwrap();
+        let mut out = Vec::with_capacity(data.len() + 16);
+        let (used, _) = inflater.decompress(&payload, &mut out).unwrap();
+        assert_eq!((used, &out[..]), (payload.len(), data));
+    }
+}
+
+#[test]
+fn incompressible_data_from_a_small_compressor_fits_the_compressed_bound() {
+    // found by the fuzzer: zlib at memLevel 1 grows random bytes by 3.9%
+    let mut seed = 9u32;
+    let noise: Vec<u8> = (0..65_505)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as u8
+        })
+        .collect();
+    let small = DeflateConfig {
+        window_bits: 9,
+        mem_level: 1,
+        ..DeflateConfig::default()
+    };
+    let (mut sender, _) = accepted(Some(small), &["permessage-deflate"]);
+    let mut wire = Vec::new();
+    sender
+        .send_message_with(
+            &Message::binary(noise.clone()),
+            Compression::Always,
+            &mut wire,
+        )
+        .unwrap();
+    let mut c = client("permessage-deflate");
+    c.config = Arc::new(ProtocolConfig {
+        max_frame_size: 65_537,
+        max_message_size: 65_537,
+        deflate: Some(DeflateConfig::default()),
+        ..ProtocolConfig::default()
+    });
+    assert_eq!(
+        receive(&mut c, &wire),
+        Ok(vec![(MessageKind::Binary, noise)])
+    );
+}
+
+#[test]
+fn the_first_fault_in_the_inflated_bytes_decides_the_code_however_split() {
+    // found by the fuzzer: invalid UTF-8 early in a text message that also
+    // inflates past the limit gave 1009 whole and 1007 in pieces
+    let mut bad = vec![0xffu8];
+    bad.extend(std::iter::repeat_n(b'a', 5000));
+    let (mut sender, _) = accepted(Some(DeflateConfig::shared()), &["permessage-deflate"]);
+    let mut wire = Vec::new();
+    sender
+        .send_message_with(&Message::binary(bad), Compression::Always, &mut wire)
+        .unwrap();
+    wire[0] = (wire[0] & 0xf0) | 0x01; // the same bytes, as text
+    let limited = || {
+        let mut c = client("permessage-deflate; server_no_context_takeover");
+        c.config = Arc::new(ProtocolConfig {
+            max_frame_size: 1000,
+            max_message_size: 1000,
+            deflate: Some(DeflateConfig::default()),
+            ..ProtocolConfig::default()
+        });
+        c
+    };
+    assert_eq!(receive(&mut limited(), &wire), Err(1007));
+    assert_eq!(receive_bytewise(&mut limited(), &wire), Err(1007));
+}
