@@ -10,6 +10,7 @@ byte 0 = n | flags << 3, then n chunk-size bytes, then the body.
 """
 import os
 import struct
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
@@ -253,3 +254,133 @@ write(cm, "over_limit", b'{"type":"message","room":"r","text":"' + b"y" * 1500 +
 write(cm, "deep_unknown_field", b'{"type":"message","room":"r","text":"hi","x":' + b"[" * 200 + b"]" * 200 + b"}")
 write(cm, "lone_surrogate_in_unknown_field", b'{"type":"message","room":"r","text":"xxeeex]xxxxxxxxxxxxxxxx\\r","t":"xxxxxxxx\\ude00xxxxxXxx"}')
 write(pc, "lone_surrogate_in_data", b'{"op":"publish","topic":"t","data":["\\ud800"]}')
+
+# --- deflate: prefix + 8 parameter bytes + operations (fuzz/src/oracles/deflate.rs)
+df = "deflate"
+ECHO = 1
+HELLO = bytes.fromhex("f248cdc9c90700")  # RFC 7692 7.2.3.1: "Hello" compressed
+
+
+def dmax(max_msg):
+    """The parameter u16 whose max_message_size is max_msg."""
+    return min(range(65536), key=lambda v: (abs(1 + (v ^ 0x8000) ** 2 // 16384 - max_msg), v))
+
+
+def dparams(client=False, shared=False, snct=False, cnct=False, S=None, C=None, C_value=True,
+            no_ext=False, peer_shared=False, win=12, cwin=12, level=6, mem=5, plevel=6, pmem=8,
+            pwin=15, max_frags=0, max_msg=(64 << 10) + 1):
+    p0 = (int(client) | int(shared) << 1 | int(snct) << 2 | int(cnct) << 3
+          | int(S is not None) << 4 | int(C is not None) << 5 | int(C_value) << 6
+          | int(no_ext) << 7)
+    p1 = ((S or 8) - 8) | ((C or 8) - 8) << 3 | int(peer_shared) << 6
+    p2 = (win - 9) | (cwin - 9) << 4
+    p3 = level | (mem - 1) << 4
+    p4 = plevel | (pmem - 1) << 4
+    p5 = (pwin - 9) | max_frags << 4
+    return bytes([p0, p1, p2, p3, p4, p5]) + struct.pack(">H", dmax(max_msg))
+
+
+def rt(length, text=False, noise=False, many=False, pings=None, near=False, seed=b"",
+       frags=1, shifts=None):
+    """A round trip: a message the peer engine compresses, cut into frags."""
+    t = int(text) << 3 | int(noise) << 4 | int(many) << 5 | int(pings is not None) << 6 \
+        | int(near) << 7
+    shifts = shifts if shifts is not None else bytes(frags - 1)
+    return (bytes([t]) + struct.pack(">H", length) + bytes([len(seed)]) + seed
+            + bytes([frags - 1]) + (bytes([pings]) if pings is not None else b"") + shifts)
+
+
+def arb(payloads, text=False, no_rsv1=False, rsv1_cont=False, zero_key=False, long=False):
+    """Arbitrary payloads as one message, RSV1 on its first frame."""
+    t = 3 | int(text) << 3 | int(no_rsv1) << 4 | int(rsv1_cont) << 5 | int(zero_key) << 6 \
+        | int(long) << 7
+    out = bytes([t, len(payloads) - 1])
+    for pl in payloads:
+        out += (struct.pack(">H", len(pl)) if long else bytes([len(pl)])) + pl
+    return out
+
+
+def ctrl(payload, pong=False, rsv1=False):
+    return bytes([4 | int(pong) << 3 | int(rsv1) << 4, len(payload)]) + payload
+
+
+def raw(data):
+    return bytes([5, len(data)]) + data
+
+
+def dclose(sel=0):
+    return bytes([6, sel])
+
+
+def plain(data, text=False):
+    return bytes([7 | int(text) << 3, len(data)]) + data
+
+
+def deflated(data, level=6, wbits=15):
+    """Raw DEFLATE as RFC 7692 7.2.1 sends it: sync flush, tail removed."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -wbits)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+CLIENT = dparams(client=True)  # answer "permessage-deflate": server keeps context
+SERVER = dparams()             # offer "permessage-deflate", dedicated server
+# RFC 7692 7.2.3's examples, to a client (unmasked) and to a server (masked)
+for side, p in (("client", CLIENT), ("server", SERVER)):
+    write(df, f"rfc7692_7.2.3.1_hello_{side}", prefix() + p + arb([HELLO], text=True))
+    write(df, f"rfc7692_7.2.3.1_hello_fragmented_{side}", prefix([2]) + p
+          + arb([HELLO[:3], HELLO[3:]], text=True))
+    write(df, f"rfc7692_7.2.3.2_hello_twice_context_takeover_{side}", prefix() + p
+          + arb([HELLO], text=True) + arb([bytes.fromhex("f200110000")], text=True))
+    write(df, f"rfc7692_7.2.3.3_stored_block_{side}", prefix([0]) + p
+          + arb([bytes.fromhex("000500faff48656c6c6f00")], text=True))
+    write(df, f"rfc7692_7.2.3.4_bfinal_then_hello_{side}", prefix() + p
+          + arb([bytes.fromhex("f348cdc9c9070000")], text=True) + arb([HELLO], text=True))
+    write(df, f"rfc7692_7.2.3.5_two_blocks_{side}", prefix([3]) + p
+          + arb([bytes.fromhex("f24805000000ffffcac9c90700")], text=True))
+write(df, "rfc7692_hello_then_round_trips_echo", prefix([5], flags=ECHO) + SERVER
+      + arb([HELLO], text=True) + rt(300, text=True, seed=b"Hello, ") + rt(4000, noise=True))
+# negotiation variants, each with round trips that must come back identical
+write(df, "shared_server_round_trips", prefix() + dparams(shared=True)
+      + rt(1000, text=True, seed="κόσμε ".encode()) + rt(0) + rt(70, seed=b"ab"))
+write(df, "dedicated_server_all_parameters_window_9", prefix([0x81], flags=ECHO)
+      + dparams(snct=True, cnct=True, S=9, C=9, win=9, cwin=9, mem=1, level=9)
+      + rt(3000, text=True, noise=True) + rt(3000, text=True, noise=True))
+write(df, "client_offer_without_value_smaller_window", prefix() + dparams(C=15, C_value=False,
+      cwin=10) + rt(2000, seed=b"abcabc") + rt(2000, seed=b"abcabc"))
+write(df, "client_role_answer_with_windows", prefix([7, 0x83], flags=ECHO)
+      + dparams(client=True, snct=True, S=10, C=11, pwin=10, plevel=1)
+      + rt(4000, text=True, noise=True, frags=3, shifts=b"\x10\x20") + ctrl(b"ping"))
+write(df, "client_role_peer_shared_server", prefix() + dparams(client=True, peer_shared=True)
+      + rt(500, seed=b"xyz") + rt(500, seed=b"xyz"))
+write(df, "client_role_context_takeover_peer_mem_level_9", prefix([0x90])
+      + dparams(client=True, pmem=9, plevel=9, pwin=15)
+      + rt(4000, text=True, seed=b"{\"k\":1}") + rt(4000, text=True, seed=b"{\"k\":1}"))
+write(df, "fragmented_round_trip_with_pings", prefix([1, 9]) + SERVER
+      + rt(3000, text=True, noise=True, many=True, frags=12, pings=0xff))
+write(df, "near_limit_noise_64k", prefix([0xff]) + dparams(max_msg=64 << 10)
+      + rt(32, near=True, noise=True) + rt(31, near=True, noise=True))
+write(df, "over_limit_round_trip_1009", prefix() + dparams(max_msg=1000) + rt(33, near=True))
+write(df, "too_many_fragments_1009", prefix() + dparams(max_frags=3) + rt(100, frags=4))
+write(df, "answer_server_window_8", prefix(flags=ECHO) + dparams(client=True, S=8)
+      + rt(200, seed=b"a") + arb([HELLO]))
+write(df, "offer_server_window_8_declined", prefix() + dparams(S=8) + rt(200) + arb([HELLO]))
+write(df, "no_extension_rsv1_1002", prefix() + dparams(no_ext=True) + plain(b"plain")
+      + arb([HELLO]))
+# what the receiver refuses
+write(df, "bomb_1m_zeros_64k_limit_1009", prefix([0xff]) + dparams(max_msg=64 << 10)
+      + arb([deflated(bytes(1 << 20))], long=True))
+write(df, "bomb_fragmented_1009", prefix() + dparams(client=True, max_msg=4096)
+      + arb([deflated(bytes(100000))[:300], deflated(bytes(100000))[300:]], long=True))
+write(df, "reserved_btype_1007", prefix() + SERVER + arb([b"\xff\xff\xff"]))
+write(df, "inflated_text_not_utf8_1007", prefix([0x80]) + CLIENT
+      + arb([deflated(b"\xff" * 300)], text=True))
+write(df, "rsv1_on_continuation_1002", prefix() + SERVER
+      + arb([HELLO[:3], HELLO[3:]], text=True, rsv1_cont=True))
+write(df, "rsv1_on_ping_1002", prefix() + SERVER + ctrl(b"p", rsv1=True))
+write(df, "uncompressed_then_compressed", prefix() + CLIENT + plain(b"plain", text=True)
+      + arb([b"plain"], no_rsv1=True) + arb([HELLO]))
+write(df, "close_after_round_trip", prefix([2]) + SERVER + rt(10, seed=b"bye") + ctrl(b"", pong=True)
+      + dclose(8) + raw(b"\xc1\x00"))
+write(df, "raw_garbage_after_message", prefix() + CLIENT + arb([HELLO]) + raw(b"\xc1\x7f\xff\xff"))

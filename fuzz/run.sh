@@ -28,13 +28,13 @@ rss_mb="${FUZZ_RSS_MB:-2048}"
 export RUSTC_BOOTSTRAP=1
 
 all_targets=(frame_decode handshake_request handshake_response server_connection
-    client_connection utf8_incremental roundtrip pubsub_control chat_message)
+    client_connection utf8_incremental roundtrip pubsub_control chat_message deflate)
 
 # the libFuzzer dictionary for each target, if any
 dict_for() {
     case "$1" in
         handshake_request | handshake_response) echo "dicts/http.dict" ;;
-        frame_decode | server_connection | client_connection | utf8_incremental) echo "dicts/frames.dict" ;;
+        frame_decode | server_connection | client_connection | utf8_incremental | deflate) echo "dicts/frames.dict" ;;
         pubsub_control | chat_message) echo "dicts/json.dict" ;;
         *) echo "" ;;
     esac
@@ -49,6 +49,7 @@ max_len() {
         utf8_incremental) echo 4096 ;;
         roundtrip) echo 4096 ;;
         pubsub_control | chat_message) echo 4096 ;;
+        deflate) echo 16384 ;;
         *) echo 4096 ;;
     esac
 }

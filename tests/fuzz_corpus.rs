@@ -26,6 +26,7 @@ const TARGETS: &[(&str, Oracle)] = &[
     ("roundtrip", oracles::roundtrip),
     ("pubsub_control", oracles::pubsub_control),
     ("chat_message", oracles::chat_message),
+    ("deflate", oracles::deflate),
 ];
 
 fn fuzz_dir() -> PathBuf {

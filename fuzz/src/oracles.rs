@@ -20,6 +20,8 @@
 //! - `frame_decode.rs`: `frame_decode`;
 //! - `handshake.rs`: `handshake_request` and `handshake_response`;
 //! - `connection.rs`: `server_connection` and `client_connection`;
+//! - `deflate.rs`: `deflate` (permessage-deflate negotiated from the input,
+//!   then the inflate paths);
 //! - `utf8_incremental.rs`: `utf8_incremental`;
 //! - `roundtrip.rs`: `roundtrip`;
 //! - `pubsub_chat.rs`: `pubsub_control` and `chat_message`.
@@ -54,6 +56,8 @@
 
 #[path = "oracles/connection.rs"]
 mod connection;
+#[path = "oracles/deflate.rs"]
+mod deflate;
 #[path = "oracles/driver.rs"]
 mod driver;
 #[path = "oracles/frame_decode.rs"]
@@ -70,6 +74,7 @@ mod roundtrip;
 mod utf8_incremental;
 
 pub use connection::{client_connection, server_connection};
+pub use deflate::deflate;
 pub use frame_decode::frame_decode;
 pub use handshake::{handshake_request, handshake_response};
 pub use heap::CountingAlloc;
