@@ -110,12 +110,7 @@ impl Connection {
         message: &Message<'_>,
         out: &mut Vec<u8>,
     ) -> Result<Option<[u8; 4]>, UsageError> {
-        self.check_open()?;
-        if self.sending.is_some() {
-            return Err(UsageError::Fragmentation(
-                "a fragmented message is in progress",
-            ));
-        }
+        self.check_data()?;
         let mask = self.mask_key();
         let len = message.as_bytes().len() as u64;
         encode_header(out, true, message.kind().into(), mask, len);
