@@ -3,8 +3,10 @@
 use clap::{Args, Parser, Subcommand};
 use edgews::protocol::{DeflateConfig, DeflateMode, OriginPolicy};
 use edgews::server::{GuardConfig, OverRate, RateLimit};
+use edgews::tls::TlsFiles;
 use edgews::{ProtocolConfig, ServerConfig};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A fast, strict WebSocket (RFC 6455) server.
@@ -143,6 +145,14 @@ pub struct ServerArgs {
     /// With a JWT secret: also require the token's `iss` to be this issuer.
     #[arg(long, value_name = "ISS")]
     pub jwt_issuer: Option<String>,
+    /// Serve TLS (wss://, and https:// for the chat page, /healthz and
+    /// /metrics) with this PEM certificate chain, leaf first; needs
+    /// --tls-key. SIGHUP reloads both files.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Serve /metrics and /healthz on this address instead (e.g.
     /// 127.0.0.1:9090); the public port then answers /metrics with 404.
     #[arg(long, value_name = "ADDR")]
@@ -287,6 +297,15 @@ impl ServerArgs {
         })
     }
 
+    /// The certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        if let Some(key) = self.tls_key.as_deref() {
+            warn_if_readable_by_others(key);
+        }
+        Some(TlsFiles { cert, key })
+    }
+
     /// The server configuration these options describe.
     pub fn config(&self) -> ServerConfig {
         let origin = if self.allowed_origins.iter().any(|o| o == "*") {
@@ -302,6 +321,7 @@ impl ServerArgs {
             max_backpressure: usize::try_from(self.max_backpressure).unwrap_or(usize::MAX),
             shutdown_timeout: self.shutdown_timeout,
             metrics_listen: self.metrics_listen,
+            tls: self.tls_files(),
             protocol: ProtocolConfig {
                 max_frame_size: self.max_frame_size,
                 max_message_size: self.max_message_size,

@@ -49,6 +49,23 @@ pub struct CommonArgs {
     /// payloads worth compressing).
     #[arg(long)]
     pub deflate: bool,
+    /// For wss:// URLs: trust only the certificates in this PEM file
+    /// (default: the system's roots).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// For wss:// URLs: accept any certificate. For tests only.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl CommonArgs {
+    /// How wss:// servers are verified.
+    pub fn client_tls(&self) -> edgews::tls::ClientTls {
+        edgews::tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            dangerous_insecure: self.insecure,
+        }
+    }
 }
 
 /// `edgews load echo`.
@@ -117,11 +134,9 @@ pub struct IdleArgs {
 /// Runs a scenario; fails when it saw errors (a wrong echo, a lost message).
 pub fn run(command: LoadCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        LoadCommand::Echo(args) => drive(echo::EchoLoad::new(&args)?, args.common.deflate),
-        LoadCommand::Broadcast(args) => {
-            drive(broadcast::BroadcastLoad::new(&args)?, args.common.deflate)
-        }
-        LoadCommand::Idle(args) => drive(idle::IdleLoad::new(&args)?, args.common.deflate),
+        LoadCommand::Echo(args) => drive(echo::EchoLoad::new(&args)?, &args.common),
+        LoadCommand::Broadcast(args) => drive(broadcast::BroadcastLoad::new(&args)?, &args.common),
+        LoadCommand::Idle(args) => drive(idle::IdleLoad::new(&args)?, &args.common),
     }
 }
 
@@ -131,16 +146,17 @@ pub trait Scenario: Handler {
     fn finish(&mut self) -> Result<(), String>;
 }
 
-fn drive<S: Scenario>(scenario: S, deflate: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn drive<S: Scenario>(scenario: S, args: &CommonArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig {
         max_connections: edgews::config::MAX_CONNECTIONS_LIMIT,
         shutdown_timeout: Duration::from_secs(2),
         protocol: ProtocolConfig {
             ping_interval: None,
             max_fragments: edgews::config::MAX_FRAGMENTS_LIMIT,
-            deflate: deflate.then(DeflateConfig::default),
+            deflate: args.deflate.then(DeflateConfig::default),
             ..ProtocolConfig::default()
         },
+        client_tls: args.client_tls(),
         ..ServerConfig::default()
     };
     let mut reactor = Reactor::new(config, scenario)?;

@@ -7,12 +7,15 @@ use super::http::has_token;
 use crate::deflate::{validate_response as validate_deflate, DeflateParams};
 use std::fmt;
 
-/// A parsed `ws://host[:port]/path?query` URL (§3).
+/// A parsed `ws://host[:port]/path?query` or `wss://` URL (§3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
+    /// `wss://`: the connection runs over TLS (which the caller provides;
+    /// the engine sees only plaintext).
+    pub secure: bool,
     /// The host: a name, an IPv4 address, or an IPv6 address without brackets.
     pub host: String,
-    /// The port; 80 when the URL has none.
+    /// The port; 80 (`ws://`) or 443 (`wss://`) when the URL has none.
     pub port: u16,
     /// Path and query, at least `/`.
     pub resource: String,
@@ -31,14 +34,14 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl WsUrl {
-    /// Parses a `ws://` URL. `wss://` is refused: TLS is not built in.
+    /// Parses a `ws://` or `wss://` URL (§3).
     pub fn parse(url: &str) -> Result<WsUrl, UrlError> {
-        let rest = if let Some(rest) = strip_prefix_ignore_case(url, "ws://") {
-            rest
-        } else if strip_prefix_ignore_case(url, "wss://").is_some() {
-            return Err(UrlError("wss:// needs TLS, which edgews does not provide"));
+        let (secure, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "ws://") {
+            (false, rest)
+        } else if let Some(rest) = strip_prefix_ignore_case(url, "wss://") {
+            (true, rest)
         } else {
-            return Err(UrlError("the scheme must be ws://"));
+            return Err(UrlError("the scheme must be ws:// or wss://"));
         };
         // §3: "Fragment identifiers ... MUST NOT be used on these URIs"
         if rest.contains('#') {
@@ -51,8 +54,10 @@ impl WsUrl {
             r if r.starts_with('?') => format!("/{r}"),
             r => r.to_string(),
         };
-        let (host, port) = split_host_port(authority)?;
+        let default_port = if secure { 443 } else { 80 };
+        let (host, port) = split_host_port(authority, default_port)?;
         Ok(WsUrl {
+            secure,
             host,
             port,
             resource,
@@ -60,14 +65,14 @@ impl WsUrl {
     }
 
     /// The `Host` header value: the host, bracketed if IPv6, with the port
-    /// unless it is 80.
+    /// unless it is the scheme's default (80, or 443 for `wss://`).
     pub fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == if self.secure { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -81,7 +86,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), UrlError> {
     if authority.contains('@') {
         return Err(UrlError("user information is not supported"));
     }
@@ -100,7 +105,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
         return Err(UrlError("missing host"));
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => p.parse().map_err(|_| UrlError("invalid port"))?,
     };
     Ok((host.to_string(), port))
@@ -230,13 +235,25 @@ mod tests {
         let u = WsUrl::parse("ws://[::1]:9001?x").unwrap();
         assert_eq!((u.host.as_str(), u.resource.as_str()), ("::1", "/?x"));
         assert_eq!(u.host_header(), "[::1]:9001");
+        assert!(!u.secure);
+    }
+
+    #[test]
+    fn wss_urls_default_to_port_443_and_leave_it_out_of_host() {
+        let u = WsUrl::parse("wss://example.com/feed").unwrap();
+        assert_eq!(
+            (u.secure, u.port, u.host_header().as_str()),
+            (true, 443, "example.com")
+        );
+        let u = WsUrl::parse("WSS://example.com:80").unwrap();
+        assert_eq!(u.host_header(), "example.com:80", "80 is not wss' default");
     }
 
     #[test]
     fn bad_urls_are_refused() {
         for url in [
             "http://a",
-            "wss://a",
+            "https://a",
             "ws://",
             "ws://a:99999",
             "ws://a/#frag",

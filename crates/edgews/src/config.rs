@@ -7,6 +7,7 @@ pub use crate::protocol::config::{
     check_duration, ConfigError, ProtocolConfig, MAX_DURATION, MAX_FRAGMENTS_LIMIT,
     MAX_HEADERS_LIMIT, MAX_HEAD_LIMIT, MAX_MESSAGE_LIMIT,
 };
+use crate::tls::{ClientTls, TlsFiles};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,6 +45,14 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// The per-connection protocol limits.
     pub protocol: ProtocolConfig,
+    /// Serve TLS (`wss://`, and `https://` for the plain-HTTP endpoints)
+    /// on the public listener with this certificate and key, read at start
+    /// and again on [`Reactor::reload_tls`](crate::reactor::Reactor::reload_tls)
+    /// (SIGHUP). The metrics listener stays plain. Default none: plain TCP.
+    pub tls: Option<TlsFiles>,
+    /// How outbound `wss://` connections verify their server. Default: the
+    /// system's roots.
+    pub client_tls: ClientTls,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +65,8 @@ impl Default for ServerConfig {
             max_messages_per_turn: 1024,
             metrics_listen: None,
             protocol: ProtocolConfig::default(),
+            tls: None,
+            client_tls: ClientTls::default(),
         }
     }
 }

@@ -45,6 +45,7 @@ pub mod client;
 pub mod config;
 pub mod reactor;
 pub mod server;
+pub mod tls;
 
 /// The sans-I/O engine, the `edgews-protocol` crate.
 pub use edgews_protocol as protocol;

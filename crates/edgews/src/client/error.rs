@@ -8,10 +8,13 @@ use std::io;
 /// Why a client operation failed.
 #[derive(Debug)]
 pub enum ClientError {
-    /// The URL is not a usable `ws://` URL.
+    /// The URL is not a usable `ws://` or `wss://` URL.
     Url(UrlError),
     /// The network failed.
     Io(io::Error),
+    /// TLS failed: no trust anchors, or the server's certificate was not
+    /// trusted, expired, or for another name.
+    Tls(crate::tls::TlsError),
     /// The server's answer to the upgrade was not valid.
     Handshake(ResponseError),
     /// The call is not allowed now (e.g. sending after close).
@@ -29,6 +32,7 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Url(e) => e.fmt(f),
             ClientError::Io(e) => write!(f, "network error: {e}"),
+            ClientError::Tls(e) => e.fmt(f),
             ClientError::Handshake(e) => write!(f, "handshake failed: {e}"),
             ClientError::Usage(e) => e.fmt(f),
             ClientError::Closed(c) => write!(f, "connection closed with {} {:?}", c.code, c.reason),

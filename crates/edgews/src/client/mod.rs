@@ -13,6 +13,7 @@
 //! ```
 
 mod error;
+mod stream;
 
 pub use error::ClientError;
 
@@ -20,10 +21,12 @@ use crate::config::ProtocolConfig;
 use crate::protocol::{
     CloseCode, Closed, Connection, DeflateConfig, DeflateParams, Event, Message, OpCode, WsUrl,
 };
+use crate::tls::ClientTls;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stream::Stream;
 
 /// How a [`Client`] connects and what it accepts.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub struct ClientConfig {
     pub subprotocols: Vec<String>,
     /// Extra request headers, as `Name: value`.
     pub headers: Vec<String>,
+    /// How a `wss://` server is verified. Default: the system's roots.
+    pub tls: ClientTls,
 }
 
 impl Default for ClientConfig {
@@ -64,6 +69,7 @@ impl Default for ClientConfig {
             write_timeout: Some(Duration::from_secs(30)),
             subprotocols: Vec::new(),
             headers: Vec::new(),
+            tls: ClientTls::default(),
         }
     }
 }
@@ -84,7 +90,7 @@ pub enum Received {
 /// A blocking WebSocket client connection.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     engine: Connection,
     /// Received bytes not consumed yet: `buf[start..end]`.
     buf: Vec<u8>,
@@ -98,12 +104,13 @@ pub struct Client {
 const READ_CHUNK: usize = 64 << 10;
 
 impl Client {
-    /// Connects to a `ws://` URL with the default configuration.
+    /// Connects to a `ws://` or `wss://` URL with the default configuration.
     pub fn connect(url: &str) -> Result<Client, ClientError> {
         Client::connect_with(url, ClientConfig::default())
     }
 
-    /// Connects to a `ws://` URL and completes the opening handshake.
+    /// Connects to a `ws://` or `wss://` URL and completes the opening
+    /// handshake (after the TLS handshake, for `wss://`).
     pub fn connect_with(url: &str, config: ClientConfig) -> Result<Client, ClientError> {
         let parsed = WsUrl::parse(url)?;
         let addrs = (parsed.host.as_str(), parsed.port).to_socket_addrs()?;
@@ -121,6 +128,12 @@ impl Client {
         let stream = stream.ok_or(last_error)?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(config.write_timeout)?;
+        let stream = if parsed.secure {
+            stream.set_read_timeout(Some(config.handshake_timeout))?;
+            Stream::tls(stream, &parsed.host, &config.tls).map_err(ClientError::Tls)?
+        } else {
+            Stream::Plain(stream)
+        };
         let mut out = Vec::new();
         let protocol = Arc::new(config.protocol.clone());
         let engine = Connection::client(
@@ -145,9 +158,10 @@ impl Client {
         client.flush()?;
         client
             .stream
+            .tcp()
             .set_read_timeout(Some(config.handshake_timeout))?;
         client.handshake()?;
-        client.stream.set_read_timeout(config.read_timeout)?;
+        client.stream.tcp().set_read_timeout(config.read_timeout)?;
         Ok(client)
     }
 
@@ -185,9 +199,14 @@ impl Client {
         self.engine.deflate()
     }
 
-    /// The underlying stream (for timeouts and addresses).
+    /// The underlying TCP stream (for timeouts and addresses).
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
+    }
+
+    /// Whether the connection runs over TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     /// Sends a text message.
@@ -286,7 +305,9 @@ impl Client {
         self.engine
             .close(Instant::now(), code, reason, &mut self.out)?;
         self.flush()?;
-        self.stream.set_read_timeout(Some(self.close_timeout))?;
+        self.stream
+            .tcp()
+            .set_read_timeout(Some(self.close_timeout))?;
         loop {
             match self.recv() {
                 Ok(Received::Closed(c)) => return Ok(c),
@@ -335,7 +356,7 @@ impl Client {
     /// §7.1.1: the client waits for the server to close TCP first; it gives
     /// up after the close timeout.
     fn await_server_close(&mut self) {
-        let _ = self.stream.set_read_timeout(Some(self.close_timeout));
+        let _ = self.stream.tcp().set_read_timeout(Some(self.close_timeout));
         let mut sink = [0u8; 1024];
         let deadline = Instant::now() + self.close_timeout;
         while Instant::now() < deadline {
@@ -344,7 +365,7 @@ impl Client {
                 Ok(_) => {}
             }
         }
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.stream.shutdown();
     }
 }
 

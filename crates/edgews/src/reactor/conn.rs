@@ -6,10 +6,10 @@ use super::clock::{Clock, Stamp};
 use super::lifecycle::Lifecycle;
 use super::metrics::Stats;
 use super::settings::Settings;
+use super::socket::Socket;
 use super::splice::{InputSpan, Splice};
 use super::token::ConnId;
 use crate::protocol::Connection;
-use mio::net::TcpStream;
 use slab::Slab;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -19,7 +19,8 @@ use std::time::Instant;
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub id: ConnId,
-    pub socket: TcpStream,
+    /// TCP, or TLS over TCP.
+    pub socket: Socket,
     pub engine: Connection,
     pub peer: Peer,
     /// Received bytes the engine has not consumed yet: a partial header or
@@ -149,7 +150,7 @@ mod size_tests {
             std::mem::size_of::<std::time::Instant>(),
             std::mem::size_of::<super::Peer>(),
             std::mem::size_of::<super::ConnId>(),
-            std::mem::size_of::<mio::net::TcpStream>(),
+            std::mem::size_of::<super::Socket>(),
         );
     }
 }

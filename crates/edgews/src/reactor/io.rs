@@ -5,10 +5,12 @@
 use super::conn::lookup;
 use super::dispatch::dispatch;
 use super::handler::Handler;
+use super::lifecycle::Phase;
 use super::splice::InputSpan;
 use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{CloseCode, Role, State};
+use crate::tls::TlsRead;
 use std::io::{self, Read};
 use std::net::Shutdown;
 use std::time::Duration;
@@ -77,12 +79,12 @@ impl<H: Handler> Reactor<H> {
             // input left by the per-turn cap is processed before any read:
             // no edge may come for it (the peer may have sent it all)
             let backlog = std::mem::take(&mut conn.backlog);
-            let n = if backlog || space == 0 {
-                0
+            let (n, drained) = if backlog || space == 0 {
+                (0, false)
             } else {
-                match conn.socket.read(&mut self.read_buf[kept..]) {
-                    Ok(0) => return self.on_eof(id),
-                    Ok(n) => n,
+                match conn.socket.read_input(&mut self.read_buf[kept..]) {
+                    Ok(TlsRead::Eof) => return self.on_eof(id),
+                    Ok(TlsRead::Data { len, drained }) => (len, drained),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.settle(id),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return self.on_io_error(id, &e),
@@ -106,7 +108,7 @@ impl<H: Handler> Reactor<H> {
             // Drained (a new arrival raises a new edge), or paused by
             // settle. A short read proves nothing once the peer hung up: its
             // FIN raised no edge of its own, so read on to 0.
-            if (n < space && !hup) || self.is_over_backpressure(id) {
+            if (drained && !hup) || self.is_over_backpressure(id) {
                 return self.settle(id);
             }
         }
@@ -129,7 +131,7 @@ impl<H: Handler> Reactor<H> {
     /// Whether the connection's output holds more than `max_backpressure`.
     fn is_over_backpressure(&mut self, id: ConnId) -> bool {
         let max = self.hub.config.max_backpressure;
-        lookup(&mut self.hub.conns, id).is_some_and(|c| c.queue.cost() > max)
+        lookup(&mut self.hub.conns, id).is_some_and(|c| held(c) > max)
     }
 
     /// Runs the engine over `read_buf[..filled]`, dispatching each event,
@@ -173,15 +175,24 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         if conn.engine.is_closed() {
-            if conn.queue.is_empty() && conn.peer_eof {
+            let flushed = conn.queue.is_empty() && !conn.socket.wants_write();
+            if flushed && conn.peer_eof {
                 return self.remove(id);
             }
-            if conn.queue.is_empty() && conn.life.start_draining() {
+            let server = conn.engine.role() == Role::Server;
+            // a TLS server says close_notify before its FIN
+            let said_goodbye = match server && flushed && !conn.life.is_draining() {
+                true => conn.socket.close_tls(),
+                false => Ok(true),
+            };
+            let Ok(said_goodbye) = said_goodbye else {
+                return self.remove(id);
+            };
+            if flushed && said_goodbye && conn.life.start_draining() {
                 // §7.1.1: the server closes the TCP connection first; a client
                 // waits for it (and gives up after the linger)
                 conn.linger_until = Some(clock.stamp(now + DRAIN_LINGER));
-                let server = conn.engine.role() == Role::Server;
-                if server && conn.socket.shutdown(Shutdown::Write).is_err() {
+                if server && conn.socket.tcp.shutdown(Shutdown::Write).is_err() {
                     return self.remove(id);
                 }
                 if conn.hup {
@@ -192,11 +203,8 @@ impl<H: Handler> Reactor<H> {
             conn.linger_until
                 .get_or_insert_with(|| clock.stamp(now + close_timeout));
         }
-        if conn.queue.cost() > max_backpressure && !conn.read_paused {
-            log::debug!(
-                "{id}: {} bytes of output held, reading paused",
-                conn.queue.cost()
-            );
+        if held(conn) > max_backpressure && !conn.read_paused {
+            log::debug!("{id}: {} bytes of output held, reading paused", held(conn));
             conn.read_paused = true;
         }
         let phase = conn.engine.timer_phase();
@@ -239,7 +247,8 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 return;
             };
-            match conn.socket.read(&mut self.read_buf) {
+            // ciphertext too is dropped unread: the TLS session is over
+            match conn.socket.tcp.read(&mut self.read_buf) {
                 Ok(0) => return self.remove(id),
                 Ok(n) if n < self.read_buf.len() && !conn.hup => return,
                 Ok(_) => {}
@@ -269,7 +278,20 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
-        log::debug!("{id} {}: {error}", conn.peer.get());
+        let phase = conn.life.phase();
+        let dialled_out = conn.engine.role() == Role::Client;
+        if dialled_out && matches!(phase, Phase::Dialing | Phase::Handshake) {
+            // an outbound connection that never opened (a refused TLS
+            // certificate, a reset): its handler hears why
+            return self.on_connect_error(id, error);
+        }
+        if conn.socket.is_tls() && error.kind() == io::ErrorKind::InvalidData {
+            // not TLS, or TLS gone wrong: the alert went to the peer
+            log::warn!("{id} {}: TLS: {error}", conn.peer.get());
+            self.hub.stats.tls_errors += 1;
+        } else {
+            log::debug!("{id} {}: {error}", conn.peer.get());
+        }
         conn.queue = Default::default();
         self.remove(id);
     }
@@ -344,4 +366,10 @@ impl<H: Handler> Reactor<H> {
             self.remove(id);
         }
     }
+}
+
+/// The output a connection holds: its queue and what waits inside its TLS
+/// layer. What `max_backpressure` limits.
+pub(super) fn held(conn: &super::conn::Conn) -> usize {
+    conn.queue.cost() + conn.socket.pending()
 }

@@ -52,8 +52,7 @@ impl Lifecycle {
         Lifecycle(Phase::Dialing)
     }
 
-    /// The phase (the predicates below are what the reactor asks).
-    #[cfg(test)]
+    /// The phase (the predicates below are what the reactor asks most).
     pub fn phase(self) -> Phase {
         self.0
     }

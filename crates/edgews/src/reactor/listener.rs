@@ -3,9 +3,11 @@
 use super::conn::{Conn, Peer};
 use super::handler::Handler;
 use super::lifecycle::Lifecycle;
+use super::socket::Socket;
 use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{Connection, WsUrl};
+use crate::tls::TlsLayer;
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io;
@@ -99,6 +101,13 @@ impl<H: Handler> Reactor<H> {
             return;
         }
         let over_capacity = self.hub.conns.len() >= max;
+        let socket = match self.tls_server.as_ref().filter(|_| !metrics_only) {
+            None => Socket::plain(socket),
+            Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                Ok(tls) => Socket::tls(socket, TlsLayer::new(tls.into())),
+                Err(e) => return log::warn!("{peer}: TLS: {e}"),
+            },
+        };
         let engine = Connection::server(self.hub.now, self.hub.config.protocol.clone());
         if let Ok(id) = self.insert(socket, peer, engine, Lifecycle::inbound()) {
             self.hub.stats.accepted += 1;
@@ -109,18 +118,37 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Opens an outbound WebSocket connection to a `ws://` URL (the TCP
-    /// connect and the handshake complete in the loop; the handler hears
-    /// `on_open` or `on_connect_error`). Name resolution blocks: prefer IP
-    /// addresses.
+    /// Opens an outbound WebSocket connection to a `ws://` or `wss://` URL
+    /// (the TCP connect, the TLS handshake and the WebSocket handshake
+    /// complete in the loop; the handler hears `on_open` or
+    /// `on_connect_error`). Name resolution blocks: prefer IP addresses.
+    /// `wss://` verifies the server as `ServerConfig::client_tls` says.
     pub fn connect(&mut self, url: &str, subprotocols: Vec<String>) -> io::Result<ConnId> {
         let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let addr = (url.host.as_str(), url.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address"))?;
+        let tls = if url.secure {
+            let name = crate::tls::server_name(&url.host).map_err(invalid_input)?;
+            let config = match &self.tls_client {
+                Some(config) => config.clone(),
+                None => {
+                    let config = self.hub.config.client_tls.build().map_err(invalid_input)?;
+                    self.tls_client.insert(config).clone()
+                }
+            };
+            let conn = rustls::ClientConnection::new(config, name).map_err(invalid_input)?;
+            Some(TlsLayer::new(conn.into()))
+        } else {
+            None
+        };
         self.hub.now = std::time::Instant::now();
         let socket = TcpStream::connect(addr)?;
+        let socket = match tls {
+            Some(tls) => Socket::tls(socket, tls),
+            None => Socket::plain(socket),
+        };
         let mut request = Vec::new();
         let engine = Connection::client(
             self.hub.now,
@@ -139,18 +167,18 @@ impl<H: Handler> Reactor<H> {
 
     fn insert(
         &mut self,
-        mut socket: TcpStream,
+        mut socket: Socket,
         peer: SocketAddr,
         engine: Connection,
         life: Lifecycle,
     ) -> io::Result<ConnId> {
         // small messages must not wait for Nagle's algorithm
-        let _ = socket.set_nodelay(true);
+        let _ = socket.tcp.set_nodelay(true);
         let entry = self.hub.conns.vacant_entry();
         let id = ConnId::new(entry.key(), self.next_generation);
         self.next_generation = (self.next_generation + 1) % (u32::MAX - 1);
         self.poll.registry().register(
-            &mut socket,
+            &mut socket.tcp,
             id.token(),
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -176,4 +204,8 @@ impl<H: Handler> Reactor<H> {
         });
         Ok(id)
     }
+}
+
+fn invalid_input(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }

@@ -45,6 +45,13 @@ pub struct Stats {
     /// Connections accepted while out of file descriptors only to be
     /// answered 503 and closed at once (with the reserve descriptor).
     pub fd_exhaustion_refusals: u64,
+    /// TLS connections ended by a TLS error (garbage, plain HTTP on the
+    /// TLS port, a bad record, a failed handshake).
+    pub tls_errors: u64,
+    /// Successful reloads of the TLS certificate and key.
+    pub tls_reloads: u64,
+    /// Reloads that failed (the certificate in use stayed).
+    pub tls_reload_failures: u64,
 }
 
 impl Stats {
@@ -135,6 +142,24 @@ impl Stats {
             "counter",
             "Messages sent from the read buffer without a copy.",
             self.messages_out_zero_copy,
+        );
+        metric(
+            "edgews_tls_errors_total",
+            "counter",
+            "TLS connections ended by a TLS error.",
+            self.tls_errors,
+        );
+        metric(
+            "edgews_tls_reloads_total",
+            "counter",
+            "Successful reloads of the TLS certificate and key.",
+            self.tls_reloads,
+        );
+        metric(
+            "edgews_tls_reload_failures_total",
+            "counter",
+            "Failed reloads of the TLS certificate and key (the old one stayed).",
+            self.tls_reload_failures,
         );
         metric(
             "edgews_slow_consumer_closes_total",

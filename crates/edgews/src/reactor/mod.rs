@@ -30,6 +30,7 @@ mod lifecycle;
 mod listener;
 mod metrics;
 mod settings;
+mod socket;
 mod splice;
 mod timer;
 mod token;
@@ -79,6 +80,14 @@ pub struct Reactor<H: Handler> {
     /// Accepting stopped after `EMFILE`/`ENFILE` until this instant.
     accept_paused_until: Option<Instant>,
     signals: Option<mio::net::UnixStream>,
+    /// SIGHUP: reload the TLS certificate and key.
+    hangup: Option<mio::net::UnixStream>,
+    /// The server's TLS configuration, when it serves TLS; replaced on
+    /// reload, while open connections keep the one they began with.
+    tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// The configuration of outbound `wss://` connections, built on the
+    /// first one.
+    tls_client: Option<Arc<rustls::ClientConfig>>,
     waker: Arc<Waker>,
     stop_flag: Arc<AtomicBool>,
     /// Set once shutdown begins: when it gives up waiting for close replies.
@@ -119,6 +128,14 @@ impl<H: Handler> Reactor<H> {
         // freed heap memory), about 100 B per connection at 5,000. Capped,
         // for a configuration that means "no limit".
         let capacity = config.max_connections.min(MAX_RESERVED_SLOTS);
+        let tls_server = match &config.tls {
+            Some(files) => Some(
+                files
+                    .load()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
         let now = Instant::now();
         Ok(Reactor {
             poll,
@@ -146,6 +163,9 @@ impl<H: Handler> Reactor<H> {
             next_generation: 0,
             accept_paused_until: None,
             signals: None,
+            hangup: None,
+            tls_server,
+            tls_client: None,
             waker,
             stop_flag: Arc::new(AtomicBool::new(false)),
             shutdown_deadline: None,
@@ -183,18 +203,43 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Shuts down gracefully on SIGINT or SIGTERM (a second signal stops
-    /// at once).
+    /// at once); reloads the TLS certificate and key on SIGHUP.
     pub fn handle_signals(&mut self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        self.signals = Some(self.signal_pipe(&[SIGINT, SIGTERM], token::SIGNALS)?);
+        self.hangup = Some(self.signal_pipe(&[SIGHUP], token::HANGUP)?);
+        Ok(())
+    }
+
+    /// A pipe that becomes readable when one of `signals` arrives.
+    fn signal_pipe(
+        &mut self,
+        signals: &[i32],
+        token: mio::Token,
+    ) -> std::io::Result<mio::net::UnixStream> {
         let (read, write) = std::os::unix::net::UnixStream::pair()?;
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGINT, write.try_clone()?)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, write)?;
+        for &signal in signals {
+            signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+        }
         let mut read = mio::net::UnixStream::from_std(read);
         self.poll
             .registry()
-            .register(&mut read, token::SIGNALS, Interest::READABLE)?;
-        self.signals = Some(read);
+            .register(&mut read, token, Interest::READABLE)?;
+        Ok(read)
+    }
+
+    /// Reads the TLS certificate and key again: new handshakes use them,
+    /// open connections go on with theirs. On an error (a missing or bad
+    /// file) the configuration in use stays. Without TLS, does nothing.
+    pub fn reload_tls(&mut self) -> Result<(), crate::tls::TlsError> {
+        let Some(files) = &self.hub.config.tls else {
+            return Ok(());
+        };
+        let config = files.load()?;
+        self.tls_server = Some(config);
+        self.hub.stats.tls_reloads += 1;
         Ok(())
     }
 
@@ -259,6 +304,7 @@ impl<H: Handler> Reactor<H> {
             match event.token() {
                 token::LISTENER | token::METRICS_LISTENER => self.accept_all(),
                 token::SIGNALS => self.on_signal(),
+                token::HANGUP => self.on_hangup(),
                 token::WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_shutdown(),
                 token::WAKER => {}
                 t => {
@@ -330,6 +376,23 @@ impl<H: Handler> Reactor<H> {
             self.shutdown_deadline = Some(self.hub.now);
         } else {
             self.begin_shutdown();
+        }
+    }
+
+    fn on_hangup(&mut self) {
+        if let Some(pipe) = self.hangup.as_mut() {
+            let mut buf = [0u8; 64];
+            while matches!(std::io::Read::read(pipe, &mut buf), Ok(n) if n > 0) {}
+        }
+        match self.reload_tls() {
+            Ok(()) if self.tls_server.is_some() => {
+                log::info!("SIGHUP: TLS certificate and key reloaded")
+            }
+            Ok(()) => log::info!("SIGHUP: no TLS configured, nothing to reload"),
+            Err(e) => {
+                self.hub.stats.tls_reload_failures += 1;
+                log::error!("SIGHUP: TLS reload failed, keeping the certificate in use: {e}")
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::protocol::ProtocolConfig;
+use crate::tls::{ClientTls, TlsFiles};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,8 @@ pub(crate) struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Shared by the reactor and every connection's engine.
     pub protocol: Arc<ProtocolConfig>,
+    pub tls: Option<TlsFiles>,
+    pub client_tls: ClientTls,
 }
 
 impl Settings {
@@ -34,6 +37,8 @@ impl Settings {
             max_messages_per_turn,
             metrics_listen,
             protocol,
+            tls,
+            client_tls,
         } = config;
         Ok(Settings {
             listen,
@@ -43,6 +48,8 @@ impl Settings {
             max_messages_per_turn,
             metrics_listen,
             protocol: Arc::new(protocol),
+            tls,
+            client_tls,
         })
     }
 }

@@ -64,6 +64,8 @@ pub(crate) const LISTENER: Token = Token(usize::MAX);
 pub(crate) const SIGNALS: Token = Token(usize::MAX - 1);
 /// The metrics listener (`ServerConfig::metrics_listen`).
 pub(crate) const METRICS_LISTENER: Token = Token(usize::MAX - 3);
+/// The SIGHUP pipe: reload the TLS certificate.
+pub(crate) const HANGUP: Token = Token(usize::MAX - 4);
 /// The cross-thread waker (a [`crate::reactor::ShutdownHandle`]).
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 

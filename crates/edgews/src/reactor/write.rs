@@ -45,7 +45,8 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
-        if conn.queue.is_empty() && !conn.life.is_dialing() && !conn.read_paused {
+        let tls_waits = conn.socket.wants_write();
+        if conn.queue.is_empty() && !tls_waits && !conn.life.is_dialing() && !conn.read_paused {
             // Edge-triggered epoll reports "writable" whenever the peer's
             // ACKs free send-buffer space, i.e. after nearly every write.
             // With nothing queued there is nothing to write or resume, and
@@ -59,10 +60,13 @@ impl<H: Handler> Reactor<H> {
                 Err(e) => return self.on_connect_error(id, &e),
             }
         }
+        if let Err(e) = conn.socket.flush_tls() {
+            return self.on_io_error(id, &e);
+        }
         if let Err(e) = conn.queue.write_to(&mut conn.socket) {
             return self.on_io_error(id, &e);
         }
-        if conn.read_paused && conn.queue.cost() <= self.hub.config.max_backpressure / 2 {
+        if conn.read_paused && super::io::held(conn) <= self.hub.config.max_backpressure / 2 {
             conn.read_paused = false;
             self.ready.push(id); // the kernel may hold data no edge will announce
         }
@@ -113,10 +117,10 @@ fn write_or_queue(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
 
 /// Whether an outbound TCP connect completed (`Ok(false)`: not yet).
 fn connect_result(conn: &mut Conn) -> io::Result<bool> {
-    if let Some(e) = conn.socket.take_error()? {
+    if let Some(e) = conn.socket.tcp.take_error()? {
         return Err(e);
     }
-    match conn.socket.peer_addr() {
+    match conn.socket.tcp.peer_addr() {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
         Err(e) => Err(e),
