@@ -324,14 +324,14 @@ impl<'a> Context<'a> {
     }
 
     /// Bytes queued for `id` that the kernel has not taken yet (payload and
-    /// frame headers; what that holds in memory may be more: see
-    /// `ServerConfig::max_backpressure`).
+    /// frame headers, and on TLS what waits encrypted in the TLS layer; what
+    /// that holds in memory may be more: see `ServerConfig::max_backpressure`).
     pub fn queued_bytes(&self, id: ConnId) -> usize {
         self.hub
             .conns
             .get(id.index())
             .filter(|c| c.id == id)
-            .map_or(0, |c| c.queue.len())
+            .map_or(0, |c| c.queue.len() + c.socket.pending())
     }
 
     /// The reactor's counters.
@@ -390,7 +390,7 @@ impl<'a> Context<'a> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
-        let pending = conn.queue.cost();
+        let pending = super::io::held(conn);
         if pending <= max || conn.engine.state() != State::Open {
             return;
         }

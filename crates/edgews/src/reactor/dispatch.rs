@@ -73,11 +73,13 @@ fn upgrade_requested<H: Handler>(
     log::info!("{id} {peer}: open {}", request.path());
     // a copy: the handler gets the hub mutably through its context
     let user = conn.user.clone();
+    let secure = conn.socket.is_tls();
     let info = OpenInfo {
         peer,
         request: Some(request),
         subprotocol: request.subprotocol,
         user: user.as_deref().map(String::as_str),
+        secure,
     };
     handler.on_open(&mut Context::new(hub, Some(id)), id, &info);
 }
@@ -161,6 +163,7 @@ fn connected<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, subprotocol
         request: None,
         subprotocol,
         user: None,
+        secure: conn.socket.is_tls(),
     };
     handler.on_open(&mut Context::new(hub, Some(id)), id, &info);
 }

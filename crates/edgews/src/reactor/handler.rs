@@ -106,6 +106,8 @@ pub struct OpenInfo<'a> {
     pub subprotocol: Option<&'a str>,
     /// The identity [`Handler::on_upgrade`] attached, if any.
     pub user: Option<&'a str>,
+    /// The connection runs over TLS (`wss://`).
+    pub secure: bool,
 }
 
 /// A plain HTTP response, sent with `Connection: close`.

@@ -122,6 +122,9 @@ impl TlsLayer {
             }
             self.flush(socket)?; // handshake messages, key updates
             let drained = got < stage.len() && !self.has_plaintext();
+            if drained {
+                self.shrink_input_buffer();
+            }
             if len > 0 || eof {
                 return Ok(data_or_eof(len, drained, eof));
             }
@@ -146,6 +149,14 @@ impl TlsLayer {
             }
         }
         Ok((len, false))
+    }
+
+    /// Lets rustls shrink its record buffer, which grows to hold a whole
+    /// record (it keeps about 32 KiB after large messages otherwise): a
+    /// `read_tls` that finds nothing to read resizes the buffer to 4 KiB
+    /// when no partial record is in it, and changes nothing else.
+    fn shrink_input_buffer(&mut self) {
+        let _ = self.conn.read_tls(&mut NothingYet);
     }
 
     fn has_plaintext(&mut self) -> bool {
@@ -221,5 +232,15 @@ fn data_or_eof(len: usize, drained: bool, eof: bool) -> TlsRead {
         TlsRead::Eof
     } else {
         TlsRead::Data { len, drained }
+    }
+}
+
+/// A reader with nothing to read yet: `WouldBlock`, which rustls passes on
+/// without taking it for the end of the stream (as it would `Ok(0)`).
+struct NothingYet;
+
+impl Read for NothingYet {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }
