@@ -17,6 +17,8 @@
 
 mod config;
 mod layer;
+#[cfg(test)]
+mod tests;
 
 pub use config::{server_name, ClientTls, TlsError, TlsFiles, ALPN_HTTP1};
 pub use layer::{TlsLayer, TlsRead};
