@@ -207,7 +207,12 @@ fn run_reactor<H: Handler>(mode: &Mode<'_>, handler: H) -> Result<(), Box<dyn st
         .map_err(|e| format!("cannot listen on {}: {e}", mode.args.listen))?;
     reactor.handle_signals()?;
     let name = mode.name;
-    println!("edgews {name} listening on ws://{addr}");
+    let scheme = if mode.args.tls_cert.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
+    println!("edgews {name} listening on {scheme}://{addr}");
     if let Some(metrics) = reactor.metrics_addr() {
         println!("edgews {name} serving /metrics on http://{metrics}");
     }

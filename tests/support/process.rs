@@ -101,7 +101,7 @@ impl Launch {
             stderr_thread: Some(stderr_thread),
         };
         let wants_metrics = self.args.iter().any(|a| a == "--metrics-listen");
-        let listening = format!("edgews {} listening on ws://", self.mode);
+        let listening = format!("edgews {} listening on ", self.mode);
         let serving = format!("edgews {} serving /metrics on http://", self.mode);
         let deadline = Instant::now() + START_TIMEOUT;
         while server.addr.port() == 0 || (wants_metrics && server.metrics_addr.is_none()) {
@@ -114,7 +114,9 @@ impl Launch {
                     server.stderr_text()
                 );
             };
-            if let Some(addr) = line.strip_prefix(&listening) {
+            let url = line.strip_prefix(&listening);
+            let addr = url.and_then(|u| u.strip_prefix("wss://").or(u.strip_prefix("ws://")));
+            if let Some(addr) = addr {
                 server.addr = addr.trim().parse().expect("the listening address");
             } else if let Some(addr) = line.strip_prefix(&serving) {
                 server.metrics_addr = Some(addr.trim().parse().expect("the metrics address"));
