@@ -2,7 +2,8 @@
 // Browser end-to-end test of `edgews chat`: headless Chromium (Debian's
 // /usr/bin/chromium) driven by playwright-core, against the release binary.
 //
-//   node tests/e2e/chat.e2e.js        (run.sh installs what it needs first)
+//   node tests/e2e/chat.e2e.js               (run.sh installs what it needs first)
+//   node tests/e2e/chat.e2e.js --tls DIR     the same over https:// and wss://
 //
 // Three pages: two in one room talk both ways and see each other's
 // presence (a second tab of one of them counted, then gone), a third in
@@ -11,10 +12,25 @@
 // port the pages reconnect by themselves and talk again. Screenshots go to
 // target/e2e/. Any failure, including Chromium or Playwright failing to
 // start, exits non-zero: nothing is skipped.
+//
+// With --tls DIR (ca.pem, cert.pem, key.pem as examples/tls_cert writes
+// them; run.sh makes a throwaway set per run) the server runs with
+// --tls-cert/--tls-key, the pages load from https://localhost:PORT/ and the
+// chat talks wss:// (the page picks the scheme from its own URL); the same
+// checks run, plus: /healthz over https verifies against the test CA from
+// Node, every page's WebSocket URL is wss://, and Chromium reports the TLS
+// connection and certificate it got. How Chromium trusts the certificate:
+// not through the test CA (that would mean an NSS database and certutil)
+// but with --ignore-certificate-errors-spki-list=<SHA-256 of the leaf's
+// public key>: certificate errors are ignored for that one key only (the
+// narrow form of --ignore-certificate-errors), in this test only. Node's
+// /healthz check is what proves the chain is valid against the CA.
 'use strict';
 
 const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
+const https = require('node:https');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -22,14 +38,28 @@ const path = require('node:path');
 const ROOT = path.resolve(__dirname, '..', '..');
 const EDGEWS = process.env.EDGEWS_BIN || path.join(ROOT, 'target', 'release', 'edgews');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = path.join(ROOT, 'target', 'e2e');
+
+function parseArgs(argv) {
+  if (argv.length === 0) return { tlsDir: null };
+  if (argv.length === 2 && argv[0] === '--tls') return { tlsDir: path.resolve(argv[1]) };
+  console.error('usage: node tests/e2e/chat.e2e.js [--tls DIR]   (DIR: ca.pem, cert.pem, key.pem)');
+  process.exit(2);
+}
+const { tlsDir } = parseArgs(process.argv.slice(2));
+const TLS = tlsDir && {
+  ca: path.join(tlsDir, 'ca.pem'),
+  cert: path.join(tlsDir, 'cert.pem'),
+  key: path.join(tlsDir, 'key.pem'),
+};
+const MODE = TLS ? 'https' : 'http';
+const OUT = TLS ? path.join(ROOT, 'target', 'e2e', 'https') : path.join(ROOT, 'target', 'e2e');
 const WAIT = 10_000;        // any single wait
 const RECONNECT_WAIT = 30_000;
 const WHOLE_RUN = 100_000;  // the whole test
 
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
-const log = (...a) => console.log(`[e2e +${elapsed()}]`, ...a);
+const log = (...a) => console.log(`[e2e ${MODE} +${elapsed()}]`, ...a);
 let passed = 0;
 const ok = (what) => { passed++; log(`ok - ${what}`); };
 
@@ -64,7 +94,9 @@ function canConnect(port) {
 async function startServer(port) {
   if (!fs.existsSync(EDGEWS)) throw new Error(`${EDGEWS} is missing: build it with cargo build --release --bin edgews`);
   // permessage-deflate on: Chromium offers it, so the page talks compressed
-  const child = spawn(EDGEWS, ['chat', '--listen', `127.0.0.1:${port}`, '--deflate', 'shared'], {
+  const args = ['chat', '--listen', `127.0.0.1:${port}`, '--deflate', 'shared'];
+  if (TLS) args.push('--tls-cert', TLS.cert, '--tls-key', TLS.key);
+  const child = spawn(EDGEWS, args, {
     env: { ...process.env, EDGEWS_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -95,6 +127,30 @@ async function killServer() {
 let context = null;
 let userDataDir = null;
 const problems = [];
+const wsUrls = [];
+
+/** base64 SHA-256 of the first certificate's SubjectPublicKeyInfo in a PEM
+ *  file: the form --ignore-certificate-errors-spki-list takes. */
+function spkiHash(pemFile) {
+  const leaf = new crypto.X509Certificate(fs.readFileSync(pemFile));
+  const spki = leaf.publicKey.export({ type: 'spki', format: 'der' });
+  return crypto.createHash('sha256').update(spki).digest('base64');
+}
+
+/** GET url with Node's https, trusting only `ca`: resolves { status, body,
+ *  authorized }, rejects on a certificate error. */
+function httpsGet(url, ca) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca: fs.readFileSync(ca), timeout: WAIT }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body, authorized: res.socket.authorized }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+  });
+}
 
 async function launch() {
   let chromium;
@@ -105,6 +161,10 @@ async function launch() {
   }
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`);
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgews-e2e-'));
+  // over TLS: ignore certificate errors for the test leaf's key only (see
+  // the top of this file); the flag needs a --user-data-dir, which the
+  // persistent context gives
+  const tlsArgs = TLS ? [`--ignore-certificate-errors-spki-list=${spkiHash(TLS.cert)}`] : [];
   // launchPersistentContext is how Playwright takes a --user-data-dir
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -112,7 +172,7 @@ async function launch() {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
       '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--disable-quic',
+      '--disable-sync', '--disable-quic', ...tlsArgs,
     ],
     viewport: { width: 1100, height: 720 },
     timeout: WAIT * 3,
@@ -130,6 +190,12 @@ async function newPage(label, viewport) {
   });
   page.on('console', (m) => {
     if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`${label}: ${m.text()}`);
+  });
+  // every WebSocket the page opens: its URL must have the mode's scheme
+  page.on('websocket', (ws) => {
+    const want = TLS ? 'wss://' : 'ws://';
+    if (!ws.url().startsWith(want)) problems.push(`${label}: WebSocket to ${ws.url()}, expected ${want}`);
+    wsUrls.push(ws.url());
   });
   page.label = label;
   return page;
@@ -166,7 +232,9 @@ async function connected(page, timeout = WAIT) {
 }
 
 async function join(page, url, name, room, screenshot) {
-  await page.goto(url);
+  const response = await page.goto(url);
+  check(response && response.ok(), `${page.label}: GET ${url} answered ${response && response.status()}`);
+  if (TLS) await checkTls(page, response);
   if (screenshot) await page.screenshot({ path: screenshot });
   await page.fill('#nameInput', name);
   await page.fill('#roomInput', room);
@@ -219,13 +287,30 @@ function check(cond, what) {
   if (!cond) throw new Error(what);
 }
 
+/** Over TLS: the page came over https from the test certificate. */
+async function checkTls(page, response) {
+  const protocol = await page.evaluate(() => location.protocol);
+  check(protocol === 'https:', `${page.label}: page loaded over ${protocol}`);
+  const sec = await response.securityDetails();
+  check(sec && /^TLS 1\.[23]$/.test(sec.protocol), `${page.label}: security details ${JSON.stringify(sec)}`);
+  check(sec.subjectName === 'localhost' && sec.issuer === 'edgews test CA',
+    `${page.label}: certificate ${JSON.stringify(sec)}`);
+  if (page.label === 'ada') log(`${page.label}: ${sec.protocol}, certificate ${sec.subjectName} from ${sec.issuer}`);
+}
+
 // --- the test ------------------------------------------------------------
 async function main() {
   fs.mkdirSync(OUT, { recursive: true });
   const port = await freePort();
   await startServer(port);
-  log(`edgews chat on 127.0.0.1:${port}`);
-  const base = `http://127.0.0.1:${port}/`;
+  log(`edgews chat on 127.0.0.1:${port}${TLS ? ' (TLS)' : ''}`);
+  const base = TLS ? `https://localhost:${port}/` : `http://127.0.0.1:${port}/`;
+  if (TLS) {
+    const health = await httpsGet(`${base}healthz`, TLS.ca);
+    check(health.status === 200 && health.body.trim() === 'ok' && health.authorized,
+      `GET ${base}healthz trusting the test CA: ${JSON.stringify(health)}`);
+    ok('https /healthz answers ok, its certificate verified against the test CA (Node)');
+  }
 
   await launch();
   const ada = await newPage('ada');
@@ -238,12 +323,14 @@ async function main() {
   const linus = await newPage('linus', { width: 390, height: 720 });
   await linus.goto(`${base}?room=${encodeURIComponent('elsewhere')}&name=Linus`);
   await connected(linus);
-  ok('three pages joined (two by the form, one by the URL)');
+  ok(`three pages joined (two by the form, one by the URL) over ${MODE}`);
   for (const page of [ada, grace, linus]) {
     const ext = await page.evaluate(() => document.documentElement.dataset.wsExtensions || '');
     check(ext.startsWith('permessage-deflate'), `negotiated extensions: ${JSON.stringify(ext)}`);
   }
   ok('Chromium negotiated permessage-deflate with the server');
+  check(wsUrls.length >= 3 && problems.length === 0, `WebSockets ${JSON.stringify(wsUrls)}; ${problems.join('\n')}`);
+  ok(`every page talks ${TLS ? 'wss' : 'ws'}:// (${wsUrls[0].replace(/\?.*/, '')})`);
 
   await seesMembers(ada, ['Ada', 'Grace']);
   await seesMembers(grace, ['Ada', 'Grace']);
@@ -348,7 +435,7 @@ async function main() {
 
 main().then(async () => {
   await cleanup();
-  console.log(`chat e2e: ${passed} passed, 0 failed (${elapsed()})`);
+  console.log(`chat e2e (${MODE}): ${passed} passed, 0 failed (${elapsed()})`);
   process.exit(0);
 }, async (e) => {
   console.error(`[e2e +${elapsed()}] FAIL: ${e && e.stack || e}`);
@@ -361,6 +448,6 @@ main().then(async () => {
   if (problems.length) console.error(`[e2e] page problems:\n${problems.join('\n')}`);
   if (serverLog) console.error(`[e2e] server output:\n${serverLog}`);
   await cleanup();
-  console.log(`chat e2e: ${passed} passed, 1 failed (${elapsed()})`);
+  console.log(`chat e2e (${MODE}): ${passed} passed, 1 failed (${elapsed()})`);
   process.exit(1);
 });

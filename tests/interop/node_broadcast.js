@@ -5,6 +5,7 @@
 //   node node_broadcast.js ws://127.0.0.1:PORT [--clients 5] [--messages 20]
 //        [--size 0, or 2048 with --deflate] [--timeout 30] [--settle-ms 200]
 //        [--deflate [--expect-param NAME]... [--reject-param NAME]...]
+//        [--ca-file PEM]
 //
 // All clients connect first; then each sends M text messages "c<i>-m<j>"
 // (followed by JSON-like text up to --size bytes). Every client must receive
@@ -22,19 +23,30 @@
 // messages are well above the server's threshold. --expect-param NAME (with
 // --deflate, repeatable) requires NAME in the server's permessage-deflate
 // answer, e.g. server_no_context_takeover; --reject-param NAME forbids it.
+//
+// With a wss:// URL the clients speak TLS, verifying the server's
+// certificate and name against --ca-file (a test CA; without it, Node's
+// default roots), and each must see its socket encrypted. Wire bytes are
+// then what TLS delivered to ws (decrypted), so the 75% bound still judges
+// the server's compression, not TLS framing.
 'use strict';
 
+const fs = require('node:fs');
 const WebSocket = require('ws');
 
 function parseArgs(argv) {
   const opts = { url: null, clients: 5, messages: 20, size: null, timeout: 30, settleMs: 200,
-                 deflate: false, expectParams: [], rejectParams: [] };
+                 deflate: false, expectParams: [], rejectParams: [], caFile: null };
   const names = { '--clients': 'clients', '--messages': 'messages', '--size': 'size',
                   '--timeout': 'timeout', '--settle-ms': 'settleMs' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--deflate') {
       opts.deflate = true;
+    } else if (a === '--ca-file') {
+      const v = argv[++i];
+      if (!v || v.startsWith('--')) usage('missing PEM after --ca-file');
+      opts.caFile = v;
     } else if (a === '--expect-param' || a === '--reject-param') {
       const v = argv[++i];
       if (!v || v.startsWith('--')) usage(`missing NAME after ${a}`);
@@ -54,6 +66,7 @@ function parseArgs(argv) {
   if ((opts.expectParams.length || opts.rejectParams.length) && !opts.deflate) {
     usage('--expect-param/--reject-param need --deflate');
   }
+  if (opts.caFile && !opts.url.startsWith('wss://')) usage('--ca-file is for wss:// URLs');
   if (opts.size === null) opts.size = opts.deflate ? 2048 : 0;
   return opts;
 }
@@ -61,13 +74,16 @@ function parseArgs(argv) {
 function usage(why) {
   console.error(`node_broadcast.js: ${why}\n` +
     'usage: node node_broadcast.js ws://127.0.0.1:PORT [--clients N] [--messages M] ' +
-    '[--size BYTES] [--timeout S] [--settle-ms MS] [--deflate [--expect-param NAME]... [--reject-param NAME]...]');
+    '[--size BYTES] [--timeout S] [--settle-ms MS] [--deflate [--expect-param NAME]... [--reject-param NAME]...] [--ca-file PEM]');
   process.exit(2);
 }
 
 const opts = parseArgs(process.argv.slice(2));
 const N = opts.clients;
 const M = opts.messages;
+const secure = opts.url.startsWith('wss://');
+// TLS trust for wss://: only the given CA (the test run's), names checked.
+const ca = opts.caFile ? fs.readFileSync(opts.caFile) : undefined;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // One record per client: what it expects next from each sender, and errors.
@@ -156,7 +172,7 @@ function connect(c) {
     // threshold 0: compress every message; clientNoContextTakeover is left
     // unset so the server may ask for it (ws rejects it only when false).
     const perMessageDeflate = opts.deflate ? { threshold: 0 } : false;
-    const ws = new WebSocket(opts.url, { perMessageDeflate, maxPayload: 64 * 1024 * 1024 });
+    const ws = new WebSocket(opts.url, { perMessageDeflate, maxPayload: 64 * 1024 * 1024, ca });
     c.ws = ws;
     ws.on('upgrade', (res) => {
       c.extensions = res.headers['sec-websocket-extensions'] || '';
@@ -165,6 +181,12 @@ function connect(c) {
     ws.on('open', () => {
       // Anything read so far is the handshake; count message bytes from here.
       c.readAtOpen = c.socket ? c.socket.bytesRead : 0;
+      if (secure && !(c.socket && c.socket.encrypted)) c.errors.push('wss:// socket is not encrypted');
+      if (secure && c.id === 0 && c.socket && c.socket.encrypted) {
+        const cipher = c.socket.getCipher();
+        console.log(`TLS (c0): ${c.socket.getProtocol()}, ${cipher && cipher.name}, ` +
+          `authorized ${c.socket.authorized}, ALPN ${c.socket.alpnProtocol || 'none'}`);
+      }
       checkNegotiated(c);
       resolve();
     });

@@ -2,7 +2,7 @@
 """Interop client: Python `websockets` against an ECHO server under test.
 
     venv/bin/python py_client.py ws://127.0.0.1:PORT [--timeout 30]
-        [--total-timeout 120] [--no-compression]
+        [--total-timeout 120] [--no-compression] [--ca-file PEM]
         [--expect-deflate | --expect-no-deflate]
         [--expect-param NAME]... [--reject-param NAME]...
         [--expect-threshold BYTES] [--expect-takeover yes|no]
@@ -20,12 +20,18 @@ that proves compression server -> client, while every intact echo of what
 this client compressed proves client -> server. --expect-no-deflate asserts
 the server declined. The other --expect-* options assert parameters of the
 server's answer and how its compressor behaves (see --help).
+
+With a wss:// URL the client speaks TLS, trusting only the certificates in
+--ca-file (a test CA; without it, the system's roots), with hostname
+checks on; a "tls" check asserts the connection is encrypted and prints the
+TLS version and cipher.
 """
 
 import argparse
 import asyncio
 import os
 import random
+import ssl
 import sys
 import time
 
@@ -408,6 +414,26 @@ async def close_check(ws, code, reason, need_reason):
         return None
 
 
+def tls_check(ws, url):
+    """For wss://: the connection must run over TLS; print what it uses."""
+    tls = ws.transport.get_extra_info("ssl_object")
+    if tls is None:
+        report("tls", False, "%s connected without TLS" % url)
+        return
+    print("  TLS: %s, %s, ALPN %s, server %s" % (
+        tls.version(), tls.cipher()[0], tls.selected_alpn_protocol(),
+        dict(x[0] for x in tls.getpeercert()["subject"]).get("commonName")), flush=True)
+    report("tls", True)
+
+
+def client_ssl(args):
+    """The ssl context for wss:// (None for ws://): verification on, the
+    trust anchors from --ca-file when given."""
+    if not args.url.startswith("wss://"):
+        return None
+    return ssl.create_default_context(cafile=args.ca_file)
+
+
 async def main(args):
     opts = dict(
         max_size=64 * MiB,          # room for the 16 MiB echo
@@ -416,6 +442,9 @@ async def main(args):
         ping_interval=None,         # no keepalive pings mixed into the checks
         compression=None if args.no_compression else "deflate",
     )
+    tls = client_ssl(args)
+    if tls is not None:
+        opts["ssl"] = tls
 
     # Connection 1: data checks, then a normal close.
     try:
@@ -425,6 +454,8 @@ async def main(args):
         return
     report("connect", True)
     wire = Wire(ws)  # before any data frame crosses
+    if args.url.startswith("wss://"):
+        tls_check(ws, args.url)
     negotiation_checks(ws, args)
     await echo_checks(ws, wire, args, args.timeout)
     await check("close-1000", close_check(ws, 1000, "bye", need_reason=False), args.timeout)
@@ -440,7 +471,9 @@ async def main(args):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="websockets client interop checks against an echo server")
-    ap.add_argument("url", help="ws://127.0.0.1:PORT of an echo server")
+    ap.add_argument("url", help="ws://127.0.0.1:PORT (or wss://localhost:PORT) of an echo server")
+    ap.add_argument("--ca-file", default=None, metavar="PEM",
+                    help="for wss://: trust only the certificates in PEM (default: the system's roots)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per check (default 30)")
     ap.add_argument("--total-timeout", type=float, default=120.0, help="seconds for the whole run (default 120)")
     ap.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
@@ -462,6 +495,8 @@ if __name__ == "__main__":
     if args.no_compression and (args.expect_deflate or args.expect_param or args.reject_param
                                 or args.expect_threshold is not None or args.expect_takeover):
         ap.error("--no-compression contradicts the deflate expectations")
+    if args.ca_file and not args.url.startswith("wss://"):
+        ap.error("--ca-file is for wss:// URLs")
     if args.expect_threshold is not None and args.expect_threshold < 1:
         ap.error("--expect-threshold must be at least 1")
     async def bounded():

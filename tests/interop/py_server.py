@@ -2,10 +2,13 @@
 """Interop server: a Python `websockets` ECHO server for our Rust client.
 
     venv/bin/python py_server.py --port PORT [--duration 120] [--no-compression]
+        [--tls-cert PEM --tls-key PEM]
 
 Listens on 127.0.0.1 only. Prints "listening PORT" (the real port, useful
 with --port 0) once it accepts connections, echoes every message back with
-its type, and exits after --duration seconds or on SIGTERM/SIGINT.
+its type, and exits after --duration seconds or on SIGTERM/SIGINT. With
+--tls-cert and --tls-key it serves wss:// (TLS 1.2+, the certificate chain
+and key from those PEM files) and says "listening PORT (wss)".
 
 For each connection it prints two lines to stdout, so a caller can assert
 what a client negotiated and sent (run.sh greps them):
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import itertools
 import signal
+import ssl
 import sys
 
 from websockets.asyncio.server import serve
@@ -106,6 +110,12 @@ async def main(args):
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
 
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+
     async with serve(
         echo,
         "127.0.0.1",
@@ -115,9 +125,10 @@ async def main(args):
         ping_interval=args.ping_interval,
         compression=None if args.no_compression else "deflate",
         process_response=on_handshake,
+        ssl=tls,
     ) as server:
         port = server.sockets[0].getsockname()[1]
-        print("listening %d" % port, flush=True)
+        print("listening %d%s" % (port, " (wss)" if tls else ""), flush=True)
         try:
             await asyncio.wait_for(stop, args.duration)
         except asyncio.TimeoutError:
@@ -131,5 +142,10 @@ if __name__ == "__main__":
     ap.add_argument("--duration", type=float, default=120.0, help="exit after this many seconds (default 120)")
     ap.add_argument("--ping-interval", type=float, default=None, help="send keepalive pings every N s (default off)")
     ap.add_argument("--no-compression", action="store_true", help="refuse permessage-deflate")
-    asyncio.run(main(ap.parse_args()))
+    ap.add_argument("--tls-cert", default=None, metavar="PEM", help="serve wss://: certificate chain (leaf first)")
+    ap.add_argument("--tls-key", default=None, metavar="PEM", help="serve wss://: the certificate's private key")
+    args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
+    asyncio.run(main(args))
     sys.exit(0)
