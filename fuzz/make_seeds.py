@@ -384,3 +384,53 @@ write(df, "uncompressed_then_compressed", prefix() + CLIENT + plain(b"plain", te
 write(df, "close_after_round_trip", prefix([2]) + SERVER + rt(10, seed=b"bye") + ctrl(b"", pong=True)
       + dclose(8) + raw(b"\xc1\x00"))
 write(df, "raw_garbage_after_message", prefix() + CLIENT + arb([HELLO]) + raw(b"\xc1\x7f\xff\xff"))
+
+# --- tls: an in-memory rustls client, the server's TLS layer, the engine -----
+# Layout (see plan() in fuzz/src/oracles/tls.rs; arbitrary reads integers
+# little-endian): flags, n + n arrival sizes, m + m read-buffer sizes,
+# write room, budget, k + k faults (u16 offset, kind, value), w + w write
+# sizes, then the client's plaintext.
+TLS_BOTH, TLS13, TLS12 = 0, 1, 2
+UPGRADE, T_ECHO, NOTIFY, FIN, ROOM, SMALL_BUDGET = 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+FLIP, INSERT, TRUNCATE = 0, 1, 2
+
+
+def tls(flags, body=b"", arrivals=(), bufs=(), room=0, budget=0, faults=(), writes=()):
+    assert len(arrivals) < 8 and len(bufs) < 4 and len(faults) < 4 and len(writes) < 8
+    out = bytes([flags, len(arrivals)]) + bytes(arrivals)
+    out += bytes([len(bufs)]) + bytes(bufs) + bytes([room, budget, len(faults)])
+    for at, kind, value in faults:
+        out += struct.pack("<HBB", at, kind, value)
+    return out + bytes([len(writes)]) + bytes(writes) + body
+
+
+def m(op, payload=b"", fin=True):
+    return frame(op, payload, fin=fin, mask=MASK)
+
+
+REQUEST = (b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: " + RFC_KEY
+           + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+HELLO_BYE = m(TEXT, b"Hello") + m(CLOSE, close_payload(1000, b"bye"))
+t = "tls"
+write(t, "tls13_hello_echo_close_notify", tls(TLS13 | UPGRADE | T_ECHO | NOTIFY, HELLO_BYE))
+write(t, "tls12_hello_echo_fin", tls(TLS12 | UPGRADE | T_ECHO | FIN, HELLO_BYE))
+write(t, "tls13_records_arrive_in_small_pieces", tls(
+    TLS13 | UPGRADE | T_ECHO | NOTIFY, m(TEXT, b"Hel", fin=False) + m(PING, b"p")
+    + m(CONT, b"lo") + m(BINARY, bytes(range(256)) * 8), arrivals=[0, 0x10, 0x85],
+    bufs=[0, 255], writes=[3, 0x81, 7]))
+write(t, "tls13_20k_echo_through_small_write_room", tls(
+    TLS_BOTH | UPGRADE | T_ECHO | FIN | ROOM, m(BINARY, bytes(i % 251 for i in range(20000))),
+    room=0x80, writes=[0xFF, 0x90]))
+write(t, "request_split_across_records_small_budget", tls(
+    TLS13 | T_ECHO | NOTIFY | SMALL_BUDGET, REQUEST + b"".join(m(TEXT, b"%d" % i)
+    for i in range(20)), budget=1, writes=[9, 30, 0]))
+write(t, "plain_http_request_gets_404", tls(TLS12 | FIN, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+write(t, "fault_flip_in_client_hello", tls(TLS13 | UPGRADE | FIN, HELLO_BYE,
+      faults=[(40, FLIP, 0x10)]))
+write(t, "fault_flip_in_application_data", tls(TLS13 | UPGRADE | T_ECHO, HELLO_BYE * 4,
+      faults=[(450, FLIP, 0x01)], arrivals=[0x83]))
+write(t, "fault_garbage_before_client_hello", tls(TLS12 | UPGRADE, HELLO_BYE,
+      faults=[(0, INSERT, 0x47)]))
+write(t, "fault_truncated_mid_record", tls(TLS_BOTH | UPGRADE | T_ECHO, HELLO_BYE * 8,
+      faults=[(650, TRUNCATE, 0)], arrivals=[0x20]))

@@ -28,13 +28,13 @@ rss_mb="${FUZZ_RSS_MB:-2048}"
 export RUSTC_BOOTSTRAP=1
 
 all_targets=(frame_decode handshake_request handshake_response server_connection
-    client_connection utf8_incremental roundtrip pubsub_control chat_message deflate)
+    client_connection utf8_incremental roundtrip pubsub_control chat_message deflate tls)
 
 # the libFuzzer dictionary for each target, if any
 dict_for() {
     case "$1" in
         handshake_request | handshake_response) echo "dicts/http.dict" ;;
-        frame_decode | server_connection | client_connection | utf8_incremental | deflate) echo "dicts/frames.dict" ;;
+        frame_decode | server_connection | client_connection | utf8_incremental | deflate | tls) echo "dicts/frames.dict" ;;
         pubsub_control | chat_message) echo "dicts/json.dict" ;;
         *) echo "" ;;
     esac
@@ -50,6 +50,7 @@ max_len() {
         roundtrip) echo 4096 ;;
         pubsub_control | chat_message) echo 4096 ;;
         deflate) echo 16384 ;;
+        tls) echo 20480 ;;
         *) echo 4096 ;;
     esac
 }

@@ -24,6 +24,13 @@ cargo test -p edgews-peers --quiet
 echo "== Autobahn testsuite"
 tests/autobahn/run.sh
 
+echo "== Autobahn testsuite over TLS (wss://; sections 1-10, 12.1, 13.7)"
+tls_start=$SECONDS
+tls_rc=0
+AUTOBAHN_TLS=1 tests/autobahn/run.sh || tls_rc=$?
+echo "Autobahn over TLS: $((SECONDS - tls_start)) s (exit $tls_rc)"
+((tls_rc == 0)) || exit "$tls_rc"
+
 echo "== interop"
 tests/interop/run.sh
 

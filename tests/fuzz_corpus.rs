@@ -27,6 +27,7 @@ const TARGETS: &[(&str, Oracle)] = &[
     ("pubsub_control", oracles::pubsub_control),
     ("chat_message", oracles::chat_message),
     ("deflate", oracles::deflate),
+    ("tls", oracles::tls),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -6,7 +6,9 @@
 //! `edgews_fuzz::oracles` inside the fuzz crate, and by the main crate's
 //! `tests/fuzz_corpus.rs` through `#[path = "../fuzz/src/oracles.rs"]`, which
 //! replays the committed corpus on every `cargo test`. So it may use only
-//! `std`, `edgews` and `serde_json` (a dependency of both crates).
+//! `std`, `edgews` and `serde_json` (a dependency of both crates), and, for
+//! the `tls` oracle alone, `arbitrary` and `rcgen` (dependencies of the fuzz
+//! crate and dev-dependencies of the main one).
 //!
 //! # Files
 //!
@@ -24,7 +26,9 @@
 //!   then the inflate paths);
 //! - `utf8_incremental.rs`: `utf8_incremental`;
 //! - `roundtrip.rs`: `roundtrip`;
-//! - `pubsub_chat.rs`: `pubsub_control` and `chat_message`.
+//! - `pubsub_chat.rs`: `pubsub_control` and `chat_message`;
+//! - `tls.rs`: `tls` (an in-memory rustls client, the server's TLS layer
+//!   and the engine behind it, driven as the reactor drives them).
 //!
 //! The submodules carry `#[path]` attributes because `tests/fuzz_corpus.rs`
 //! includes this file by `#[path]`, which makes rustc look for plain `mod`
@@ -70,6 +74,8 @@ mod heap;
 mod pubsub_chat;
 #[path = "oracles/roundtrip.rs"]
 mod roundtrip;
+#[path = "oracles/tls.rs"]
+mod tls;
 #[path = "oracles/utf8_incremental.rs"]
 mod utf8_incremental;
 
@@ -80,6 +86,7 @@ pub use handshake::{handshake_request, handshake_response};
 pub use heap::CountingAlloc;
 pub use pubsub_chat::{chat_message, pubsub_control};
 pub use roundtrip::roundtrip;
+pub use tls::tls;
 pub use utf8_incremental::utf8_incremental;
 
 use edgews::protocol::close::parse_close_payload;

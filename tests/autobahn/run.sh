@@ -17,6 +17,16 @@
 #                                       dedicated; the client always offers it)
 #   AUTOBAHN_WRITE=1                    regenerate expected-results.json from this
 #                                       run instead of comparing (maintainers)
+#   AUTOBAHN_TLS=1                      the wss:// run instead of the plain one:
+#                                       both roles over TLS, cases 1.*-10.*,
+#                                       12.1.* and 13.7.* (AUTOBAHN_CASES
+#                                       narrows them), compared with
+#                                       expected-results-tls.json; a throwaway
+#                                       CA and certificate for 127.0.0.1 are
+#                                       made in work/tls by the tls_cert example;
+#                                       reports in reports/tls-{server,client},
+#                                       logs in reports/tls-logs; default
+#                                       AUTOBAHN_TIMEOUT 1500
 #   AUTOBAHN_SERVER_CMD / AUTOBAHN_CLIENT_CMD
 #                                       replace the edgews command (to test this
 #                                       harness with another implementation);
@@ -36,16 +46,42 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 ROLES="${AUTOBAHN_ROLES:-both}"
 CASES="${AUTOBAHN_CASES:-}"
-TIMEOUT="${AUTOBAHN_TIMEOUT:-2700}"
-EXPECTED="${AUTOBAHN_EXPECTED:-$HERE/expected-results.json}"
 WRITE="${AUTOBAHN_WRITE:-}"
+TLS="${AUTOBAHN_TLS:-}"
+[[ "$TLS" == 0 ]] && TLS=
 SERVER_PORT=9001
 CLIENT_PORT=9002
 # The server's default limits, with permessage-deflate (sections 12 and
 # 13) in the mode AUTOBAHN_DEFLATE names (default dedicated).
 DEFLATE="${AUTOBAHN_DEFLATE:-dedicated}"
-SERVER_CMD="${AUTOBAHN_SERVER_CMD:-$ROOT/target/release/edgews echo --listen 127.0.0.1:$SERVER_PORT --deflate $DEFLATE}"
-CLIENT_CMD="${AUTOBAHN_CLIENT_CMD:-$ROOT/target/release/examples/autobahn_client --url ws://127.0.0.1:$CLIENT_PORT --agent edgews}"
+if [[ -n "$TLS" ]]; then
+    # wss://: the same server and client over TLS, on a reduced case list:
+    # sections 1-10 and two permessage-deflate sections, 12.1.* (the
+    # default offer) and 13.7.* (three offers, no_context_takeover and
+    # max_window_bits); the plain run covers the full list. 8-13 minutes
+    # on the loaded 2-core machine; the timeout leaves room.
+    TAG=tls-
+    SCHEME=wss
+    TLS_DIR="$HERE/work/tls"
+    TLS_CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.1.*,13.7.*"
+    TIMEOUT="${AUTOBAHN_TIMEOUT:-1500}"
+    EXPECTED="${AUTOBAHN_EXPECTED:-$HERE/expected-results-tls.json}"
+    SERVER_TLS_ARGS=" --tls-cert $TLS_DIR/cert.pem --tls-key $TLS_DIR/key.pem"
+    CLIENT_TLS_ARGS=" --ca-file $TLS_DIR/ca.pem"
+else
+    TAG=
+    SCHEME=ws
+    TLS_CASES=
+    TIMEOUT="${AUTOBAHN_TIMEOUT:-2700}"
+    EXPECTED="${AUTOBAHN_EXPECTED:-$HERE/expected-results.json}"
+    SERVER_TLS_ARGS=
+    CLIENT_TLS_ARGS=
+fi
+# Reports and logs of this run (plain: reports/{server,client,logs}; TLS:
+# reports/tls-{server,client,logs}, so that one does not erase the other).
+LOGS="reports/${TAG}logs"
+SERVER_CMD="${AUTOBAHN_SERVER_CMD:-$ROOT/target/release/edgews echo --listen 127.0.0.1:$SERVER_PORT --deflate $DEFLATE$SERVER_TLS_ARGS}"
+CLIENT_CMD="${AUTOBAHN_CLIENT_CMD:-$ROOT/target/release/examples/autobahn_client --url $SCHEME://127.0.0.1:$CLIENT_PORT --agent edgews$CLIENT_TLS_ARGS}"
 
 log() { echo "[autobahn +${SECONDS}s] $*" >&2; }
 
@@ -90,6 +126,7 @@ WSTEST="$HERE/venv/bin/wstest"
 BUILD_ARGS=()
 [[ -n "$RUN_SERVER" && -z "${AUTOBAHN_SERVER_CMD:-}" ]] && BUILD_ARGS+=(--bin edgews)
 [[ -n "$RUN_CLIENT" && -z "${AUTOBAHN_CLIENT_CMD:-}" ]] && BUILD_ARGS+=(--example autobahn_client)
+[[ -n "$TLS" ]] && BUILD_ARGS+=(--example tls_cert)
 if ((${#BUILD_ARGS[@]})); then
     log "cargo build --release ${BUILD_ARGS[*]}"
     (cd "$ROOT" && cargo build --release "${BUILD_ARGS[@]}")
@@ -98,27 +135,51 @@ fi
 # wstest resolves the specs' relative outdirs (./reports/...) against its cwd,
 # so it always runs from this directory.
 cd "$HERE"
-mkdir -p reports/logs work
+mkdir -p "$LOGS" work
 
-# With AUTOBAHN_CASES, write copies of the specs with that case list, and
-# compare in subset mode (only the cases that ran).
+# With AUTOBAHN_TLS, a fresh throwaway CA and server certificate (never
+# committed: work/ is git-ignored), for both roles.
+if [[ -n "$TLS" ]]; then
+    rm -rf "$TLS_DIR"
+    "$ROOT/target/release/examples/tls_cert" "$TLS_DIR" >/dev/null
+    log "TLS: certificates in $TLS_DIR (ca.pem, cert.pem, key.pem)"
+fi
+
+# With AUTOBAHN_CASES or AUTOBAHN_TLS, write copies of the specs with that
+# case list (and for TLS the wss:// URLs, the report directories and the
+# fuzzingserver's key and certificate). Compare in subset mode (only the
+# cases that ran) when AUTOBAHN_CASES chose the cases.
 SERVER_SPEC="$HERE/fuzzingclient.json"
 CLIENT_SPEC="$HERE/fuzzingserver.json"
 COMPARE_ARGS=()
-if [[ -n "$CASES" ]]; then
+if [[ -n "$CASES" || -n "$TLS" ]]; then
     for spec in fuzzingclient fuzzingserver; do
-        python3 - "$HERE/$spec.json" "work/$spec.json" "$CASES" <<'EOF'
+        python3 - "$HERE/$spec.json" "work/$TAG$spec.json" "${CASES:-$TLS_CASES}" \
+            "$TAG" "${TLS_DIR:-}" <<'EOF'
 import json, sys
-src, dst, cases = sys.argv[1:]
+src, dst, cases, tag, tls_dir = sys.argv[1:]
 spec = json.load(open(src))
 spec["cases"] = [c.strip() for c in cases.split(",") if c.strip()]
+if tls_dir:
+    # fuzzingclient: connects to wss:// (Twisted's ClientContextFactory: no
+    # certificate check); fuzzingserver: listens for wss:// with this key and
+    # certificate (fuzzing.startServer reads the spec's "key" and "cert").
+    for server in spec.get("servers", []):
+        server["url"] = server["url"].replace("ws://", "wss://", 1)
+    if "url" in spec:
+        spec["url"] = spec["url"].replace("ws://", "wss://", 1)
+        spec["key"] = tls_dir + "/key.pem"
+        spec["cert"] = tls_dir + "/cert.pem"
+    spec["outdir"] = spec["outdir"].replace("/reports/", "/reports/" + tag, 1)
 json.dump(spec, open(dst, "w"), indent=2)
 EOF
     done
-    SERVER_SPEC="$HERE/work/fuzzingclient.json"
-    CLIENT_SPEC="$HERE/work/fuzzingserver.json"
-    COMPARE_ARGS+=(--subset)
-    log "cases overridden: $CASES (comparing only these)"
+    SERVER_SPEC="$HERE/work/${TAG}fuzzingclient.json"
+    CLIENT_SPEC="$HERE/work/${TAG}fuzzingserver.json"
+    if [[ -n "$CASES" ]]; then
+        COMPARE_ARGS+=(--subset)
+        log "cases overridden: $CASES (comparing only these)"
+    fi
 fi
 [[ -n "$WRITE" ]] && COMPARE_ARGS+=(--write)
 
@@ -140,7 +201,7 @@ trap 'cleanup; stop_client_job' EXIT
 trap 'exit 130' INT TERM   # run the EXIT trap on signals too
 
 compare() {  # $1 = role
-    python3 "$HERE/compare.py" --role "$1" --report "reports/$1/index.json" \
+    python3 "$HERE/compare.py" --role "$1" --report "reports/$TAG$1/index.json" \
         --expected "$EXPECTED" "${COMPARE_ARGS[@]}"
 }
 
@@ -149,25 +210,25 @@ FAILED=()
 # --- Server role: wstest is the client, edgews the echo server ----------------
 server_role() {
     log "server role: starting: $SERVER_CMD"
-    rm -rf reports/server
+    rm -rf "reports/${TAG}server"
     if port_open "$SERVER_PORT"; then
         echo "something already listens on 127.0.0.1:$SERVER_PORT; stop it first" >&2
         exit 1
     fi
     # exec so that $! is the server itself, not a wrapper shell.
-    bash -c "exec $SERVER_CMD" > reports/logs/server.log 2>&1 &
+    bash -c "exec $SERVER_CMD" > "$LOGS/server.log" 2>&1 &
     SERVER_PID=$!
     if ! wait_port "$SERVER_PORT" 30 "$SERVER_PID"; then
-        cat reports/logs/server.log >&2
+        cat "$LOGS/server.log" >&2
         exit 1
     fi
-    log "server role: running wstest -m fuzzingclient (limit ${TIMEOUT}s, log reports/logs/fuzzingclient.log)"
+    log "server role: running wstest -m fuzzingclient (limit ${TIMEOUT}s, log $LOGS/fuzzingclient.log)"
     rc=0
     timeout -k 10 "$TIMEOUT" "$WSTEST" -m fuzzingclient -s "$SERVER_SPEC" \
-        > reports/logs/fuzzingclient.log 2>&1 || rc=$?
+        > "$LOGS/fuzzingclient.log" 2>&1 || rc=$?
     if ((rc == 124)); then log "server role: wstest timed out after ${TIMEOUT}s"; fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        log "server role: edgews exited during the run (see reports/logs/server.log)"
+        log "server role: edgews exited during the run (see $LOGS/server.log)"
         FAILED+=("server (edgews died)")
     fi
     cleanup
@@ -179,27 +240,27 @@ server_role() {
 # --- Client role: wstest is the server, edgews' autobahn_client the client ----
 client_role() {
     log "client role: wstest -m fuzzingserver + $CLIENT_CMD in a private netns (limit ${TIMEOUT}s)"
-    rm -rf reports/client
+    rm -rf "reports/${TAG}client"
     # The inner script: loopback only, fuzzingserver in the background (web UI
     # off: -u 0), our client in the foreground, then stop the fuzzingserver.
     # Both get killed with the namespace's shell if the outer timeout hits
     # (timeout signals its whole process group).
-    export WSTEST CLIENT_SPEC CLIENT_CMD CLIENT_PORT TIMEOUT
+    export WSTEST CLIENT_SPEC CLIENT_CMD CLIENT_PORT TIMEOUT LOGS
     rc=0
     # shellcheck disable=SC2016  # expanded by the inner shell, from the env
     timeout -k 10 "$((TIMEOUT + 60))" unshare --net bash -c '
         set -euo pipefail
         ip link set lo up
-        "$WSTEST" -m fuzzingserver -s "$CLIENT_SPEC" -u 0 > reports/logs/fuzzingserver.log 2>&1 &
+        "$WSTEST" -m fuzzingserver -s "$CLIENT_SPEC" -u 0 > "$LOGS/fuzzingserver.log" 2>&1 &
         WS_PID=$!
         trap "kill $WS_PID 2>/dev/null || true; wait $WS_PID 2>/dev/null || true" EXIT
         wait_port "$CLIENT_PORT" 60 "$WS_PID"
         timeout -k 10 "$TIMEOUT" bash -c "exec $CLIENT_CMD"
-    ' > reports/logs/client.log 2>&1 || rc=$?
+    ' > "$LOGS/client.log" 2>&1 || rc=$?
     if ((rc == 124)); then log "client role: timed out after ${TIMEOUT}s"; fi
     if ((rc != 0)); then
-        log "client role: client run exited $rc; last lines of reports/logs/client.log:"
-        tail -n 20 reports/logs/client.log >&2 || true
+        log "client role: client run exited $rc; last lines of $LOGS/client.log:"
+        tail -n 20 "$LOGS/client.log" >&2 || true
     fi
     log "client role: done (exit $rc)"
     compare client
@@ -210,7 +271,7 @@ client_role() {
 # the background, its output kept apart and shown when it ends.
 CLIENT_JOB=
 if [[ -n "$RUN_CLIENT" ]]; then
-    client_role > reports/logs/client-role.out 2>&1 &
+    client_role > "$LOGS/client-role.out" 2>&1 &
     CLIENT_JOB=$!
 fi
 if [[ -n "$RUN_SERVER" ]]; then
@@ -220,7 +281,7 @@ if [[ -n "$CLIENT_JOB" ]]; then
     client_rc=0
     wait "$CLIENT_JOB" || client_rc=$?
     CLIENT_JOB=
-    cat reports/logs/client-role.out >&2
+    cat "$LOGS/client-role.out" >&2
     ((client_rc == 0)) || FAILED+=(client)
 fi
 

@@ -65,5 +65,11 @@ log "installing $SUITE_PIN"
     --disable-pip-version-check -c "$CONSTRAINTS" "$SUITE_PIN"
 
 "$VENV/bin/wstest" --help >/dev/null
+# The wss:// run (run.sh, AUTOBAHN_TLS=1) needs Twisted's TLS: pyOpenSSL and
+# service_identity (autobahntestsuite requires both; constraints-py27.txt
+# pins them, with cryptography, for Python 2.7). Fail here, not mid-run.
+"$VENV/bin/python" -W ignore -c 'import OpenSSL, service_identity
+from twisted.internet import ssl
+ssl.CertificateOptions().getContext()'
 echo "$STAMP_TEXT" > "$STAMP"
 log "done: $("$VENV/bin/python" -m pip freeze 2>/dev/null | grep -i '^autobahn' | tr '\n' ' ')"

@@ -87,8 +87,14 @@ impl TlsLayer {
     }
 
     /// Reads what `socket` has into `buf`: see [`TlsRead`]. A TLS error
-    /// (garbage, plain HTTP, a bad record) is sent its alert and returned
-    /// as `InvalidData`; `WouldBlock` means no plaintext came.
+    /// (garbage, plain HTTP, a bad record) is returned as `InvalidData`,
+    /// after the alert rustls queued for it, when it queued one (for some
+    /// errors, such as a handshake message over its 64 KiB limit, it queues
+    /// none). `WouldBlock` means no plaintext came. `buf` must be larger
+    /// than [`PARTIAL_RECORD`] plus a little (the reactor's has at least
+    /// 128 KiB free): a smaller one only hands out plaintext rustls already
+    /// holds and never reads the socket, which would stall an
+    /// edge-triggered caller.
     pub fn read<S: Read + Write>(&mut self, socket: &mut S, buf: &mut [u8]) -> io::Result<TlsRead> {
         let stage_len = buf.len().saturating_sub(PARTIAL_RECORD) / 2;
         let (out, stage) = buf.split_at_mut(buf.len() - stage_len);
