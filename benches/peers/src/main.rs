@@ -14,15 +14,23 @@
 //! edgews-peers tokio-websockets  --listen 127.0.0.1:9004
 //! edgews-peers floor             --listen 127.0.0.1:9005
 //! edgews-peers ratchet           --listen 127.0.0.1:9006
+//! edgews-peers tokio-websockets-tls --listen 127.0.0.1:9007 --tls-cert cert.pem --tls-key key.pem
+//! edgews-peers handshake-load    --url wss://127.0.0.1:9007/ --ca-file ca.pem --parallel 4 --duration 5
 //! ```
 //!
 //! `floor` is no WebSocket library but a yardstick: see `floor.rs`.
+//! `tokio-websockets-tls` is the tokio-websockets echo behind tokio-rustls
+//! (wss://; see tls.rs). `handshake-load` is no server but a client that
+//! opens and closes connections as fast as it can (handshake_load.rs), for
+//! benches/tls.sh.
 //!
 //! Prints `listening ADDR` on stdout once the socket is bound.
 
 mod fastws;
 mod floor;
+mod handshake_load;
 mod ratchet;
+mod tls;
 mod tokio_ws;
 mod tungstenite;
 
@@ -61,6 +69,25 @@ enum Peer {
     Floor(ListenArgs),
     /// ratchet with permessage-deflate (ratchet_deflate; see ratchet.rs).
     Ratchet(ListenArgs),
+    /// tokio-websockets behind tokio-rustls: wss:// (see tls.rs).
+    #[command(name = "tokio-websockets-tls")]
+    TokioWebsocketsTls(TlsArgs),
+    /// Not a server: opens and closes connections in a loop (see
+    /// handshake_load.rs).
+    #[command(name = "handshake-load")]
+    HandshakeLoad(handshake_load::Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// The certificate chain, PEM, leaf first.
+    #[arg(long)]
+    tls_cert: std::path::PathBuf,
+    /// The private key, PEM.
+    #[arg(long)]
+    tls_key: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +104,9 @@ fn main() -> ExitCode {
         Peer::Fastwebsockets(a) => on_tokio(serve(a.listen, fastws::handle)),
         Peer::TokioWebsockets(a) => on_tokio(serve(a.listen, tokio_ws::handle)),
         Peer::Ratchet(a) => on_tokio(serve(a.listen, ratchet::handle)),
+        Peer::TokioWebsocketsTls(a) => tls::server_config(&a.tls_cert, &a.tls_key)
+            .and_then(|config| on_tokio(tls::serve(a.listen.listen, config))),
+        Peer::HandshakeLoad(a) => handshake_load::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
