@@ -112,7 +112,14 @@ impl TlsLayer {
                 Ok(0) => return Ok(TlsRead::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        // drained as well: the last read may have been a
+                        // full one, which did not shrink
+                        self.shrink_input_buffer();
+                    }
+                    return Err(e);
+                }
             };
             let mut input = &stage[..got];
             while !input.is_empty() && !eof {
