@@ -276,40 +276,26 @@ pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> (String, Vec<
 
 /// Sends raw request bytes and reads one response: head and body (after
 /// a `101` head, whatever came with it; without `Content-Length`, to EOF).
+/// A connection that ends before a whole head gives what came, as the head.
 pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request).expect("write the request");
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end + 4]).into_owned();
-            let length = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            });
-            let body_end = match length {
-                Some(n) => end + 4 + n,
-                None if head.starts_with("HTTP/1.1 101 ") => end + 4,
-                None => usize::MAX,
-            };
-            if data.len() >= body_end {
-                return (head, data[end + 4..body_end].to_vec());
-            }
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => data.extend_from_slice(&chunk[..n]),
-        }
+    let mut seen = Vec::new();
+    match super::tls::read_http_response(&mut Recording(&mut s, &mut seen)) {
+        Ok(response) => response,
+        Err(_) => (String::from_utf8_lossy(&seen).into_owned(), Vec::new()),
     }
-    match data.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(end) => (
-            String::from_utf8_lossy(&data[..end + 4]).into_owned(),
-            data[end + 4..].to_vec(),
-        ),
-        None => (String::from_utf8_lossy(&data).into_owned(), Vec::new()),
+}
+
+/// A reader that keeps a copy of what it read.
+struct Recording<'a, R>(&'a mut R, &'a mut Vec<u8>);
+
+impl<R: Read> Read for Recording<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.extend_from_slice(&buf[..n]);
+        Ok(n)
     }
 }
 
