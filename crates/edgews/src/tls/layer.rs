@@ -91,7 +91,7 @@ impl TlsLayer {
     /// after the alert rustls queued for it, when it queued one (for some
     /// errors, such as a handshake message over its 64 KiB limit, it queues
     /// none). `WouldBlock` means no plaintext came. `buf` must be larger
-    /// than [`PARTIAL_RECORD`] plus a little (the reactor's has at least
+    /// than 18 KiB plus a little (room for a partial record; the reactor's has at least
     /// 128 KiB free): a smaller one only hands out plaintext rustls already
     /// holds and never reads the socket, which would stall an
     /// edge-triggered caller.
@@ -178,7 +178,7 @@ impl TlsLayer {
             .is_ok_and(|state| state.plaintext_bytes_to_read() > 0)
     }
 
-    /// Encrypts and sends `bufs`, [`MAX_ENCRYPT`] at a time, for as long
+    /// Encrypts and sends `bufs`, 64 KiB at a time, for as long
     /// as the socket takes all of it: what it returns is what the socket
     /// took or rustls holds (one write's worth at most). `WouldBlock`
     /// (nothing taken) while earlier ciphertext still waits.
