@@ -181,9 +181,10 @@ impl<H: Handler> Reactor<H> {
             }
             let server = conn.engine.role() == Role::Server;
             // a TLS server says close_notify before its FIN
-            let said_goodbye = match server && flushed && !conn.life.is_draining() {
-                true => conn.socket.close_tls(),
-                false => Ok(true),
+            let said_goodbye = if server && flushed && !conn.life.is_draining() {
+                conn.socket.close_tls()
+            } else {
+                Ok(true)
             };
             let Ok(said_goodbye) = said_goodbye else {
                 return self.remove(id);
