@@ -14,8 +14,7 @@
 mod support;
 
 use edgews::client::{Client, ClientError};
-use edgews::protocol::frame::{decode_header, OpCode};
-use edgews::protocol::mask::apply_mask;
+use edgews::protocol::frame::OpCode;
 use edgews::protocol::{CloseCode, Message};
 use edgews::reactor::{Context, Handler, OpenInfo, Reactor};
 use edgews::server::{ConnId, Echo};
@@ -174,16 +173,8 @@ impl<S: Read> Frames<S> {
     fn next(&mut self) -> io::Result<(OpCode, Vec<u8>)> {
         let mut chunk = [0u8; 16 << 10];
         loop {
-            if let Ok(Some((h, n))) = decode_header(&self.buf, 0) {
-                let total = n + h.len as usize;
-                if self.buf.len() >= total {
-                    let mut payload = self.buf[n..total].to_vec();
-                    if let Some(key) = h.mask() {
-                        apply_mask(&mut payload, key, 0);
-                    }
-                    self.buf.drain(..total);
-                    return Ok((h.opcode, payload));
-                }
+            if let Some(frame) = support::take_frame(&mut self.buf) {
+                return Ok((frame.opcode, frame.payload));
             }
             match self.stream.read(&mut chunk)? {
                 0 => return Err(io::ErrorKind::UnexpectedEof.into()),

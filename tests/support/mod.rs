@@ -192,20 +192,8 @@ impl RawClient {
     /// Reads the next frame; `None` at EOF (or on a read error).
     pub fn read_frame(&mut self) -> Option<Frame> {
         loop {
-            if let Ok(Some((h, n))) = decode_header(&self.buf, 0) {
-                let total = n + h.len as usize;
-                if self.buf.len() >= total {
-                    let mut payload = self.buf[n..total].to_vec();
-                    if let Some(key) = h.mask() {
-                        apply_mask(&mut payload, key, 0);
-                    }
-                    self.buf.drain(..total);
-                    return Some(Frame {
-                        fin: h.fin,
-                        opcode: h.opcode,
-                        payload,
-                    });
-                }
+            if let Some(frame) = take_frame(&mut self.buf) {
+                return Some(frame);
             }
             if self.fill().ok()? == 0 {
                 return None;
@@ -251,4 +239,24 @@ impl RawClient {
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n)
     }
+}
+
+/// Takes the first whole frame off the front of `buf` (unmasked), if one
+/// is there.
+pub fn take_frame(buf: &mut Vec<u8>) -> Option<Frame> {
+    let (h, n) = decode_header(buf, 0).ok()??;
+    let total = n + h.len as usize;
+    if buf.len() < total {
+        return None;
+    }
+    let mut payload = buf[n..total].to_vec();
+    if let Some(key) = h.mask() {
+        apply_mask(&mut payload, key, 0);
+    }
+    buf.drain(..total);
+    Some(Frame {
+        fin: h.fin,
+        opcode: h.opcode,
+        payload,
+    })
 }
