@@ -30,7 +30,7 @@ pub struct FrameEncoding {
 impl FrameEncoding {
     /// Unmasked frames with no extension: a server's without
     /// permessage-deflate.
-    const PLAIN: FrameEncoding = FrameEncoding { deflate: None };
+    pub const PLAIN: FrameEncoding = FrameEncoding { deflate: None };
 
     /// Appends the frame of one message made of `parts` (`len` bytes in
     /// all), compressed when this encoding compresses it under `choice`.
@@ -95,6 +95,33 @@ impl SharedFrame {
         SharedFrame(Arc::new(frame))
     }
 
+    /// The message's payload, when this frame is in the
+    /// [`PLAIN`](FrameEncoding::PLAIN) encoding (uncompressed, unmasked,
+    /// §5.2): the bytes after the header. `None` for a compressed frame
+    /// (RSV1 set, RFC 7692 §6), whose payload is not the message.
+    pub fn plain_payload(&self) -> Option<&[u8]> {
+        let frame = &self.0;
+        if frame.len() < 2 || frame[0] & 0x40 != 0 || frame[1] & 0x80 != 0 {
+            return None;
+        }
+        // RFC 6455 §5.2: 7-bit length, or 126 + 16 bits, or 127 + 64 bits
+        let header = match frame[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        frame.get(header..)
+    }
+
+    /// The kind of message this frame carries (the opcode of §5.2).
+    pub fn kind(&self) -> MessageKind {
+        if self.0.first().is_some_and(|b| b & 0x0f == 0x2) {
+            MessageKind::Binary
+        } else {
+            MessageKind::Text
+        }
+    }
+
     /// How many queues hold this frame (for tests and metrics).
     pub fn holders(&self) -> usize {
         Arc::strong_count(&self.0)
@@ -149,6 +176,18 @@ mod tests {
         );
         assert_eq!(&frame[at..], b"{\"data\":[1,2]}");
         assert_eq!(frame.holders(), 1);
+        assert_eq!(frame.plain_payload(), Some(&b"{\"data\":[1,2]}"[..]));
+        assert_eq!(frame.kind(), MessageKind::Text);
+    }
+
+    #[test]
+    fn a_plain_frame_gives_back_its_payload_at_every_length_encoding() {
+        for len in [0, 125, 126, 65_535, 65_536] {
+            let data = vec![7u8; len];
+            let frame = SharedFrame::message(FrameEncoding::PLAIN, &Message::binary(&data[..]));
+            assert_eq!(frame.plain_payload(), Some(&data[..]), "{len}");
+            assert_eq!(frame.kind(), MessageKind::Binary);
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod config;
 pub mod reactor;
 pub mod server;
 pub mod tls;
+pub mod workers;
 
 /// The sans-I/O engine, the `edgews-protocol` crate.
 pub use edgews_protocol as protocol;

@@ -116,6 +116,9 @@ pub(crate) struct Hub {
     pub stop_requested: bool,
     /// Outbound connections the handler asked for, opened after its callback.
     pub connect_requests: Vec<String>,
+    /// This reactor's place among the workers (a process of one when it
+    /// runs alone).
+    pub link: super::process::Link,
 }
 
 impl Hub {

@@ -3,6 +3,7 @@
 
 use super::conn::{lookup, Hub};
 use super::metrics::Stats;
+use super::process::Channel;
 use super::splice::{Splice, MAX_SPLICES, SPLICE_MIN};
 use super::token::ConnId;
 use crate::protocol::{
@@ -160,8 +161,9 @@ impl<'a> Context<'a> {
 
     /// Sends one message to every open server-side connection except
     /// `except`; text must be UTF-8 (checked). The frame is encoded once;
-    /// every recipient's queue shares its bytes. Returns the number of
-    /// recipients. A recipient whose queue exceeds `max_backpressure` is
+    /// every recipient's queue shares its bytes. With workers, every
+    /// worker's connections receive it (relayed, the same frame). Returns
+    /// the number of recipients on this worker. A recipient whose queue exceeds `max_backpressure` is
     /// closed with 1008 (too slow).
     pub fn broadcast(
         &mut self,
@@ -183,7 +185,78 @@ impl<'a> Context<'a> {
             .open_connections()
             .filter(|&id| Some(id) != except)
             .collect();
-        self.send_shared_message(ids, message)
+        if !self.hub.link.is_shared() {
+            return self.send_shared_message(ids, message);
+        }
+        // every worker's connections: one frame for the whole process
+        let plain = SharedFrame::message(FrameEncoding::PLAIN, message);
+        self.relay(Channel::All, plain.clone(), 0, except, false);
+        Ok(self.share_message(ids, message, Some(&plain)))
+    }
+
+    /// Sends `message` to each of `ids` (open server-side connections on
+    /// this worker) and relays it on `channel` to every other worker (see
+    /// [`Handler::on_relayed`](super::Handler::on_relayed)), with one frame
+    /// encoded for the whole process; text must be UTF-8 (checked by
+    /// [`Message`]'s constructors). Without workers, the same as
+    /// [`send_shared_message`](Context::send_shared_message). Returns the
+    /// number of recipients here.
+    pub fn publish_message(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        channel: Channel,
+        message: &Message<'_>,
+        except: Option<ConnId>,
+    ) -> usize {
+        if !self.hub.link.is_shared() {
+            return self.share_message(ids, message, None);
+        }
+        let plain = SharedFrame::message(FrameEncoding::PLAIN, message);
+        self.relay(channel, plain.clone(), 0, except, false);
+        self.share_message(ids, message, Some(&plain))
+    }
+
+    /// [`publish_message`](Context::publish_message) of a text message made
+    /// of `parts`, built in place as
+    /// [`send_shared_text`](Context::send_shared_text) does.
+    pub fn publish_text(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        channel: Channel,
+        parts: &[&str],
+        except: Option<ConnId>,
+    ) -> usize {
+        let plain = self.hub.link.is_shared().then(|| {
+            let plain = SharedFrame::text(FrameEncoding::PLAIN, parts);
+            self.relay(channel, plain.clone(), 0, except, false);
+            plain
+        });
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let frame = |encoding| match &plain {
+            Some(frame) if encoding == FrameEncoding::PLAIN => frame.clone(),
+            _ => SharedFrame::text(encoding, parts),
+        };
+        let alone = |engine: &mut Connection, out: &mut Vec<u8>| {
+            engine.send_message(&Message::text(parts.concat()), out)
+        };
+        self.share_frame(ids, frame, alone, len)
+    }
+
+    /// Queues `message` for each open connection among `ids`, taking
+    /// `plain` (its frame in the plain encoding, when already made) for
+    /// those that use that encoding.
+    pub(super) fn share_message(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        message: &Message<'_>,
+        plain: Option<&SharedFrame>,
+    ) -> usize {
+        let frame = |encoding| match plain {
+            Some(frame) if encoding == FrameEncoding::PLAIN => frame.clone(),
+            _ => SharedFrame::message(encoding, message),
+        };
+        let alone = |engine: &mut Connection, out: &mut Vec<u8>| engine.send_message(message, out);
+        self.share_frame(ids, frame, alone, message.as_bytes().len())
     }
 
     /// Sends one message to each of `ids` (open server-side connections;
@@ -204,9 +277,7 @@ impl<'a> Context<'a> {
         ids: impl IntoIterator<Item = ConnId>,
         message: &Message<'_>,
     ) -> Result<usize, SendError> {
-        let frame = |encoding| SharedFrame::message(encoding, message);
-        let alone = |engine: &mut Connection, out: &mut Vec<u8>| engine.send_message(message, out);
-        Ok(self.share_frame(ids, frame, alone, message.as_bytes().len()))
+        Ok(self.share_message(ids, message, None))
     }
 
     /// Sends one text message, the concatenation of `parts`, to each of

@@ -42,7 +42,7 @@ pub trait Handler {
     ) -> HttpResponse {
         let _ = peer;
         if request.path() == "/metrics" && request.method == "GET" {
-            return HttpResponse::metrics(ctx.stats().to_prometheus());
+            return HttpResponse::metrics(ctx.metrics_text());
         }
         HttpResponse::default_for(request)
     }
@@ -75,6 +75,24 @@ pub trait Handler {
     /// An outbound connection failed before it opened.
     fn on_connect_error(&mut self, ctx: &mut Context<'_>, id: ConnId, error: &str) {
         let _ = (ctx, id, error);
+    }
+
+    /// Another worker relayed a message on a topic
+    /// ([`Context::publish_message`], [`Context::relay`]): deliver it to
+    /// this worker's subscribers with [`Context::send_relayed`]. Messages
+    /// on [`Channel::All`](super::Channel::All) (a broadcast) never come
+    /// here: the reactor delivers them itself. The default drops it:
+    /// a handler without topics has nobody to give it to.
+    fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &super::Relayed) {
+        let _ = (ctx, relayed);
+    }
+
+    /// Relayed messages on `channel` were lost at this worker's full inbox
+    /// (see `RELAY_BACKLOG_MESSAGES`): close the connections that would
+    /// have received them (the ready-made servers close the topic's
+    /// subscribers with 1013), so that none misses a message silently.
+    fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &super::Channel) {
+        let _ = (ctx, channel);
     }
 
     /// When the handler next wants [`on_timeout`](Handler::on_timeout).

@@ -239,6 +239,13 @@ impl<H: Handler> Reactor<H> {
         }
         self.hub.scratch.clear();
         self.hub.conns.remove(id.index());
+        let link = &self.hub.link;
+        link.slot()
+            .held
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        link.process
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Reads and drops what a closed connection still receives, until the

@@ -12,6 +12,7 @@ use mio::net::TcpStream;
 use mio::Interest;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The listen backlog: connections the kernel queues before we accept
@@ -21,10 +22,20 @@ use std::time::Duration;
 const BACKLOG: i32 = 4096;
 
 /// A non-blocking listening socket with `SO_REUSEADDR` and a deep backlog.
-pub(super) fn bind(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    bind_with(addr, false)
+}
+
+/// [`bind`], with `SO_REUSEPORT` when `shared`: one of several listeners on
+/// the same address, one per worker, among which the kernel spreads new
+/// connections by a hash of their addresses and ports.
+pub(crate) fn bind_with(addr: SocketAddr, shared: bool) -> io::Result<mio::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
@@ -93,14 +104,33 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// Takes an accepted connection here, or hands it to a less loaded
+    /// worker (see `balance_target`).
     fn admit(&mut self, socket: TcpStream, peer: SocketAddr, metrics_only: bool) {
+        if !metrics_only {
+            if let Some(to) = self.balance_target() {
+                return self.hand_over(to, socket, peer);
+            }
+        }
+        self.admit_counted(socket, peer, metrics_only);
+    }
+
+    /// Takes an accepted connection here. `max_connections` counts every
+    /// worker's connections.
+    pub(super) fn admit_counted(
+        &mut self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        metrics_only: bool,
+    ) {
         let max = self.hub.config.max_connections;
-        if self.hub.conns.len() >= max + OVER_CAPACITY_SLACK {
+        let held = self.hub.link.process.connections.load(Ordering::SeqCst);
+        if held >= max + OVER_CAPACITY_SLACK {
             // debug: a connect storm must not become a storm of log lines
-            log::debug!("{peer}: dropped, {} connections held", self.hub.conns.len());
+            log::debug!("{peer}: dropped, {held} connections held");
             return;
         }
-        let over_capacity = self.hub.conns.len() >= max;
+        let over_capacity = held >= max;
         let socket = match self.tls_server.as_ref().filter(|_| !metrics_only) {
             None => Socket::plain(socket),
             Some(config) => match rustls::ServerConnection::new(config.clone()) {
@@ -176,12 +206,21 @@ impl<H: Handler> Reactor<H> {
         let _ = socket.tcp.set_nodelay(true);
         let entry = self.hub.conns.vacant_entry();
         let id = ConnId::new(entry.key(), self.next_generation);
-        self.next_generation = (self.next_generation + 1) % (u32::MAX - 1);
+        // generations stay below u32::MAX - 1 and ≡ this worker's index
+        // (mod workers); see `join`
+        let wrap = (u32::MAX - 1) / self.generation_step * self.generation_step;
+        self.next_generation = (self.next_generation + self.generation_step) % wrap;
         self.poll.registry().register(
             &mut socket.tcp,
             id.token(),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        self.hub.link.slot().held.fetch_add(1, Ordering::SeqCst);
+        self.hub
+            .link
+            .process
+            .connections
+            .fetch_add(1, Ordering::SeqCst);
         entry.insert(Conn {
             id,
             socket,

@@ -52,6 +52,15 @@ pub struct Stats {
     pub tls_reloads: u64,
     /// Reloads that failed (the certificate in use stayed).
     pub tls_reload_failures: u64,
+    /// Messages other workers relayed to this one (and this worker's own
+    /// relays to itself: the chat server's room events).
+    pub relays_in: u64,
+    /// Relays this worker lost because its inbox was at its bound (their
+    /// recipients were closed with 1013).
+    pub relays_lost: u64,
+    /// Connections another worker accepted and handed to this one, to
+    /// even out the spread.
+    pub adopted: u64,
 }
 
 impl Stats {
@@ -79,6 +88,67 @@ impl Stats {
     pub(crate) fn record_sent(&mut self, bytes: usize) {
         self.messages_out += 1;
         self.bytes_out += bytes as u64;
+    }
+
+    /// Adds `other`'s counts to these (the workers of one process).
+    pub fn add(&mut self, other: &Stats) {
+        let Stats {
+            accepted,
+            opened,
+            closed,
+            handshake_failures,
+            handshake_failures_by_status,
+            closes_by_code,
+            messages_in,
+            bytes_in,
+            messages_out,
+            bytes_out,
+            messages_out_zero_copy,
+            slow_consumer_closes,
+            timer_closes,
+            connect_failures,
+            fd_exhaustion_refusals,
+            tls_errors,
+            tls_reloads,
+            tls_reload_failures,
+            relays_in,
+            relays_lost,
+            adopted,
+        } = other;
+        for (mine, theirs) in [
+            (&mut self.accepted, accepted),
+            (&mut self.opened, opened),
+            (&mut self.closed, closed),
+            (&mut self.handshake_failures, handshake_failures),
+            (&mut self.messages_in, messages_in),
+            (&mut self.bytes_in, bytes_in),
+            (&mut self.messages_out, messages_out),
+            (&mut self.bytes_out, bytes_out),
+            (&mut self.messages_out_zero_copy, messages_out_zero_copy),
+            (&mut self.slow_consumer_closes, slow_consumer_closes),
+            (&mut self.timer_closes, timer_closes),
+            (&mut self.connect_failures, connect_failures),
+            (&mut self.fd_exhaustion_refusals, fd_exhaustion_refusals),
+            (&mut self.tls_errors, tls_errors),
+            (&mut self.tls_reloads, tls_reloads),
+            (&mut self.tls_reload_failures, tls_reload_failures),
+            (&mut self.relays_in, relays_in),
+            (&mut self.relays_lost, relays_lost),
+            (&mut self.adopted, adopted),
+        ] {
+            *mine += theirs;
+        }
+        for (map, theirs) in [
+            (
+                &mut self.handshake_failures_by_status,
+                handshake_failures_by_status,
+            ),
+            (&mut self.closes_by_code, closes_by_code),
+        ] {
+            for (key, count) in theirs {
+                *map.entry(*key).or_default() += count;
+            }
+        }
     }
 
     /// Connections open now.
@@ -178,6 +248,24 @@ impl Stats {
             "counter",
             "Connections refused with 503 because the process was out of file descriptors.",
             self.fd_exhaustion_refusals,
+        );
+        metric(
+            "edgews_relays_in_total",
+            "counter",
+            "Messages delivered through a worker's inbox (relayed by another worker, or a chat room event).",
+            self.relays_in,
+        );
+        metric(
+            "edgews_relays_lost_total",
+            "counter",
+            "Relayed messages lost at a full worker inbox (their recipients were closed with 1013).",
+            self.relays_lost,
+        );
+        metric(
+            "edgews_connections_adopted_total",
+            "counter",
+            "Connections one worker accepted and handed to a less loaded one.",
+            self.adopted,
         );
         metric(
             "edgews_deflate_memory_bytes",

@@ -29,6 +29,8 @@ mod io;
 mod lifecycle;
 mod listener;
 mod metrics;
+mod process;
+mod relay;
 mod settings;
 mod socket;
 mod splice;
@@ -39,7 +41,10 @@ mod write;
 pub use context::{Context, SendError};
 pub use fds::{raise_fd_limit, FdLimits};
 pub use handler::{Accept, Handler, HttpResponse, OpenInfo};
+pub(crate) use listener::bind_with as listener_bind;
 pub use metrics::{Stats, PRIVATE_CLOSE_CODES};
+pub use process::{Channel, Process, Relayed, RELAY_BACKLOG_BYTES, RELAY_BACKLOG_MESSAGES};
+pub use relay::RELAY_LOST_REASON;
 pub use token::ConnId;
 
 use crate::config::ServerConfig;
@@ -77,6 +82,13 @@ pub struct Reactor<H: Handler> {
     /// Connections to read again without waiting for an edge.
     ready: Vec<ConnId>,
     next_generation: u32,
+    /// How far generations advance: the number of workers, so that each
+    /// worker's connection ids stay apart from the others'.
+    generation_step: u32,
+    /// When this worker last published its counters (workers only).
+    stats_published_at: Instant,
+    /// Counters changed since then.
+    stats_unpublished: bool,
     /// Accepting stopped after `EMFILE`/`ENFILE` until this instant.
     accept_paused_until: Option<Instant>,
     signals: Option<mio::net::UnixStream>,
@@ -155,12 +167,16 @@ impl<H: Handler> Reactor<H> {
                 stats: Stats::default(),
                 stop_requested: false,
                 connect_requests: Vec::new(),
+                link: process::Link::alone(),
             },
             handler,
             read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             timers: Timers::with_capacity(capacity),
             ready: Vec::new(),
             next_generation: 0,
+            generation_step: 1,
+            stats_published_at: now,
+            stats_unpublished: false,
             accept_paused_until: None,
             signals: None,
             hangup: None,
@@ -279,6 +295,7 @@ impl<H: Handler> Reactor<H> {
             }
             if self.finished() {
                 self.drop_all();
+                self.publish_stats(true);
                 break Ok(());
             }
         };
@@ -322,6 +339,7 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.run_ready();
+        self.drain_inbox();
         self.flush_dirty();
         self.run_timers();
         self.run_handler_timer();
@@ -331,6 +349,9 @@ impl<H: Handler> Reactor<H> {
             self.begin_shutdown();
         }
         self.maybe_resume_accept();
+        self.drain_inbox();
+        self.flush_dirty();
+        self.publish_stats(false);
         Ok(())
     }
 
@@ -341,6 +362,7 @@ impl<H: Handler> Reactor<H> {
             self.handler.poll_timeout(),
             self.accept_paused_until,
             self.shutdown_deadline,
+            self.stats_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -374,6 +396,9 @@ impl<H: Handler> Reactor<H> {
         if self.shutdown_deadline.is_some() {
             log::warn!("second signal: stopping now");
             self.shutdown_deadline = Some(self.hub.now);
+            self.hub
+                .link
+                .tell_others(|| process::Delivery::Shutdown { now: true });
         } else {
             self.begin_shutdown();
         }
@@ -386,7 +411,13 @@ impl<H: Handler> Reactor<H> {
         }
         match self.reload_tls() {
             Ok(()) if self.tls_server.is_some() => {
-                log::info!("SIGHUP: TLS certificate and key reloaded")
+                log::info!("SIGHUP: TLS certificate and key reloaded");
+                if let Some(config) = &self.tls_server {
+                    // every worker's new handshakes take the new pair
+                    self.hub
+                        .link
+                        .tell_others(|| process::Delivery::Tls(config.clone()));
+                }
             }
             Ok(()) => log::info!("SIGHUP: no TLS configured, nothing to reload"),
             Err(e) => {
@@ -408,6 +439,10 @@ impl<H: Handler> Reactor<H> {
             self.hub.conns.len()
         );
         self.shutdown_deadline = Some(now + self.hub.config.shutdown_timeout);
+        // one server to the operator: every worker shuts down with this one
+        self.hub
+            .link
+            .tell_others(|| process::Delivery::Shutdown { now: false });
         self.listener = None;
         self.metrics_listener = None;
         let ids: Vec<ConnId> = self.hub.conns.iter().map(|(_, c)| c.id).collect();

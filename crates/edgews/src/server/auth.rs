@@ -177,6 +177,14 @@ impl<H: Handler> Handler for Authenticated<H> {
     fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
         self.inner.on_timeout(ctx, now)
     }
+
+    fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &crate::reactor::Relayed) {
+        self.inner.on_relayed(ctx, relayed)
+    }
+
+    fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &crate::reactor::Channel) {
+        self.inner.on_relay_lost(ctx, channel)
+    }
 }
 
 #[cfg(test)]

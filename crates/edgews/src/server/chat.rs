@@ -40,8 +40,10 @@
 //!   - `{"type":"error","error":"…"}` to a connection whose message was
 //!     malformed, too long or for the wrong room; it stays open.
 //!
-//! Every message to a room is encoded once and its frame shared by all the
-//! recipients ([`Topics::publish`]).
+//! Every event in a room is encoded once and its frame shared by all the
+//! recipients, on every worker: the rooms are the process's
+//! ([`ChatRooms`], whose docs say how each member sees every event once, in
+//! the same order as everyone else).
 //!
 //! # What presence costs
 //!
@@ -68,11 +70,14 @@
 //! parse builds no tree: it copies only strings with escapes.
 
 use super::chat_message::parse_message;
+use super::chat_rooms::ChatRooms;
 pub use super::query::query_param;
 use super::topics::{SubscribeError, TopicLimits, Topics};
 use crate::protocol::close::truncate_reason;
-use crate::protocol::{CloseCode, Closed, HandshakeError, Message, MessageKind, Request};
-use crate::reactor::{Accept, ConnId, Context, Handler, HttpResponse, OpenInfo};
+use crate::protocol::{
+    CloseCode, Closed, FrameEncoding, HandshakeError, Message, Request, SharedFrame,
+};
+use crate::reactor::{Accept, Channel, ConnId, Context, Handler, HttpResponse, OpenInfo, Relayed};
 use serde_json::json;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -124,71 +129,59 @@ impl Default for ChatConfig {
 struct Member {
     room: String,
     name: String,
+    /// The room's sequence number when this member joined: it was welcomed
+    /// with the members as of then, and gets only later events.
+    joined_seq: u64,
 }
 
-/// What the server keeps about a room besides its members (who are the
-/// subscribers of the topic of the same name).
-#[derive(Debug, Default)]
-struct Room {
-    last_id: u64,
-}
-
-/// The chat handler.
+/// The chat handler (one per worker; the rooms are the process's).
 #[derive(Debug)]
 pub struct Chat {
     config: ChatConfig,
+    /// Every worker's rooms: members, counters, caps.
+    rooms: ChatRooms,
+    /// This worker's members, by room (the topic of the same name).
     topics: Topics,
     members: HashMap<ConnId, Member>,
-    rooms: HashMap<String, Room>,
 }
 
 impl Chat {
     /// A chat server with no rooms yet.
     pub fn new(config: ChatConfig) -> Chat {
+        Chat::with_rooms(config, ChatRooms::new())
+    }
+
+    /// A chat server for one worker among several: `rooms`, shared by every
+    /// worker's handler, holds who is in each room, so presence, message
+    /// numbers and the caps span the workers.
+    pub fn with_rooms(config: ChatConfig, rooms: ChatRooms) -> Chat {
+        // the caps are the shared rooms' to enforce; locally, one room each
         let limits = TopicLimits {
-            max_topics: config.max_rooms,
+            max_topics: usize::MAX,
             max_subscriptions_per_connection: 1,
-            max_subscribers_per_topic: config.max_room_members,
+            max_subscribers_per_topic: usize::MAX,
         };
         Chat {
             config,
+            rooms,
             topics: Topics::with_limits(limits),
             members: HashMap::new(),
-            rooms: HashMap::new(),
         }
     }
 
-    /// The room registry (one topic per room).
+    /// This worker's members, by room (one topic per room).
     pub fn topics(&self) -> &Topics {
         &self.topics
     }
 
-    /// The names in `room`, one per connection, sorted.
-    pub fn members(&self, room: &str) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .topics
-            .subscribers(room)
-            .filter_map(|id| self.members.get(&id))
-            .map(|m| m.name.as_str())
-            .collect();
-        names.sort_by_cached_key(|name| (name.to_lowercase(), *name));
-        names
+    /// The rooms of the whole process.
+    pub fn rooms(&self) -> &ChatRooms {
+        &self.rooms
     }
 
-    /// Sends a presence event (`join` or `leave`) about `name` to everyone
-    /// in `room` but `except`.
-    fn presence(
-        &self,
-        ctx: &mut Context<'_>,
-        kind: &str,
-        room: &str,
-        name: &str,
-        except: Option<ConnId>,
-    ) {
-        let event = json!({"type": kind, "room": room, "name": name}).to_string();
-        let _ = self
-            .topics
-            .publish(ctx, room, MessageKind::Text, event.as_bytes(), except);
+    /// The names in `room` (on every worker), one per connection, sorted.
+    pub fn members(&self, room: &str) -> Vec<String> {
+        self.rooms.names(room)
     }
 
     /// Handles one message from `id`; an `Err` is sent back as an error event.
@@ -204,7 +197,10 @@ impl Chat {
                 member.room, message.room
             ));
         }
-        let room = self.rooms.entry(member.room.clone()).or_default();
+        let mut rooms = self.rooms.lock();
+        let Some(room) = rooms.get(&member.room) else {
+            return Err("not in a room".to_string());
+        };
         room.last_id += 1;
         let event = json!({
             "type": "message",
@@ -213,12 +209,26 @@ impl Chat {
             "from": member.name,
             "ts": unix_millis(),
             "text": message.text,
-        })
-        .to_string();
-        self.topics
-            .publish(ctx, &member.room, MessageKind::Text, event.as_bytes(), None)
-            .map_err(|e| e.to_string())?;
+        });
+        let seq = room.next_seq();
+        // relayed under the lock: every worker gets the room's events in order
+        relay_event(ctx, &member.room, &event, seq, None);
         Ok(())
+    }
+
+    /// The chat's gauges (the process's rooms and members) and counter.
+    fn to_prometheus(&self) -> String {
+        format!(
+            "# HELP edgews_topics Topics with at least one subscriber.\n# TYPE edgews_topics gauge\nedgews_topics {}\n\
+             # HELP edgews_subscriptions Subscriptions, all topics together.\n# TYPE edgews_subscriptions gauge\n\
+             edgews_subscriptions {}\n\
+             # HELP edgews_subscriptions_refused_total Joins of open connections refused by a cap on rooms or members (refusals at the upgrade count in edgews_handshake_failures_total).\n\
+             # TYPE edgews_subscriptions_refused_total counter\n\
+             edgews_subscriptions_refused_total {}\n",
+            self.rooms.room_count(),
+            self.rooms.member_count(),
+            self.rooms.refused_count(),
+        )
     }
 
     /// The page, with a fresh nonce in its Content-Security-Policy.
@@ -262,6 +272,20 @@ fn refusal(room: &str, error: SubscribeError) -> (u16, String) {
         ),
         SubscribeError::TooManySubscriptions(_) => (503, error.to_string()),
     }
+}
+
+/// Relays a room event (`seq`, the room's next number) to every worker,
+/// this one included: each delivers it to its members who joined before
+/// it (see `on_relayed`). Call it with the rooms locked.
+fn relay_event(
+    ctx: &mut Context<'_>,
+    room: &str,
+    event: &serde_json::Value,
+    seq: u64,
+    except: Option<ConnId>,
+) {
+    let frame = SharedFrame::text(FrameEncoding::PLAIN, &[&event.to_string()]);
+    ctx.relay(Channel::Topic(room.into()), frame, seq, except, true);
 }
 
 fn unix_millis() -> u64 {
@@ -317,10 +341,13 @@ impl Handler for Chat {
         if !has_token(request) {
             named(query, "name").map_err(refuse)?;
         }
-        self.topics.check_new_subscriber(&room).map_err(|e| {
-            let (status, reason) = refusal(&room, e);
-            HandshakeError::Refused(status, reason)
-        })?;
+        self.rooms
+            .lock()
+            .check_join(&self.config, &room)
+            .map_err(|e| {
+                let (status, reason) = refusal(&room, e);
+                HandshakeError::Refused(status, reason)
+            })?;
         Ok(Accept::default())
     }
 
@@ -333,7 +360,7 @@ impl Handler for Chat {
         match (request.method, request.path()) {
             ("GET", "/" | "/index.html") => Chat::page(),
             ("GET", "/metrics") => {
-                HttpResponse::metrics(ctx.stats().to_prometheus() + &self.topics.to_prometheus())
+                HttpResponse::metrics(ctx.metrics_text() + &self.to_prometheus())
             }
             _ => HttpResponse::default_for(request),
         }
@@ -361,28 +388,41 @@ impl Handler for Chat {
                 return;
             }
         };
-        if let Err(e) = self.topics.subscribe(id, &room) {
-            // the room filled (or the rooms ran out) since the upgrade
-            let (_, reason) = refusal(&room, e);
-            let _ = ctx.close(id, CloseCode::POLICY_VIOLATION, truncate_reason(&reason));
-            return;
-        }
-        self.members.insert(
-            id,
-            Member {
-                room: room.clone(),
-                name: name.clone(),
-            },
-        );
+        let mut rooms = self.rooms.lock();
+        let joined = match rooms.join(&self.config, &room, id, &name) {
+            Ok(joined) => joined,
+            Err(e) => {
+                // the room filled (or the rooms ran out) since the upgrade
+                drop(rooms);
+                self.rooms.count_refusal();
+                let (_, reason) = refusal(&room, e);
+                let _ = ctx.close(id, CloseCode::POLICY_VIOLATION, truncate_reason(&reason));
+                return;
+            }
+        };
+        let seq = joined.next_seq();
         let welcome = json!({
             "type": "welcome",
             "room": room,
             "name": name,
-            "members": self.members(&room),
+            "members": joined.names(),
             "max_text": self.config.max_text,
         });
+        let event = json!({"type": "join", "room": room, "name": name});
+        relay_event(ctx, &room, &event, seq, Some(id));
+        drop(rooms);
+        let _ = self.topics.subscribe(id, &room);
+        self.members.insert(
+            id,
+            Member {
+                room,
+                name,
+                joined_seq: seq,
+            },
+        );
+        // before any room event: those are relayed, delivered at the end
+        // of this loop turn at the earliest
         let _ = ctx.send_text(id, &welcome.to_string());
-        self.presence(ctx, "join", &room, &name, Some(id));
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message<'_>) {
@@ -400,11 +440,30 @@ impl Handler for Chat {
             return;
         };
         self.topics.remove_connection(id);
-        if self.topics.subscribers(&member.room).next().is_none() {
-            self.rooms.remove(&member.room);
-            return;
+        let mut rooms = self.rooms.lock();
+        if let Some(room) = rooms.leave(&member.room, id) {
+            let seq = room.next_seq();
+            let event = json!({"type": "leave", "room": member.room, "name": member.name});
+            relay_event(ctx, &member.room, &event, seq, None);
         }
-        self.presence(ctx, "leave", &member.room, &member.name, None);
+    }
+
+    fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &Relayed) {
+        let Channel::Topic(room) = &relayed.channel else {
+            return;
+        };
+        // only members welcomed before the event: the others' welcome
+        // already reflects it
+        let members = &self.members;
+        let ids = self.topics.subscribers(room).filter(|id| {
+            Some(*id) != relayed.except
+                && members.get(id).is_some_and(|m| m.joined_seq < relayed.seq)
+        });
+        ctx.send_relayed(ids, relayed);
+    }
+
+    fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &Channel) {
+        self.topics.close_lost(ctx, channel);
     }
 }
 

@@ -30,10 +30,11 @@ use super::limits::{
 };
 use crate::config::ConfigError;
 use crate::protocol::{CloseCode, Closed, HandshakeError, Message, Request};
-use crate::reactor::{Accept, ConnId, Context, Handler, HttpResponse, OpenInfo};
+use crate::reactor::{Accept, Channel, ConnId, Context, Handler, HttpResponse, OpenInfo, Relayed};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The most often the "IP table full" warning is logged.
@@ -112,15 +113,15 @@ pub struct GuardStats {
     pub ip_upgrade_refusals: u64,
 }
 
-/// Wraps a handler to enforce the limits of a [`GuardConfig`]; forwards
-/// everything else to it unchanged.
-#[derive(Debug)]
-pub struct Guarded<H> {
-    /// The wrapped handler.
-    pub inner: H,
-    config: GuardConfig,
-    /// A bucket per open server-side connection, while `message_rate` is on.
-    messages: HashMap<ConnId, TokenBucket>,
+/// The per-IP tables and the counters of the limits, which every worker
+/// of a process shares (behind one lock, taken per upgrade and per close,
+/// never per message) so that the limits hold process-wide. Make one with
+/// [`GuardShared::new`] and hand each worker's [`Guarded`] a clone.
+#[derive(Debug, Clone)]
+pub struct GuardShared(Arc<Mutex<PerIp>>);
+
+#[derive(Debug, Default)]
+struct PerIp {
     /// While `max_connections_per_ip` is on.
     connections: Option<ConnectionsPerIp>,
     /// While `max_upgrades_per_ip` is on.
@@ -131,19 +132,54 @@ pub struct Guarded<H> {
     table_full_warned_at: Option<Instant>,
 }
 
-impl<H: Handler> Guarded<H> {
-    /// `inner`, behind the limits of `config`.
-    pub fn new(inner: H, config: GuardConfig) -> Self {
-        Guarded {
-            inner,
-            messages: HashMap::new(),
+impl GuardShared {
+    /// Empty tables for the limits of `config`.
+    pub fn new(config: &GuardConfig) -> GuardShared {
+        GuardShared(Arc::new(Mutex::new(PerIp {
             connections: config
                 .max_connections_per_ip
                 .map(|_| ConnectionsPerIp::default()),
             upgrades: config.max_upgrades_per_ip.map(UpgradesPerIp::new),
+            ..PerIp::default()
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PerIp> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Wraps a handler to enforce the limits of a [`GuardConfig`]; forwards
+/// everything else to it unchanged.
+#[derive(Debug)]
+pub struct Guarded<H> {
+    /// The wrapped handler.
+    pub inner: H,
+    config: GuardConfig,
+    /// A bucket per open server-side connection, while `message_rate` is on.
+    messages: HashMap<ConnId, TokenBucket>,
+    /// The per-IP tables and the counters, shared with the other workers.
+    shared: GuardShared,
+}
+
+impl<H: Handler> Guarded<H> {
+    /// `inner`, behind the limits of `config`.
+    pub fn new(inner: H, config: GuardConfig) -> Self {
+        let shared = GuardShared::new(&config);
+        Guarded::with_shared(inner, config, shared)
+    }
+
+    /// `inner`, behind the limits of `config`, with per-IP tables and
+    /// counters shared with other workers' handlers (made by
+    /// [`GuardShared::new`] from the same `config`).
+    pub fn with_shared(inner: H, config: GuardConfig, shared: GuardShared) -> Self {
+        Guarded {
+            inner,
+            messages: HashMap::new(),
             config,
-            stats: GuardStats::default(),
-            table_full_warned_at: None,
+            shared,
         }
     }
 
@@ -152,18 +188,19 @@ impl<H: Handler> Guarded<H> {
         &self.config
     }
 
-    /// What the limits have refused so far.
+    /// What the limits have refused so far (every worker's refusals).
     pub fn stats(&self) -> GuardStats {
-        self.stats
+        self.shared.lock().stats
     }
 
     /// How many client IPs the per-IP limits hold state for: those with a
     /// connection open, and those with an upgrade bucket (a bucket is
     /// forgotten at the first sweep after it fills up again).
     pub fn tracked_ips(&self) -> usize {
-        let open = self.connections.as_ref();
+        let shared = self.shared.lock();
+        let open = shared.connections.as_ref();
         let with_connections = open.map_or(0, ConnectionsPerIp::ip_count);
-        let only_upgrading = self.upgrades.as_ref().map_or(0, |upgrades| {
+        let only_upgrading = shared.upgrades.as_ref().map_or(0, |upgrades| {
             upgrades
                 .ips()
                 .filter(|ip| open.is_none_or(|o| o.open_from(**ip) == 0))
@@ -172,44 +209,53 @@ impl<H: Handler> Guarded<H> {
         with_connections + only_upgrading
     }
 
-    /// Runs the per-IP checks for an upgrade from `ip`.
+    /// Runs the per-IP checks for an upgrade from `ip`, and on success
+    /// counts it among the IP's open connections (a reservation that
+    /// `on_open` binds to the connection, or `on_upgrade` releases if the
+    /// wrapped handler refuses): checking and counting under one lock is
+    /// what keeps the limit exact when workers admit at the same time.
     fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<(), HandshakeError> {
-        if let Some(upgrades) = &mut self.upgrades {
+        let mut shared = self.shared.lock();
+        let shared = &mut *shared;
+        if let Some(upgrades) = &mut shared.upgrades {
             let refusal = match upgrades.try_upgrade(ip, now) {
                 Ok(()) => None,
                 Err(UpgradeRefusal::TooFast { retry_after_secs }) => {
                     Some(HandshakeError::TooManyRequests { retry_after_secs })
                 }
                 Err(UpgradeRefusal::TableFull) => {
-                    let quiet = self.table_full_warned_at.is_some_and(|at| {
+                    let quiet = shared.table_full_warned_at.is_some_and(|at| {
                         now.saturating_duration_since(at) < TABLE_FULL_WARN_EVERY
                     });
                     if !quiet {
-                        self.table_full_warned_at = Some(now);
+                        shared.table_full_warned_at = Some(now);
                         log::warn!("{MAX_TRACKED_IPS} client IPs tracked: refusing new ones");
                     }
                     Some(HandshakeError::ServerFull)
                 }
             };
             if let Some(e) = refusal {
-                self.stats.ip_upgrade_refusals += 1;
+                shared.stats.ip_upgrade_refusals += 1;
                 return Err(e);
             }
         }
-        if let (Some(max), Some(open)) = (self.config.max_connections_per_ip, &self.connections) {
+        if let (Some(max), Some(open)) =
+            (self.config.max_connections_per_ip, &mut shared.connections)
+        {
             if open.open_from(ip) >= max {
-                self.stats.ip_connection_refusals += 1;
+                shared.stats.ip_connection_refusals += 1;
                 return Err(HandshakeError::TooManyRequests {
                     retry_after_secs: 1,
                 });
             }
+            open.reserve(ip);
         }
         Ok(())
     }
 
     /// Drops a message over its connection's rate, as `over_rate` says.
     fn refuse_message(&mut self, ctx: &mut Context<'_>, id: ConnId) {
-        self.stats.rate_limited_messages += 1;
+        self.shared.lock().stats.rate_limited_messages += 1;
         let sent = match self.config.over_rate {
             OverRate::Close => ctx.close(id, CloseCode::POLICY_VIOLATION, RATE_LIMIT_CLOSE_REASON),
             OverRate::ErrorReply => ctx.send_text(id, RATE_LIMIT_ERROR_REPLY),
@@ -230,7 +276,7 @@ impl<H: Handler> Guarded<H> {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         };
-        let s = self.stats;
+        let s = self.stats();
         metric(
             "edgews_rate_limited_messages_total",
             "counter",
@@ -274,8 +320,15 @@ impl<H: Handler> Handler for Guarded<H> {
         peer: SocketAddr,
     ) -> Result<Accept, HandshakeError> {
         // a clock read: `on_upgrade` has no context, and buckets need the time
-        self.admit(client_ip(peer, Some(request)), Instant::now())?;
-        self.inner.on_upgrade(request, peer)
+        let ip = client_ip(peer, Some(request));
+        self.admit(ip, Instant::now())?;
+        let decision = self.inner.on_upgrade(request, peer);
+        if decision.is_err() {
+            if let Some(open) = &mut self.shared.lock().connections {
+                open.release(ip);
+            }
+        }
+        decision
     }
 
     fn on_http(
@@ -296,8 +349,9 @@ impl<H: Handler> Handler for Guarded<H> {
     fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, info: &OpenInfo<'_>) {
         // server side only: outbound connections are the handler's own
         if let Some(request) = info.request {
-            if let Some(open) = &mut self.connections {
-                open.add(id, client_ip(info.peer, Some(request)));
+            if let Some(open) = &mut self.shared.lock().connections {
+                // reserved by `admit`, which every upgrade passed
+                open.bind(id, client_ip(info.peer, Some(request)));
             }
             if let Some(rate) = self.config.message_rate {
                 let bucket = TokenBucket::new(rate.per_second, rate.burst, ctx.now());
@@ -326,7 +380,7 @@ impl<H: Handler> Handler for Guarded<H> {
 
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
         self.messages.remove(&id);
-        if let Some(open) = &mut self.connections {
+        if let Some(open) = &mut self.shared.lock().connections {
             open.remove(id);
         }
         self.inner.on_close(ctx, id, closed)
@@ -342,6 +396,14 @@ impl<H: Handler> Handler for Guarded<H> {
 
     fn on_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
         self.inner.on_timeout(ctx, now)
+    }
+
+    fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &Relayed) {
+        self.inner.on_relayed(ctx, relayed)
+    }
+
+    fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &Channel) {
+        self.inner.on_relay_lost(ctx, channel)
     }
 }
 

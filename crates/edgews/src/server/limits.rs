@@ -107,10 +107,28 @@ impl ConnectionsPerIp {
         self.open.get(&ip).copied().unwrap_or(0)
     }
 
-    /// Counts connection `id`, from `ip`.
-    pub fn add(&mut self, id: ConnId, ip: IpAddr) {
-        if self.ip_of.insert(id, ip).is_none() {
-            *self.open.entry(ip).or_insert(0) += 1;
+    /// Counts a connection from `ip` that has no id yet (its upgrade is
+    /// being accepted); [`bind`](Self::bind) gives it one, or
+    /// [`release`](Self::release) takes it back.
+    pub fn reserve(&mut self, ip: IpAddr) {
+        *self.open.entry(ip).or_insert(0) += 1;
+    }
+
+    /// Gives a reserved connection from `ip` its id.
+    pub fn bind(&mut self, id: ConnId, ip: IpAddr) {
+        if let Some(old) = self.ip_of.insert(id, ip) {
+            // already counted: the reservation was one too many
+            self.release(old);
+        }
+    }
+
+    /// Takes back a reservation from `ip`.
+    pub fn release(&mut self, ip: IpAddr) {
+        if let Some(count) = self.open.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.open.remove(&ip);
+            }
         }
     }
 
@@ -328,11 +346,15 @@ mod tests {
     #[test]
     fn connections_are_counted_per_ip_and_ips_forgotten_at_zero() {
         let mut table = ConnectionsPerIp::default();
-        table.add(conn(1), ip(1));
-        table.add(conn(2), ip(1));
-        table.add(conn(2), ip(1)); // counted once
-        table.add(conn(3), ip(2));
+        for (id, from) in [(1, 1), (2, 1), (2, 1), (3, 2)] {
+            table.reserve(ip(from));
+            table.bind(conn(id), ip(from));
+        }
+        // conn 2 bound twice: counted once
         assert_eq!((table.open_from(ip(1)), table.open_from(ip(2))), (2, 1));
+        table.reserve(ip(2));
+        table.release(ip(2)); // a refused upgrade gives its place back
+        assert_eq!(table.open_from(ip(2)), 1);
         table.remove(conn(1));
         table.remove(conn(1)); // no effect
         assert_eq!(table.open_from(ip(1)), 1);

@@ -51,10 +51,10 @@
 //! input; they go to that client only and are never logged.
 
 use super::pubsub_control::{check_topic, parse_control, Control};
-use super::topics::{TopicLimits, Topics};
+use super::topics::{TopicCensus, TopicLimits, Topics};
 use crate::protocol::close::truncate_reason;
 use crate::protocol::{CloseCode, Closed, HandshakeError, Message, Request};
-use crate::reactor::{Accept, ConnId, Context, Handler, HttpResponse, OpenInfo};
+use crate::reactor::{Accept, Channel, ConnId, Context, Handler, HttpResponse, OpenInfo, Relayed};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -106,6 +106,16 @@ impl PubSub {
     pub fn with_config(config: PubSubConfig) -> PubSub {
         PubSub {
             topics: Topics::with_limits(config.limits),
+            config,
+        }
+    }
+
+    /// A server for one worker among several: the caps of `config.limits`
+    /// hold for the whole process through `census`, shared by every
+    /// worker's handler; publications reach every worker's subscribers.
+    pub fn with_census(config: PubSubConfig, census: TopicCensus) -> PubSub {
+        PubSub {
+            topics: Topics::with_census(config.limits, census),
             config,
         }
     }
@@ -193,9 +203,7 @@ impl Handler for PubSub {
         _peer: SocketAddr,
     ) -> HttpResponse {
         if request.path() == "/metrics" {
-            return HttpResponse::metrics(
-                ctx.stats().to_prometheus() + &self.topics.to_prometheus(),
-            );
+            return HttpResponse::metrics(ctx.metrics_text() + &self.topics.to_prometheus());
         }
         HttpResponse::default_for(request)
     }
@@ -224,6 +232,14 @@ impl Handler for PubSub {
 
     fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, _closed: &Closed) {
         self.topics.remove_connection(id);
+    }
+
+    fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &Relayed) {
+        self.topics.deliver_relayed(ctx, relayed);
+    }
+
+    fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &Channel) {
+        self.topics.close_lost(ctx, channel);
     }
 }
 

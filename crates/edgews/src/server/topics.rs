@@ -31,11 +31,80 @@
 //! (at most connections × `max_subscriptions_per_connection` of them),
 //! plus ≈ 200 bytes a subscribed connection.
 
-use crate::protocol::MessageKind;
-use crate::reactor::{ConnId, Context, SendError};
+use crate::protocol::{CloseCode, Message, MessageKind};
+use crate::reactor::{Channel, ConnId, Context, Relayed, SendError, RELAY_LOST_REASON};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Subscriber counts per topic for a whole process: what keeps the caps of
+/// [`TopicLimits`] (topics, subscribers per topic) process-wide when each
+/// worker holds its own [`Topics`]. One lock, taken per subscribe and
+/// unsubscribe, never per message. Costs per topic its name once more
+/// (≈ 60 bytes + the name).
+#[derive(Debug, Clone, Default)]
+pub struct TopicCensus(Arc<Mutex<Census>>);
+
+#[derive(Debug, Default)]
+struct Census {
+    subscribers: HashMap<Box<str>, usize>,
+    subscriptions: usize,
+    refused: u64,
+}
+
+impl TopicCensus {
+    /// An empty census.
+    pub fn new() -> TopicCensus {
+        TopicCensus::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Census> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Census {
+    fn check(&self, limits: &TopicLimits, topic: &str) -> Result<(), SubscribeError> {
+        check_counts(
+            limits,
+            self.subscribers.get(topic).copied(),
+            self.subscribers.len(),
+        )
+    }
+
+    fn forget(&mut self, topic: &str) {
+        self.subscriptions -= 1;
+        if let Some(n) = self.subscribers.get_mut(topic) {
+            *n -= 1;
+            if *n == 0 {
+                self.subscribers.remove(topic);
+            }
+        }
+    }
+}
+
+/// The cap a new subscriber to a topic with `subscribers` (none: a new
+/// topic) would break, among `topics` topics.
+fn check_counts(
+    limits: &TopicLimits,
+    subscribers: Option<usize>,
+    topics: usize,
+) -> Result<(), SubscribeError> {
+    match subscribers {
+        Some(n) if n >= limits.max_subscribers_per_topic => {
+            Err(SubscribeError::TopicFull(limits.max_subscribers_per_topic))
+        }
+        Some(_) => Ok(()),
+        None if topics >= limits.max_topics => {
+            Err(SubscribeError::TooManyTopics(limits.max_topics))
+        }
+        None if limits.max_subscribers_per_topic == 0 => {
+            Err(SubscribeError::TopicFull(limits.max_subscribers_per_topic))
+        }
+        None => Ok(()),
+    }
+}
 
 /// Caps on what connections may make the registry hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +178,8 @@ pub struct Topics {
     by_connection: HashMap<ConnId, HashSet<Rc<str>>>,
     subscriptions: usize,
     refused: u64,
+    /// The process-wide counts, when workers share the caps.
+    census: Option<TopicCensus>,
 }
 
 impl Topics {
@@ -121,6 +192,17 @@ impl Topics {
     pub fn with_limits(limits: TopicLimits) -> Topics {
         Topics {
             limits,
+            ..Topics::default()
+        }
+    }
+
+    /// An empty registry with `limits` enforced process-wide: every
+    /// worker's registry made with a clone of the same `census` counts
+    /// against the same caps, and reports the process's gauges.
+    pub fn with_census(limits: TopicLimits, census: TopicCensus) -> Topics {
+        Topics {
+            limits,
+            census: Some(census),
             ..Topics::default()
         }
     }
@@ -142,10 +224,13 @@ impl Topics {
                 self.limits.max_subscriptions_per_connection,
             ))
         } else {
-            self.check_new_subscriber(topic)
+            self.count_in(topic)
         };
         if let Err(error) = refusal {
-            self.refused += 1;
+            match &self.census {
+                Some(census) => census.lock().refused += 1,
+                None => self.refused += 1,
+            }
             return Err(error);
         }
         let key = match self.subscribers.get_key_value(topic) {
@@ -166,19 +251,28 @@ impl Topics {
     /// Lets a server refuse an upgrade instead of opening a connection it
     /// must close at once.
     pub fn check_new_subscriber(&self, topic: &str) -> Result<(), SubscribeError> {
-        match self.subscribers.get(topic) {
-            Some(set) if set.len() >= self.limits.max_subscribers_per_topic => Err(
-                SubscribeError::TopicFull(self.limits.max_subscribers_per_topic),
+        match &self.census {
+            Some(census) => census.lock().check(&self.limits, topic),
+            None => check_counts(
+                &self.limits,
+                self.subscribers.get(topic).map(HashSet::len),
+                self.subscribers.len(),
             ),
-            Some(_) => Ok(()),
-            None if self.subscribers.len() >= self.limits.max_topics => {
-                Err(SubscribeError::TooManyTopics(self.limits.max_topics))
-            }
-            None if self.limits.max_subscribers_per_topic == 0 => Err(SubscribeError::TopicFull(
-                self.limits.max_subscribers_per_topic,
-            )),
-            None => Ok(()),
         }
+    }
+
+    /// Checks the caps for one more subscriber of `topic` and, with a
+    /// census, counts it there under the same lock (so two workers cannot
+    /// both take the last place).
+    fn count_in(&self, topic: &str) -> Result<(), SubscribeError> {
+        let Some(census) = &self.census else {
+            return self.check_new_subscriber(topic);
+        };
+        let mut census = census.lock();
+        census.check(&self.limits, topic)?;
+        *census.subscribers.entry(topic.into()).or_insert(0) += 1;
+        census.subscriptions += 1;
+        Ok(())
     }
 
     /// Unsubscribes `id` from `topic`; false if it was not subscribed.
@@ -210,6 +304,9 @@ impl Topics {
         if let Some(set) = self.subscribers.get_mut(topic) {
             if set.remove(&id) {
                 self.subscriptions -= 1;
+                if let Some(census) = &self.census {
+                    census.lock().forget(topic);
+                }
             }
             if set.is_empty() {
                 self.subscribers.remove(topic);
@@ -217,8 +314,10 @@ impl Topics {
         }
     }
 
-    /// Sends a message to every subscriber of `topic` except `except`. The
-    /// frame is encoded once and shared. Returns the number of recipients.
+    /// Sends a message to every subscriber of `topic` except `except` (with
+    /// workers, every worker's subscribers: see
+    /// [`deliver_relayed`](Topics::deliver_relayed)). The frame is encoded
+    /// once and shared. Returns the number of recipients on this worker.
     pub fn publish(
         &self,
         ctx: &mut Context<'_>,
@@ -227,21 +326,20 @@ impl Topics {
         data: &[u8],
         except: Option<ConnId>,
     ) -> Result<usize, SendError> {
-        let Some(set) = self.subscribers.get(topic) else {
-            return Ok(0);
-        };
-        ctx.send_shared(
-            set.iter().copied().filter(|&id| Some(id) != except),
-            kind,
-            data,
-        )
+        let message = Message::new(kind, data)?;
+        let ids = self.recipients(topic, except);
+        if ctx.workers() > 1 {
+            return Ok(ctx.publish_message(ids, Channel::Topic(topic.into()), &message, except));
+        }
+        ctx.send_shared_message(ids, &message)
     }
 
     /// Sends one text message, the concatenation of `parts`, to every
-    /// subscriber of `topic` except `except`. The frame is built in place
-    /// from the parts and shared ([`Context::send_shared_text`]): an
-    /// envelope around a large payload costs one copy of the payload, not
-    /// two. Returns the number of recipients.
+    /// subscriber of `topic` except `except` (every worker's, as
+    /// [`publish`](Topics::publish)). The frame is built in place from the
+    /// parts and shared ([`Context::send_shared_text`]): an envelope around
+    /// a large payload costs one copy of the payload, not two. Returns the
+    /// number of recipients on this worker.
     pub fn publish_text_parts(
         &self,
         ctx: &mut Context<'_>,
@@ -249,10 +347,40 @@ impl Topics {
         parts: &[&str],
         except: Option<ConnId>,
     ) -> Result<usize, SendError> {
-        let Some(set) = self.subscribers.get(topic) else {
-            return Ok(0);
+        let ids = self.recipients(topic, except);
+        if ctx.workers() > 1 {
+            return Ok(ctx.publish_text(ids, Channel::Topic(topic.into()), parts, except));
+        }
+        ctx.send_shared_text(ids, parts)
+    }
+
+    fn recipients(&self, topic: &str, except: Option<ConnId>) -> impl Iterator<Item = ConnId> + '_ {
+        self.subscribers(topic)
+            .filter(move |&id| Some(id) != except)
+    }
+
+    /// Delivers a message another worker published on a topic to this
+    /// worker's subscribers of it (call it from
+    /// [`Handler::on_relayed`](crate::reactor::Handler::on_relayed)).
+    /// Returns how many.
+    pub fn deliver_relayed(&self, ctx: &mut Context<'_>, relayed: &Relayed) -> usize {
+        let Channel::Topic(topic) = &relayed.channel else {
+            return 0;
         };
-        ctx.send_shared_text(set.iter().copied().filter(|&id| Some(id) != except), parts)
+        ctx.send_relayed(self.recipients(topic, relayed.except), relayed)
+    }
+
+    /// Closes this worker's subscribers of `channel`'s topic with 1013: they
+    /// missed a relayed message (call it from
+    /// [`Handler::on_relay_lost`](crate::reactor::Handler::on_relay_lost)).
+    pub fn close_lost(&self, ctx: &mut Context<'_>, channel: &Channel) {
+        let Channel::Topic(topic) = channel else {
+            return;
+        };
+        let ids: Vec<ConnId> = self.subscribers(topic).collect();
+        for id in ids {
+            let _ = ctx.close(id, CloseCode::TRY_AGAIN_LATER, RELAY_LOST_REASON);
+        }
     }
 
     /// The subscribers of `topic`, in no particular order.
@@ -281,14 +409,22 @@ impl Topics {
             .is_some_and(|own| own.contains(topic))
     }
 
-    /// Topics with at least one subscriber.
+    /// Topics with at least one subscriber (in the whole process, with a
+    /// census).
     pub fn topic_count(&self) -> usize {
-        self.subscribers.len()
+        match &self.census {
+            Some(census) => census.lock().subscribers.len(),
+            None => self.subscribers.len(),
+        }
     }
 
-    /// Subscriptions, all topics together.
+    /// Subscriptions, all topics together (in the whole process, with a
+    /// census).
     pub fn subscription_count(&self) -> usize {
-        self.subscriptions
+        match &self.census {
+            Some(census) => census.lock().subscriptions,
+            None => self.subscriptions,
+        }
     }
 
     /// Subscriptions refused by a cap since the registry was made (by
@@ -296,7 +432,10 @@ impl Topics {
     /// [`check_new_subscriber`](Topics::check_new_subscriber), is an HTTP
     /// status and counted with the handshake failures).
     pub fn refused_count(&self) -> u64 {
-        self.refused
+        match &self.census {
+            Some(census) => census.lock().refused,
+            None => self.refused,
+        }
     }
 
     /// The registry's gauges and counter in the Prometheus text format.

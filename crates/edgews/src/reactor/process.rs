@@ -1,0 +1,400 @@
+//! What the reactors of one process share when they run as workers (see
+//! [`crate::workers`]): a slot per worker with its inbox, its waker, its
+//! connection count and its last published counters, and the process-wide
+//! connection count that `max_connections` bounds.
+//!
+//! A reactor that runs alone has a process of one slot: the same code, with
+//! nobody to relay to. Workers never touch each other's connections; they
+//! exchange [`Relayed`] messages (a frame encoded once, behind an `Arc`),
+//! adopted sockets, a reloaded TLS configuration and shutdown requests
+//! through the inboxes, and wake each other with `mio::Waker`.
+//!
+//! # Bounds
+//!
+//! An inbox holds at most [`RELAY_BACKLOG_MESSAGES`] relays or
+//! [`RELAY_BACKLOG_BYTES`] bytes of their frames, whichever comes first. A
+//! relay past the bound is not queued: the publisher's worker never waits
+//! and never grows. The receiving worker counts the loss
+//! (`edgews_relays_lost_total`), logs it, and closes the connections that
+//! missed a message with 1013 (try again later), so no message is lost
+//! silently.
+
+use super::metrics::Stats;
+use super::token::ConnId;
+use crate::protocol::{Message, MessageKind, SharedFrame};
+use mio::Waker;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+/// The most relays one worker's inbox holds.
+pub const RELAY_BACKLOG_MESSAGES: usize = 65_536;
+
+/// The most frame bytes the relays in one worker's inbox refer to (frames
+/// are shared, so this bounds what the inbox keeps alive, not a copy).
+pub const RELAY_BACKLOG_BYTES: usize = 64 << 20;
+
+/// The most distinct channels an inbox remembers losing a relay on between
+/// two drains; past it, the loss counts as on [`Channel::All`].
+const LOST_CHANNELS: usize = 64;
+
+/// Where a relayed message goes on the worker that receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Every open server-side connection (what
+    /// [`Context::broadcast`](super::Context::broadcast) reaches): the
+    /// reactor delivers it itself.
+    All,
+    /// The subscribers of a topic (or a chat room): the handler delivers it,
+    /// in [`Handler::on_relayed`](super::Handler::on_relayed).
+    Topic(Arc<str>),
+}
+
+/// A message one worker passes to others: one frame, encoded once for the
+/// whole process and shared.
+#[derive(Debug, Clone)]
+pub struct Relayed {
+    /// Who receives it.
+    pub channel: Channel,
+    /// The message as an unmasked, uncompressed frame (the encoding every
+    /// plain connection takes as is).
+    pub frame: SharedFrame,
+    /// A number the publisher attached (the chat server's room sequence);
+    /// 0 when none.
+    pub seq: u64,
+    /// A connection that must not receive it (its publisher), if any.
+    pub except: Option<ConnId>,
+    /// The worker that published it.
+    pub origin: usize,
+}
+
+impl Relayed {
+    /// The message's payload.
+    pub fn payload(&self) -> &[u8] {
+        self.frame.plain_payload().unwrap_or_default()
+    }
+
+    /// The message's kind.
+    pub fn kind(&self) -> MessageKind {
+        self.frame.kind()
+    }
+
+    /// The message, borrowed from the frame; `None` only if a text payload
+    /// were not UTF-8, which a frame built from a [`Message`] never is.
+    pub fn message(&self) -> Option<Message<'_>> {
+        Message::new(self.kind(), self.payload()).ok()
+    }
+}
+
+/// What one worker's inbox carries.
+pub(crate) enum Delivery {
+    /// A message for this worker's connections.
+    Relay(Relayed),
+    /// A connection another worker accepted and hands over (see
+    /// `balance` in listener.rs); already counted in this worker's slot.
+    Adopt {
+        socket: mio::net::TcpStream,
+        peer: SocketAddr,
+    },
+    /// A reloaded TLS configuration for new handshakes.
+    Tls(Arc<rustls::ServerConfig>),
+    /// Shut down gracefully (`now: false`), or give up waiting at once.
+    Shutdown { now: bool },
+}
+
+/// Relays refused at the bound since the last drain.
+#[derive(Debug, Default)]
+pub(crate) struct Lost {
+    pub count: u64,
+    /// The channels they were on; `Channel::All` once more than
+    /// `LOST_CHANNELS` distinct ones.
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<Delivery>,
+    /// Frame bytes the queued relays refer to.
+    bytes: usize,
+    lost: Lost,
+}
+
+/// One worker's place in the process.
+#[derive(Default)]
+pub(crate) struct Slot {
+    inbox: Mutex<Inbox>,
+    /// Something waits in the inbox (set by pushers, cleared by the drain).
+    signalled: AtomicBool,
+    waker: OnceLock<Arc<Waker>>,
+    /// Connections this worker holds (handshaking and closing included),
+    /// plus sockets handed to it and not yet adopted.
+    pub held: AtomicUsize,
+    /// The worker's counters, as it last published them.
+    stats: Mutex<Stats>,
+}
+
+/// The state the workers of one process share. Opaque: made by
+/// [`Workers`](crate::workers::Workers).
+pub struct Process {
+    slots: Vec<Slot>,
+    /// Connections held by all workers together.
+    pub(crate) connections: AtomicUsize,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("workers", &self.slots.len())
+            .field("connections", &self.connections)
+            .finish()
+    }
+}
+
+/// A lock that survives a panic elsewhere: what it guards stays
+/// consistent (each critical section here leaves it whole), and the
+/// process is going down anyway.
+pub(crate) fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Process {
+    /// A process of `workers` slots.
+    pub(crate) fn new(workers: usize) -> Arc<Process> {
+        Arc::new(Process {
+            slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
+            connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many workers.
+    pub(crate) fn workers(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn slot(&self, index: usize) -> &Slot {
+        &self.slots[index]
+    }
+
+    /// Registers worker `index`'s waker.
+    pub(crate) fn attach(&self, index: usize, waker: Arc<Waker>) {
+        let _ = self.slots[index].waker.set(waker);
+    }
+
+    /// Puts `delivery` in worker `to`'s inbox and wakes it (once per drain)
+    /// unless it is `from`, which drains at the end of its turn anyway.
+    /// A relay past the bound is not queued but recorded as lost; returns
+    /// whether it was queued.
+    pub(crate) fn push(&self, from: usize, to: usize, delivery: Delivery) -> bool {
+        let slot = &self.slots[to];
+        {
+            let mut inbox = locked(&slot.inbox);
+            if let Delivery::Relay(relay) = &delivery {
+                let len = relay.frame.len();
+                if inbox.queue.len() >= RELAY_BACKLOG_MESSAGES
+                    || inbox.bytes + len > RELAY_BACKLOG_BYTES
+                {
+                    inbox.lost.record(&relay.channel);
+                    drop(inbox);
+                    self.signal(from, to);
+                    return false;
+                }
+                inbox.bytes += len;
+            }
+            inbox.queue.push_back(delivery);
+        }
+        self.signal(from, to);
+        true
+    }
+
+    fn signal(&self, from: usize, to: usize) {
+        let slot = &self.slots[to];
+        if !slot.signalled.swap(true, Ordering::SeqCst) && from != to {
+            if let Some(waker) = slot.waker.get() {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    /// Whether worker `index` has something in its inbox.
+    pub(crate) fn is_signalled(&self, index: usize) -> bool {
+        self.slots[index].signalled.load(Ordering::SeqCst)
+    }
+
+    /// Takes everything in worker `index`'s inbox, and what it lost.
+    pub(crate) fn take(&self, index: usize) -> (VecDeque<Delivery>, Lost) {
+        let slot = &self.slots[index];
+        slot.signalled.store(false, Ordering::SeqCst);
+        let mut inbox = locked(&slot.inbox);
+        inbox.bytes = 0;
+        (
+            std::mem::take(&mut inbox.queue),
+            std::mem::take(&mut inbox.lost),
+        )
+    }
+
+    /// Asks every worker to shut down (gracefully, or `now`).
+    pub fn shutdown(&self, now: bool) {
+        for to in 0..self.slots.len() {
+            self.push(usize::MAX, to, Delivery::Shutdown { now });
+        }
+    }
+
+    /// Keeps worker `index`'s counters for the others to read.
+    pub(crate) fn publish_stats(&self, index: usize, stats: &Stats) {
+        locked(&self.slots[index].stats).clone_from(stats);
+    }
+
+    /// Every worker's counters added up, worker `index`'s own (`live`)
+    /// taken as they are now, the others' as they last published them.
+    pub(crate) fn total_stats(&self, index: usize, live: &Stats) -> Stats {
+        let mut total = live.clone();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if i != index {
+                total.add(&locked(&slot.stats));
+            }
+        }
+        total
+    }
+
+    /// Connections each worker holds now.
+    pub(crate) fn held(&self) -> Vec<usize> {
+        self.slots
+            .iter()
+            .map(|s| s.held.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+impl Lost {
+    fn record(&mut self, channel: &Channel) {
+        self.count += 1;
+        if self.channels.first() == Some(&Channel::All) || self.channels.contains(channel) {
+            return;
+        }
+        if self.channels.len() >= LOST_CHANNELS || *channel == Channel::All {
+            self.channels = vec![Channel::All];
+        } else {
+            self.channels.push(channel.clone());
+        }
+    }
+}
+
+/// A reactor's place among the workers: its index and the process.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub process: Arc<Process>,
+    pub index: usize,
+}
+
+impl Link {
+    /// A reactor on its own: a process of one.
+    pub fn alone() -> Link {
+        Link {
+            process: Process::new(1),
+            index: 0,
+        }
+    }
+
+    pub fn slot(&self) -> &Slot {
+        self.process.slot(self.index)
+    }
+
+    /// Whether there are other workers to relay to.
+    pub fn is_shared(&self) -> bool {
+        self.process.workers() > 1
+    }
+
+    /// Sends `delivery` (made per worker) to every other worker, and to
+    /// this one too when `to_self`.
+    pub fn relay(&self, relayed: &Relayed, to_self: bool) {
+        for to in 0..self.process.workers() {
+            if to != self.index || to_self {
+                self.process
+                    .push(self.index, to, Delivery::Relay(relayed.clone()));
+            }
+        }
+    }
+
+    /// Tells every other worker.
+    pub fn tell_others(&self, make: impl Fn() -> Delivery) {
+        for to in 0..self.process.workers() {
+            if to != self.index {
+                self.process.push(self.index, to, make());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FrameEncoding;
+
+    fn relay(channel: Channel, len: usize) -> Relayed {
+        Relayed {
+            channel,
+            frame: SharedFrame::message(FrameEncoding::PLAIN, &Message::binary(vec![0; len])),
+            seq: 0,
+            except: None,
+            origin: 0,
+        }
+    }
+
+    #[test]
+    fn an_inbox_keeps_order_and_is_emptied_by_take() {
+        let process = Process::new(2);
+        for seq in 1..=3 {
+            let mut r = relay(Channel::All, 1);
+            r.seq = seq;
+            assert!(process.push(0, 1, Delivery::Relay(r)));
+        }
+        assert!(process.is_signalled(1));
+        let (queue, lost) = process.take(1);
+        let seqs: Vec<u64> = queue
+            .iter()
+            .map(|d| match d {
+                Delivery::Relay(r) => r.seq,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(lost.count, 0);
+        assert!(!process.is_signalled(1));
+    }
+
+    #[test]
+    fn a_full_inbox_refuses_and_records_the_channels_lost() {
+        let process = Process::new(2);
+        let big = RELAY_BACKLOG_BYTES / 2;
+        assert!(process.push(0, 1, Delivery::Relay(relay(Channel::All, big))));
+        let topic = Channel::Topic("news".into());
+        assert!(!process.push(0, 1, Delivery::Relay(relay(topic.clone(), big))));
+        assert!(!process.push(0, 1, Delivery::Relay(relay(topic.clone(), big))));
+        let (queue, lost) = process.take(1);
+        assert_eq!(queue.len(), 1);
+        assert_eq!((lost.count, lost.channels), (2, vec![topic]));
+        // the drain made room again
+        assert!(process.push(0, 1, Delivery::Relay(relay(Channel::All, big))));
+    }
+
+    #[test]
+    fn losses_on_many_channels_become_a_loss_on_all() {
+        let mut lost = Lost::default();
+        for i in 0..=LOST_CHANNELS {
+            lost.record(&Channel::Topic(i.to_string().into()));
+        }
+        assert_eq!(lost.channels, vec![Channel::All]);
+        assert_eq!(lost.count, LOST_CHANNELS as u64 + 1);
+    }
+
+    #[test]
+    fn a_relayed_frame_gives_back_its_message() {
+        let r = Relayed {
+            frame: SharedFrame::message(FrameEncoding::PLAIN, &Message::text("héllo")),
+            ..relay(Channel::All, 0)
+        };
+        assert_eq!(r.kind(), MessageKind::Text);
+        assert_eq!(r.message().unwrap().as_text(), Some("héllo"));
+    }
+}

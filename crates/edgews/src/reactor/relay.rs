@@ -1,0 +1,321 @@
+//! The reactor's side of the workers (see `process.rs`): joining a
+//! process, draining the inbox once per turn, delivering relayed messages,
+//! adopting handed-over sockets, and publishing counters for `/metrics`.
+
+use super::conn::lookup;
+use super::context::Context;
+use super::handler::Handler;
+use super::process::{Channel, Delivery, Link, Lost, Process, Relayed};
+use super::token::ConnId;
+use super::Reactor;
+use crate::protocol::{CloseCode, State};
+use mio::Interest;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a worker publishes its counters for the others' `/metrics`.
+pub(super) const STATS_EVERY: Duration = Duration::from_millis(20);
+
+/// The close reason of a connection that missed a relayed message.
+pub const RELAY_LOST_REASON: &str = "server overloaded: a message for you was lost";
+
+impl<H: Handler> Reactor<H> {
+    /// Makes this reactor worker `index` of `process`, accepting on
+    /// `listener` (one of the process's `SO_REUSEPORT` listeners) and, on
+    /// one worker, `metrics`.
+    pub(crate) fn join_process(
+        &mut self,
+        process: Arc<Process>,
+        index: usize,
+        listener: Option<mio::net::TcpListener>,
+        metrics: Option<mio::net::TcpListener>,
+    ) -> std::io::Result<()> {
+        process.attach(index, self.waker.clone());
+        if process.is_signalled(index) {
+            // pushed before this worker could be woken (a shutdown asked
+            // for early): see it on the first turn
+            self.waker.wake()?;
+        }
+        // generations ≡ index (mod workers): connection ids are unique in
+        // the whole process, so shared tables may key on them
+        let step = process.workers() as u32;
+        self.generation_step = step;
+        self.next_generation = index as u32;
+        self.hub.link = Link { process, index };
+        let registry = self.poll.registry();
+        if let Some(mut listener) = listener {
+            registry.register(&mut listener, super::token::LISTENER, Interest::READABLE)?;
+            self.listener = Some(listener);
+        }
+        if let Some(mut listener) = metrics {
+            registry.register(
+                &mut listener,
+                super::token::METRICS_LISTENER,
+                Interest::READABLE,
+            )?;
+            self.metrics_listener = Some(listener);
+        }
+        Ok(())
+    }
+
+    /// Handles everything in the inbox, when something is there: one atomic
+    /// load per turn otherwise.
+    pub(super) fn drain_inbox(&mut self) {
+        let link = self.hub.link.clone();
+        if !link.process.is_signalled(link.index) {
+            return;
+        }
+        let (queue, lost) = link.process.take(link.index);
+        for delivery in queue {
+            match delivery {
+                Delivery::Relay(relayed) => self.deliver(&relayed),
+                Delivery::Adopt { socket, peer } => self.adopt(socket, peer),
+                Delivery::Tls(config) => self.tls_server = Some(config),
+                Delivery::Shutdown { now } => {
+                    self.begin_shutdown();
+                    if now {
+                        self.shutdown_deadline = Some(self.hub.now);
+                    }
+                }
+            }
+        }
+        if lost.count > 0 {
+            self.on_lost(lost);
+        }
+    }
+
+    /// Delivers one relayed message: to every open connection on
+    /// [`Channel::All`], through the handler on a topic.
+    fn deliver(&mut self, relayed: &Relayed) {
+        self.hub.stats.relays_in += 1;
+        let mut ctx = Context::new(&mut self.hub, None);
+        match &relayed.channel {
+            Channel::All => {
+                let ids: Vec<ConnId> = ctx
+                    .open_connections()
+                    .filter(|&id| Some(id) != relayed.except)
+                    .collect();
+                ctx.send_relayed(ids, relayed);
+            }
+            Channel::Topic(_) => self.handler.on_relayed(&mut ctx, relayed),
+        }
+    }
+
+    /// Relays lost at the inbox's bound: counted, logged, and every
+    /// connection that missed one closed with 1013, so none is lost
+    /// silently.
+    fn on_lost(&mut self, lost: Lost) {
+        self.hub.stats.relays_lost += lost.count;
+        log::warn!(
+            "worker {}: {} relayed messages lost at the inbox bound ({} channels); closing their \
+             recipients with 1013",
+            self.hub.link.index,
+            lost.count,
+            lost.channels.len()
+        );
+        let mut ctx = Context::new(&mut self.hub, None);
+        for channel in &lost.channels {
+            match channel {
+                Channel::All => {
+                    let ids: Vec<ConnId> = ctx.open_connections().collect();
+                    for id in ids {
+                        let _ = ctx.close(id, CloseCode::TRY_AGAIN_LATER, RELAY_LOST_REASON);
+                    }
+                }
+                Channel::Topic(_) => self.handler.on_relay_lost(&mut ctx, channel),
+            }
+        }
+    }
+
+    /// Takes over a connection another worker accepted (already counted in
+    /// this worker's slot and the process's total).
+    fn adopt(&mut self, socket: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        if self.shutdown_deadline.is_some() {
+            self.hub.link.slot().held.fetch_sub(1, Ordering::SeqCst);
+            self.hub
+                .link
+                .process
+                .connections
+                .fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        self.hub.stats.adopted += 1;
+        // counted again as it is inserted
+        self.hub.link.slot().held.fetch_sub(1, Ordering::SeqCst);
+        self.hub
+            .link
+            .process
+            .connections
+            .fetch_sub(1, Ordering::SeqCst);
+        self.admit_counted(socket, peer, false);
+    }
+
+    /// The worker, if any, that should take a connection this one just
+    /// accepted: the least loaded, when this one holds more than one
+    /// connection beyond it. The kernel's `SO_REUSEPORT` hash spreads
+    /// connections only statistically (a few hundred from one client split
+    /// 60/40 now and then); this evens it out. The target is counted at
+    /// once, so a burst of accepts does not pick the same one each time.
+    pub(super) fn balance_target(&self) -> Option<usize> {
+        let link = &self.hub.link;
+        if !link.is_shared() || self.shutdown_deadline.is_some() {
+            return None;
+        }
+        let held = link.process.held();
+        let mine = held[link.index];
+        let (target, least) = held
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, &n)| n)
+            .map(|(i, &n)| (i, n))?;
+        (target != link.index && mine > least + 1).then_some(target)
+    }
+
+    /// Hands `socket` to worker `to`.
+    pub(super) fn hand_over(
+        &mut self,
+        to: usize,
+        socket: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+    ) {
+        let link = &self.hub.link;
+        link.process.slot(to).held.fetch_add(1, Ordering::SeqCst);
+        link.process.connections.fetch_add(1, Ordering::SeqCst);
+        link.process
+            .push(link.index, to, Delivery::Adopt { socket, peer });
+    }
+
+    /// Publishes this worker's counters for the others' `/metrics`, at
+    /// most every [`STATS_EVERY`]; the loop wakes to publish what changed
+    /// after the last time.
+    pub(super) fn publish_stats(&mut self, force: bool) {
+        if !self.hub.link.is_shared() {
+            return;
+        }
+        let now = self.hub.now;
+        if force || now >= self.stats_published_at + STATS_EVERY {
+            let link = &self.hub.link;
+            link.process.publish_stats(link.index, &self.hub.stats);
+            self.stats_published_at = now;
+            self.stats_unpublished = false;
+        } else {
+            self.stats_unpublished = true;
+        }
+    }
+
+    /// When unpublished counters must go out, if any.
+    pub(super) fn stats_deadline(&self) -> Option<Instant> {
+        self.stats_unpublished
+            .then_some(self.stats_published_at + STATS_EVERY)
+    }
+}
+
+use std::sync::atomic::Ordering;
+
+impl Context<'_> {
+    /// Which worker this is (0 without workers).
+    pub fn worker(&self) -> usize {
+        self.hub.link.index
+    }
+
+    /// How many workers the process runs (1 without workers).
+    pub fn workers(&self) -> usize {
+        self.hub.link.process.workers()
+    }
+
+    /// Relays `frame` on `channel` to every other worker, and to this one
+    /// too when `to_self` (its handler then gets it in
+    /// [`Handler::on_relayed`] at the end of this loop turn, in the same
+    /// order as every other worker: what the chat server's room sequence
+    /// relies on). The frame must be in the plain encoding
+    /// ([`FrameEncoding::PLAIN`](crate::protocol::FrameEncoding::PLAIN)).
+    /// Without other workers and without `to_self`, does nothing.
+    pub fn relay(
+        &mut self,
+        channel: Channel,
+        frame: crate::protocol::SharedFrame,
+        seq: u64,
+        except: Option<ConnId>,
+        to_self: bool,
+    ) {
+        let link = &self.hub.link;
+        if !link.is_shared() && !to_self {
+            return;
+        }
+        let relayed = Relayed {
+            channel,
+            frame,
+            seq,
+            except,
+            origin: link.index,
+        };
+        link.relay(&relayed, to_self);
+    }
+
+    /// Sends a relayed message to each of `ids` (open server-side
+    /// connections on this worker): its frame as it is to the plain ones,
+    /// encoded again only for those with permessage-deflate. Returns how
+    /// many.
+    pub fn send_relayed(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        relayed: &Relayed,
+    ) -> usize {
+        let Some(message) = relayed.message() else {
+            return 0;
+        };
+        self.share_message(ids, &message, Some(&relayed.frame))
+    }
+
+    /// The counters of every worker added up (the others' at most
+    /// [`STATS_EVERY`] old); this reactor's own without workers.
+    pub fn process_stats(&self) -> super::Stats {
+        let link = &self.hub.link;
+        if !link.is_shared() {
+            return self.hub.stats.clone();
+        }
+        link.process.total_stats(link.index, &self.hub.stats)
+    }
+
+    /// Connections each worker holds now (one entry without workers).
+    pub fn worker_connections(&self) -> Vec<usize> {
+        self.hub.link.process.held()
+    }
+
+    /// Whether `id` names a connection this reactor holds.
+    pub fn is_local(&mut self, id: ConnId) -> bool {
+        lookup(&mut self.hub.conns, id).is_some()
+    }
+
+    /// Whether `id` is open (upgraded, not closing) on this reactor.
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.hub
+            .conns
+            .get(id.index())
+            .is_some_and(|c| c.id == id && c.engine.state() == State::Open)
+    }
+}
+
+impl Context<'_> {
+    /// The `/metrics` text: every worker's counters added up, and with
+    /// workers, how many there are and the connections each holds.
+    pub fn metrics_text(&self) -> String {
+        let mut text = self.process_stats().to_prometheus();
+        if self.hub.link.is_shared() {
+            use std::fmt::Write as _;
+            let held = self.worker_connections();
+            let _ = write!(
+                text,
+                "# HELP edgews_workers Worker threads, each with its own reactor.\n\
+                 # TYPE edgews_workers gauge\nedgews_workers {}\n\
+                 # HELP edgews_worker_connections Connections each worker holds now.\n\
+                 # TYPE edgews_worker_connections gauge\n",
+                held.len()
+            );
+            for (worker, n) in held.iter().enumerate() {
+                let _ = writeln!(text, "edgews_worker_connections{{worker=\"{worker}\"}} {n}");
+            }
+        }
+        text
+    }
+}

@@ -1,0 +1,183 @@
+//! The chat server's rooms as the whole process sees them: who is in each
+//! room (on any worker), the room's message count, and its event
+//! sequence, behind one lock.
+//!
+//! Every room event (a join, a message, a leave) takes the next number of
+//! the room's sequence and is relayed to every worker, this one included,
+//! while the lock is held: so each worker's inbox holds a room's events in
+//! sequence order, and every member sees them in the same order. A member
+//! welcomed at sequence `s` was given the member list as of `s`, and gets
+//! exactly the events after `s` (see [`Chat`](super::Chat)): none twice,
+//! none missed.
+
+use super::chat::ChatConfig;
+use super::topics::SubscribeError;
+use crate::reactor::ConnId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The rooms of every worker's chat handler; clone it into each worker's
+/// [`Chat`](super::Chat) ([`Chat::with_rooms`](super::Chat::with_rooms)).
+#[derive(Debug, Clone, Default)]
+pub struct ChatRooms {
+    rooms: Arc<Mutex<HashMap<String, Room>>>,
+    /// Joins refused by a cap after the upgrade was accepted.
+    refused: Arc<AtomicU64>,
+}
+
+/// One room: its members on every worker and its counters.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    /// The number of the room's last event (join, message, leave).
+    pub seq: u64,
+    /// The number of the room's last message (the `id` clients see).
+    pub last_id: u64,
+    /// Who is in the room, one entry per connection.
+    members: Vec<(ConnId, String)>,
+}
+
+impl Room {
+    /// The members' names, one per connection, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.members.iter().map(|(_, n)| n.as_str()).collect();
+        names.sort_by_cached_key(|name| (name.to_lowercase(), *name));
+        names
+    }
+
+    /// The next event's number.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// The rooms, locked.
+pub(crate) struct Locked<'a>(MutexGuard<'a, HashMap<String, Room>>);
+
+impl ChatRooms {
+    /// No rooms yet.
+    pub fn new() -> ChatRooms {
+        ChatRooms::default()
+    }
+
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked(self.rooms.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Counts a join refused by a cap after its upgrade was accepted.
+    pub(crate) fn count_refusal(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Joins refused by a cap after the upgrade was accepted.
+    pub fn refused_count(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// How many rooms have members.
+    pub fn room_count(&self) -> usize {
+        self.lock().0.len()
+    }
+
+    /// Members of all rooms together.
+    pub fn member_count(&self) -> usize {
+        self.lock().0.values().map(|r| r.members.len()).sum()
+    }
+
+    /// The names in `room`, one per connection on any worker, sorted.
+    pub fn names(&self, room: &str) -> Vec<String> {
+        let rooms = self.lock();
+        rooms.0.get(room).map_or_else(Vec::new, |r| {
+            r.names().into_iter().map(str::to_string).collect()
+        })
+    }
+}
+
+impl Locked<'_> {
+    /// The cap one more member of `room` would break.
+    pub fn check_join(&self, config: &ChatConfig, room: &str) -> Result<(), SubscribeError> {
+        match self.0.get(room) {
+            Some(r) if r.members.len() >= config.max_room_members => {
+                Err(SubscribeError::TopicFull(config.max_room_members))
+            }
+            Some(_) => Ok(()),
+            None if self.0.len() >= config.max_rooms => {
+                Err(SubscribeError::TooManyTopics(config.max_rooms))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Adds `id` as `name` to `room`, within the caps.
+    pub fn join(
+        &mut self,
+        config: &ChatConfig,
+        room: &str,
+        id: ConnId,
+        name: &str,
+    ) -> Result<&mut Room, SubscribeError> {
+        self.check_join(config, room)?;
+        let entry = self.0.entry(room.to_string()).or_default();
+        entry.members.push((id, name.to_string()));
+        Ok(entry)
+    }
+
+    /// Takes `id` out of `room`; the room, unless that emptied it (then it
+    /// is forgotten, with its counters).
+    pub fn leave(&mut self, room: &str, id: ConnId) -> Option<&mut Room> {
+        let r = self.0.get_mut(room)?;
+        r.members.retain(|(member, _)| *member != id);
+        if r.members.is_empty() {
+            self.0.remove(room);
+            return None;
+        }
+        self.0.get_mut(room)
+    }
+
+    /// `room`, if it has members.
+    pub fn get(&mut self, room: &str) -> Option<&mut Room> {
+        self.0.get_mut(room)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> ConnId {
+        ConnId::new(n as usize, 0)
+    }
+
+    #[test]
+    fn rooms_count_members_on_every_worker_within_the_caps() {
+        let config = ChatConfig {
+            max_room_members: 2,
+            max_rooms: 1,
+            ..ChatConfig::default()
+        };
+        let rooms = ChatRooms::new();
+        let mut locked = rooms.lock();
+        assert_eq!(
+            locked.join(&config, "a", id(1), "bo").unwrap().next_seq(),
+            1
+        );
+        assert_eq!(
+            locked.join(&config, "a", id(2), "Al").unwrap().next_seq(),
+            2
+        );
+        assert_eq!(
+            locked.join(&config, "a", id(3), "cy").err(),
+            Some(SubscribeError::TopicFull(2))
+        );
+        assert_eq!(
+            locked.check_join(&config, "b"),
+            Err(SubscribeError::TooManyTopics(1))
+        );
+        assert_eq!(locked.get("a").unwrap().names(), ["Al", "bo"]);
+        assert_eq!(locked.leave("a", id(1)).unwrap().next_seq(), 3);
+        assert!(locked.leave("a", id(2)).is_none(), "emptied, forgotten");
+        drop(locked);
+        assert_eq!((rooms.room_count(), rooms.member_count()), (0, 0));
+    }
+}
