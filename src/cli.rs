@@ -94,6 +94,12 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub listen: SocketAddr,
+    /// Worker threads, each a reactor with its own listener on the address
+    /// (SO_REUSEPORT); broadcasts, topics and rooms span them, limits and
+    /// /metrics are process-wide. Default: the CPUs this process may use.
+    /// 1: one reactor on the main thread.
+    #[arg(long, default_value_t = default_workers(), value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
     /// Largest message accepted (e.g. 64MiB, 1KiB, 500); over it: close 1009.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     pub max_message_size: u64,
@@ -225,6 +231,11 @@ impl std::fmt::Display for BadConfig {
 }
 
 impl std::error::Error for BadConfig {}
+
+/// The CPUs this process may use (its affinity mask and cgroup quota), or 1.
+fn default_workers() -> u16 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(1024) as u16)
+}
 
 impl ServerArgs {
     /// The token verifier, when --jwt-secret or --jwt-secret-file is given.

@@ -2,15 +2,15 @@
 
 mod cli;
 mod load;
+mod serve;
 
 use clap::Parser;
-use cli::{BadConfig, Cli, Command, LogFormat, ServerArgs};
-use edgews::reactor::{Handler, Reactor};
+use cli::{BadConfig, Cli, Command, LogFormat};
 use edgews::server::{
-    Authenticated, Broadcast, Chat, ChatConfig, Echo, GuardConfig, Guarded, OverRate, PubSub,
-    PubSubConfig, TopicLimits,
+    Broadcast, Chat, ChatConfig, ChatRooms, Echo, OverRate, PubSub, PubSubConfig, TopicCensus,
+    TopicLimits,
 };
-use edgews::ServerConfig;
+use serve::{serve, Mode};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -52,13 +52,13 @@ fn init_logging(format: LogFormat) {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Echo(args) => serve(&Mode::new("echo", &args, OverRate::Close), Echo),
+        Command::Echo(args) => serve(&Mode::new("echo", &args, OverRate::Close), || Echo),
         Command::Broadcast {
             include_sender,
             server,
         } => serve(
             &Mode::new("broadcast", &server, OverRate::Close),
-            Broadcast { include_sender },
+            move || Broadcast { include_sender },
         ),
         Command::Pubsub {
             max_control_size,
@@ -81,7 +81,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let mode = Mode::new("pubsub", &server, OverRate::ErrorReply)
                 .with_message_cap(config.max_message_size());
-            serve(&mode, PubSub::with_config(config))
+            // the topic caps hold for the whole process
+            let census = TopicCensus::new();
+            serve(&mode, move || {
+                PubSub::with_census(config.clone(), census.clone())
+            })
         }
         Command::Chat {
             max_text,
@@ -96,7 +100,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let mode = Mode::new("chat", &server, OverRate::ErrorReply)
                 .with_message_cap(config.max_message_size());
-            serve(&mode, Chat::new(config))
+            // one set of rooms for every worker
+            let rooms = ChatRooms::new();
+            serve(&mode, move || {
+                Chat::with_rooms(config.clone(), rooms.clone())
+            })
         }
         Command::Load(command) => load::run(command),
     }
@@ -122,123 +130,4 @@ where
     value
         .try_into()
         .map_err(|_| BadConfig(format!("invalid configuration: {flag} is too large")))
-}
-
-/// What differs between the server modes around the handler.
-struct Mode<'a> {
-    name: &'a str,
-    args: &'a ServerArgs,
-    /// What a connection over its message rate gets.
-    over_rate: OverRate,
-    /// The largest message the mode's protocol can use: the engine's
-    /// message (and frame) limit is lowered to it, so that a larger message
-    /// is refused as it arrives, never assembled.
-    message_cap: Option<u64>,
-}
-
-impl<'a> Mode<'a> {
-    fn new(name: &'a str, args: &'a ServerArgs, over_rate: OverRate) -> Self {
-        Mode {
-            name,
-            args,
-            over_rate,
-            message_cap: None,
-        }
-    }
-
-    fn with_message_cap(mut self, cap: u64) -> Self {
-        self.message_cap = Some(cap);
-        self
-    }
-
-    /// The server configuration: the options, with the mode's message cap.
-    fn config(&self) -> ServerConfig {
-        let mut config = self.args.config();
-        if let Some(cap) = self.message_cap {
-            let protocol = &mut config.protocol;
-            protocol.max_message_size = protocol.max_message_size.min(cap);
-            protocol.max_frame_size = protocol.max_frame_size.min(protocol.max_message_size);
-        }
-        config
-    }
-}
-
-/// Runs a server, behind token checks when a JWT secret is configured,
-/// behind rate limits when any is set (outside the token checks, so a
-/// flood costs no token verification).
-fn serve<H: Handler>(mode: &Mode<'_>, handler: H) -> Result<(), Box<dyn std::error::Error>> {
-    match mode.args.jwt().map_err(BadConfig)? {
-        Some(auth) => guarded(mode, Authenticated::new(handler, auth)),
-        None => guarded(mode, handler),
-    }
-}
-
-/// Runs `handler` behind the configured rate limits; without any, as it is
-/// (no wrapper on the message path).
-fn guarded<H: Handler>(mode: &Mode<'_>, handler: H) -> Result<(), Box<dyn std::error::Error>> {
-    let guard = mode.args.guard(mode.over_rate).map_err(BadConfig)?;
-    let off = GuardConfig {
-        over_rate: mode.over_rate,
-        ..GuardConfig::default()
-    };
-    if guard == off {
-        return run_reactor(mode, handler);
-    }
-    run_reactor(mode, Guarded::new(handler, guard))
-}
-
-/// Runs a server until SIGINT or SIGTERM, then shuts down gracefully.
-fn run_reactor<H: Handler>(mode: &Mode<'_>, handler: H) -> Result<(), Box<dyn std::error::Error>> {
-    let config = mode.config();
-    let max_connections = config.max_connections;
-    // the reactor validates its configuration (once): a refusal is the
-    // command line's fault
-    let mut reactor = Reactor::new(config, handler).map_err(|e| -> Box<dyn std::error::Error> {
-        match e.kind() {
-            std::io::ErrorKind::InvalidInput => {
-                Box::new(BadConfig(format!("invalid configuration: {e}")))
-            }
-            _ => Box::new(e),
-        }
-    })?;
-    raise_fd_limit(max_connections);
-    let addr = reactor
-        .listen()
-        .map_err(|e| format!("cannot listen on {}: {e}", mode.args.listen))?;
-    reactor.handle_signals()?;
-    let name = mode.name;
-    let scheme = if mode.args.tls_cert.is_some() {
-        "wss"
-    } else {
-        "ws"
-    };
-    println!("edgews {name} listening on {scheme}://{addr}");
-    if let Some(metrics) = reactor.metrics_addr() {
-        println!("edgews {name} serving /metrics on http://{metrics}");
-    }
-    reactor.run()?;
-    log::info!("stopped");
-    Ok(())
-}
-
-/// Raises the soft limit on open files to the hard one, and says so.
-fn raise_fd_limit(max_connections: usize) {
-    match edgews::reactor::raise_fd_limit() {
-        Ok(l) => {
-            log::info!(
-                "file descriptors: soft limit {} -> {} (hard {})",
-                l.soft_before,
-                l.soft,
-                l.hard
-            );
-            if (max_connections as u64).saturating_add(16) > l.soft {
-                log::warn!(
-                    "--max-connections {max_connections} exceeds the {} descriptors this \
-                     process may open: clients past that are answered 503",
-                    l.soft
-                );
-            }
-        }
-        Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
-    }
 }

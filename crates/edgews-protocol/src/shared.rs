@@ -113,6 +113,14 @@ impl SharedFrame {
         frame.get(header..)
     }
 
+    /// The message this frame carries, when it is in the
+    /// [`PLAIN`](FrameEncoding::PLAIN) encoding: its text needs no check,
+    /// since every constructor here takes a valid [`Message`] or `&str`s.
+    pub fn plain_message(&self) -> Option<Message<'_>> {
+        let payload = self.plain_payload()?;
+        Some(Message::validated(self.kind(), payload.into()))
+    }
+
     /// The kind of message this frame carries (the opcode of §5.2).
     pub fn kind(&self) -> MessageKind {
         if self.0.first().is_some_and(|b| b & 0x0f == 0x2) {
@@ -186,6 +194,7 @@ mod tests {
             let data = vec![7u8; len];
             let frame = SharedFrame::message(FrameEncoding::PLAIN, &Message::binary(&data[..]));
             assert_eq!(frame.plain_payload(), Some(&data[..]), "{len}");
+            assert_eq!(frame.plain_message().unwrap().as_bytes(), &data[..]);
             assert_eq!(frame.kind(), MessageKind::Binary);
         }
     }

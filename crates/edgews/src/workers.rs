@@ -108,6 +108,10 @@ impl Workers {
         if count == 0 {
             return Err(invalid("workers must be at least 1".into()));
         }
+        if let Some(files) = &config.tls {
+            // refused here, once, rather than by every worker as it starts
+            files.load().map_err(|e| invalid(e.to_string()))?;
+        }
         Ok(Workers {
             config,
             process: Process::new(count),

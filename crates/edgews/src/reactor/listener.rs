@@ -104,48 +104,65 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Takes an accepted connection here, or hands it to a less loaded
-    /// worker (see `balance_target`).
+    /// Admits an accepted connection: counted among the process's at
+    /// once (so workers admitting at the same time cannot both take the
+    /// last place), answered 503 past `max_connections`, and kept here or
+    /// handed to a less loaded worker (see `balance_target`).
     fn admit(&mut self, socket: TcpStream, peer: SocketAddr, metrics_only: bool) {
-        if !metrics_only {
-            if let Some(to) = self.balance_target() {
-                return self.hand_over(to, socket, peer);
-            }
-        }
-        self.admit_counted(socket, peer, metrics_only);
-    }
-
-    /// Takes an accepted connection here. `max_connections` counts every
-    /// worker's connections.
-    pub(super) fn admit_counted(
-        &mut self,
-        socket: TcpStream,
-        peer: SocketAddr,
-        metrics_only: bool,
-    ) {
         let max = self.hub.config.max_connections;
-        let held = self.hub.link.process.connections.load(Ordering::SeqCst);
+        let connections = &self.hub.link.process.connections;
+        let held = connections.fetch_add(1, Ordering::SeqCst);
         if held >= max + OVER_CAPACITY_SLACK {
+            connections.fetch_sub(1, Ordering::SeqCst);
             // debug: a connect storm must not become a storm of log lines
             log::debug!("{peer}: dropped, {held} connections held");
             return;
         }
         let over_capacity = held >= max;
+        if !metrics_only && !over_capacity {
+            if let Some(to) = self.balance_target() {
+                return self.hand_over(to, socket, peer);
+            }
+        }
+        self.admit_here(socket, peer, metrics_only, over_capacity);
+    }
+
+    /// Takes a connection, already counted among the process's, into this
+    /// reactor's slab.
+    pub(super) fn admit_here(
+        &mut self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        metrics_only: bool,
+        over_capacity: bool,
+    ) {
         let socket = match self.tls_server.as_ref().filter(|_| !metrics_only) {
             None => Socket::plain(socket),
             Some(config) => match rustls::ServerConnection::new(config.clone()) {
                 Ok(tls) => Socket::tls(socket, TlsLayer::new(tls.into())),
-                Err(e) => return log::warn!("{peer}: TLS: {e}"),
+                Err(e) => {
+                    self.uncount();
+                    return log::warn!("{peer}: TLS: {e}");
+                }
             },
         };
         let engine = Connection::server(self.hub.now, self.hub.config.protocol.clone());
-        if let Ok(id) = self.insert(socket, peer, engine, Lifecycle::inbound()) {
-            self.hub.stats.accepted += 1;
-            let conn = &mut self.hub.conns[id.index()];
-            conn.over_capacity = over_capacity;
-            conn.metrics_only = metrics_only;
-            self.settle(id);
+        match self.insert(socket, peer, engine, Lifecycle::inbound()) {
+            Ok(id) => {
+                self.hub.stats.accepted += 1;
+                let conn = &mut self.hub.conns[id.index()];
+                conn.over_capacity = over_capacity;
+                conn.metrics_only = metrics_only;
+                self.settle(id);
+            }
+            Err(_) => self.uncount(),
         }
+    }
+
+    /// Takes back the count of a connection that was never inserted.
+    fn uncount(&self) {
+        let link = &self.hub.link;
+        link.process.connections.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Opens an outbound WebSocket connection to a `ws://` or `wss://` URL
@@ -189,6 +206,8 @@ impl<H: Handler> Reactor<H> {
             &mut request,
         );
         let id = self.insert(socket, addr, engine, Lifecycle::outbound())?;
+        let link = &self.hub.link;
+        link.process.connections.fetch_add(1, Ordering::SeqCst);
         let conn = &mut self.hub.conns[id.index()];
         conn.queue.push_slice(&request);
         self.settle(id);
@@ -215,12 +234,8 @@ impl<H: Handler> Reactor<H> {
             id.token(),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        // the process's count is the caller's (see `admit`)
         self.hub.link.slot().held.fetch_add(1, Ordering::SeqCst);
-        self.hub
-            .link
-            .process
-            .connections
-            .fetch_add(1, Ordering::SeqCst);
         entry.insert(Conn {
             id,
             socket,

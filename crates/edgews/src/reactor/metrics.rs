@@ -90,6 +90,27 @@ impl Stats {
         self.bytes_out += bytes as u64;
     }
 
+    /// Becomes a copy of `other`, cheaply when only the scalar counters
+    /// changed: the labelled maps are cloned only when their totals moved.
+    pub(crate) fn assign(&mut self, other: &Stats) {
+        let maps_changed =
+            self.closed != other.closed || self.handshake_failures != other.handshake_failures;
+        let by_status = std::mem::take(&mut self.handshake_failures_by_status);
+        let by_code = std::mem::take(&mut self.closes_by_code);
+        *self = Stats {
+            handshake_failures_by_status: BTreeMap::new(),
+            closes_by_code: BTreeMap::new(),
+            ..*other
+        };
+        if maps_changed {
+            self.handshake_failures_by_status = other.handshake_failures_by_status.clone();
+            self.closes_by_code = other.closes_by_code.clone();
+        } else {
+            self.handshake_failures_by_status = by_status;
+            self.closes_by_code = by_code;
+        }
+    }
+
     /// Adds `other`'s counts to these (the workers of one process).
     pub fn add(&mut self, other: &Stats) {
         let Stats {
@@ -341,5 +362,47 @@ mod tests {
             text.contains("edgews_closes_total{code=\"1000\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn workers_counters_add_up_labels_included() {
+        let mut a = Stats {
+            opened: 3,
+            relays_in: 2,
+            ..Stats::default()
+        };
+        a.record_close(1000);
+        let mut b = Stats {
+            opened: 4,
+            adopted: 1,
+            ..Stats::default()
+        };
+        b.record_close(1000);
+        b.record_close(1001);
+        b.record_handshake_failure(503);
+        a.add(&b);
+        assert_eq!((a.opened, a.closed, a.relays_in, a.adopted), (7, 3, 2, 1));
+        assert_eq!(a.closes_by_code[&1000], 2);
+        assert_eq!(a.closes_by_code[&1001], 1);
+        assert_eq!(a.handshake_failures_by_status[&503], 1);
+    }
+
+    #[test]
+    fn a_published_copy_follows_its_source_maps_included() {
+        let mut source = Stats::default();
+        let mut copy = Stats::default();
+        source.messages_in = 5;
+        copy.assign(&source);
+        assert_eq!(copy.messages_in, 5);
+        source.record_close(1001);
+        copy.assign(&source);
+        assert_eq!((copy.closed, copy.closes_by_code[&1001]), (1, 1));
+        source.messages_in += 1;
+        copy.assign(&source);
+        assert_eq!(
+            copy.closes_by_code, source.closes_by_code,
+            "kept when unchanged"
+        );
+        assert_eq!(copy.messages_in, 6);
     }
 }

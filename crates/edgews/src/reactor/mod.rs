@@ -85,10 +85,6 @@ pub struct Reactor<H: Handler> {
     /// How far generations advance: the number of workers, so that each
     /// worker's connection ids stay apart from the others'.
     generation_step: u32,
-    /// When this worker last published its counters (workers only).
-    stats_published_at: Instant,
-    /// Counters changed since then.
-    stats_unpublished: bool,
     /// Accepting stopped after `EMFILE`/`ENFILE` until this instant.
     accept_paused_until: Option<Instant>,
     signals: Option<mio::net::UnixStream>,
@@ -175,8 +171,6 @@ impl<H: Handler> Reactor<H> {
             ready: Vec::new(),
             next_generation: 0,
             generation_step: 1,
-            stats_published_at: now,
-            stats_unpublished: false,
             accept_paused_until: None,
             signals: None,
             hangup: None,
@@ -295,7 +289,7 @@ impl<H: Handler> Reactor<H> {
             }
             if self.finished() {
                 self.drop_all();
-                self.publish_stats(true);
+                self.publish_stats();
                 break Ok(());
             }
         };
@@ -351,7 +345,7 @@ impl<H: Handler> Reactor<H> {
         self.maybe_resume_accept();
         self.drain_inbox();
         self.flush_dirty();
-        self.publish_stats(false);
+        self.publish_stats();
         Ok(())
     }
 
@@ -362,7 +356,6 @@ impl<H: Handler> Reactor<H> {
             self.handler.poll_timeout(),
             self.accept_paused_until,
             self.shutdown_deadline,
-            self.stats_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -80,10 +80,11 @@ impl Relayed {
         self.frame.kind()
     }
 
-    /// The message, borrowed from the frame; `None` only if a text payload
-    /// were not UTF-8, which a frame built from a [`Message`] never is.
+    /// The message, borrowed from the frame (no second UTF-8 check: a
+    /// shared frame is only ever built from valid text); `None` if the
+    /// frame is not in the plain encoding.
     pub fn message(&self) -> Option<Message<'_>> {
-        Message::new(self.kind(), self.payload()).ok()
+        self.frame.plain_message()
     }
 }
 
@@ -242,7 +243,7 @@ impl Process {
 
     /// Keeps worker `index`'s counters for the others to read.
     pub(crate) fn publish_stats(&self, index: usize, stats: &Stats) {
-        locked(&self.slots[index].stats).clone_from(stats);
+        locked(&self.slots[index].stats).assign(stats);
     }
 
     /// Every worker's counters added up, worker `index`'s own (`live`)

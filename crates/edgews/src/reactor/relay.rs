@@ -11,10 +11,6 @@ use super::Reactor;
 use crate::protocol::{CloseCode, State};
 use mio::Interest;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How often a worker publishes its counters for the others' `/metrics`.
-pub(super) const STATS_EVERY: Duration = Duration::from_millis(20);
 
 /// The close reason of a connection that missed a relayed message.
 pub const RELAY_LOST_REASON: &str = "server overloaded: a message for you was lost";
@@ -130,24 +126,15 @@ impl<H: Handler> Reactor<H> {
     /// Takes over a connection another worker accepted (already counted in
     /// this worker's slot and the process's total).
     fn adopt(&mut self, socket: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let link = &self.hub.link;
+        // counted in the slot again as it is inserted
+        link.slot().held.fetch_sub(1, Ordering::SeqCst);
         if self.shutdown_deadline.is_some() {
-            self.hub.link.slot().held.fetch_sub(1, Ordering::SeqCst);
-            self.hub
-                .link
-                .process
-                .connections
-                .fetch_sub(1, Ordering::SeqCst);
+            link.process.connections.fetch_sub(1, Ordering::SeqCst);
             return;
         }
         self.hub.stats.adopted += 1;
-        // counted again as it is inserted
-        self.hub.link.slot().held.fetch_sub(1, Ordering::SeqCst);
-        self.hub
-            .link
-            .process
-            .connections
-            .fetch_sub(1, Ordering::SeqCst);
-        self.admit_counted(socket, peer, false);
+        self.admit_here(socket, peer, false, false);
     }
 
     /// The worker, if any, that should take a connection this one just
@@ -185,28 +172,16 @@ impl<H: Handler> Reactor<H> {
             .push(link.index, to, Delivery::Adopt { socket, peer });
     }
 
-    /// Publishes this worker's counters for the others' `/metrics`, at
-    /// most every [`STATS_EVERY`]; the loop wakes to publish what changed
-    /// after the last time.
-    pub(super) fn publish_stats(&mut self, force: bool) {
-        if !self.hub.link.is_shared() {
-            return;
-        }
-        let now = self.hub.now;
-        if force || now >= self.stats_published_at + STATS_EVERY {
-            let link = &self.hub.link;
+    /// Publishes this worker's counters for the others' `/metrics`, at the
+    /// end of every turn: after the turn's output went out, so a client
+    /// that saw an effect and then asks `/metrics` (on any worker) finds
+    /// it counted. Costs an uncontended lock and a copy of the scalars
+    /// (the labelled maps only when they changed).
+    pub(super) fn publish_stats(&mut self) {
+        let link = &self.hub.link;
+        if link.is_shared() {
             link.process.publish_stats(link.index, &self.hub.stats);
-            self.stats_published_at = now;
-            self.stats_unpublished = false;
-        } else {
-            self.stats_unpublished = true;
         }
-    }
-
-    /// When unpublished counters must go out, if any.
-    pub(super) fn stats_deadline(&self) -> Option<Instant> {
-        self.stats_unpublished
-            .then_some(self.stats_published_at + STATS_EVERY)
     }
 }
 
@@ -267,8 +242,8 @@ impl Context<'_> {
         self.share_message(ids, &message, Some(&relayed.frame))
     }
 
-    /// The counters of every worker added up (the others' at most
-    /// [`STATS_EVERY`] old); this reactor's own without workers.
+    /// The counters of every worker added up (the others' as of the end
+    /// of their last loop turn); this reactor's own without workers.
     pub fn process_stats(&self) -> super::Stats {
         let link = &self.hub.link;
         if !link.is_shared() {
