@@ -202,15 +202,16 @@ impl Chat {
             return Err("not in a room".to_string());
         };
         room.last_id += 1;
+        let id = room.last_id;
         let event = json!({
             "type": "message",
             "room": member.room,
-            "id": room.last_id,
+            "id": id,
             "from": member.name,
             "ts": unix_millis(),
             "text": message.text,
         });
-        let seq = room.next_seq();
+        let seq = rooms.next_seq();
         // relayed under the lock: every worker gets the room's events in order
         relay_event(ctx, &member.room, &event, seq, None);
         Ok(())
@@ -400,7 +401,6 @@ impl Handler for Chat {
                 return;
             }
         };
-        let seq = joined.next_seq();
         let welcome = json!({
             "type": "welcome",
             "room": room,
@@ -408,6 +408,7 @@ impl Handler for Chat {
             "members": joined.names(),
             "max_text": self.config.max_text,
         });
+        let seq = rooms.next_seq();
         let event = json!({"type": "join", "room": room, "name": name});
         relay_event(ctx, &room, &event, seq, Some(id));
         drop(rooms);
@@ -441,8 +442,8 @@ impl Handler for Chat {
         };
         self.topics.remove_connection(id);
         let mut rooms = self.rooms.lock();
-        if let Some(room) = rooms.leave(&member.room, id) {
-            let seq = room.next_seq();
+        if rooms.leave(&member.room, id).is_some() {
+            let seq = rooms.next_seq();
             let event = json!({"type": "leave", "room": member.room, "name": member.name});
             relay_event(ctx, &member.room, &event, seq, None);
         }

@@ -3,12 +3,14 @@
 //! sequence, behind one lock.
 //!
 //! Every room event (a join, a message, a leave) takes the next number of
-//! the room's sequence and is relayed to every worker, this one included,
-//! while the lock is held: so each worker's inbox holds a room's events in
-//! sequence order, and every member sees them in the same order. A member
-//! welcomed at sequence `s` was given the member list as of `s`, and gets
-//! exactly the events after `s` (see [`Chat`](super::Chat)): none twice,
-//! none missed.
+//! one process-wide sequence and is relayed to every worker, this one
+//! included, while the lock is held: so each worker's inbox holds a room's
+//! events in sequence order, and every member sees them in the same order.
+//! A member welcomed at sequence `s` was given the member list as of `s`,
+//! and gets exactly the events after `s` (see [`Chat`](super::Chat)): none
+//! twice, none missed. The sequence is the process's, not the room's, so
+//! that a room forgotten when it empties and made again later cannot hand
+//! a new member an old event still waiting in an inbox.
 
 use super::chat::ChatConfig;
 use super::topics::SubscribeError;
@@ -21,16 +23,22 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// [`Chat`](super::Chat) ([`Chat::with_rooms`](super::Chat::with_rooms)).
 #[derive(Debug, Clone, Default)]
 pub struct ChatRooms {
-    rooms: Arc<Mutex<HashMap<String, Room>>>,
+    rooms: Arc<Mutex<Rooms>>,
     /// Joins refused by a cap after the upgrade was accepted.
     refused: Arc<AtomicU64>,
 }
 
-/// One room: its members on every worker and its counters.
+/// The rooms and the sequence their events are numbered in.
+#[derive(Debug, Default)]
+struct Rooms {
+    rooms: HashMap<String, Room>,
+    /// The number of the last event in any room.
+    seq: u64,
+}
+
+/// One room: its members on every worker and its message count.
 #[derive(Debug, Default)]
 pub(crate) struct Room {
-    /// The number of the room's last event (join, message, leave).
-    pub seq: u64,
     /// The number of the room's last message (the `id` clients see).
     pub last_id: u64,
     /// Who is in the room, one entry per connection.
@@ -44,16 +52,10 @@ impl Room {
         names.sort_by_cached_key(|name| (name.to_lowercase(), *name));
         names
     }
-
-    /// The next event's number.
-    pub fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
 }
 
 /// The rooms, locked.
-pub(crate) struct Locked<'a>(MutexGuard<'a, HashMap<String, Room>>);
+pub(crate) struct Locked<'a>(MutexGuard<'a, Rooms>);
 
 impl ChatRooms {
     /// No rooms yet.
@@ -77,32 +79,39 @@ impl ChatRooms {
 
     /// How many rooms have members.
     pub fn room_count(&self) -> usize {
-        self.lock().0.len()
+        self.lock().0.rooms.len()
     }
 
     /// Members of all rooms together.
     pub fn member_count(&self) -> usize {
-        self.lock().0.values().map(|r| r.members.len()).sum()
+        self.lock().0.rooms.values().map(|r| r.members.len()).sum()
     }
 
     /// The names in `room`, one per connection on any worker, sorted.
     pub fn names(&self, room: &str) -> Vec<String> {
         let rooms = self.lock();
-        rooms.0.get(room).map_or_else(Vec::new, |r| {
+        rooms.0.rooms.get(room).map_or_else(Vec::new, |r| {
             r.names().into_iter().map(str::to_string).collect()
         })
     }
 }
 
 impl Locked<'_> {
+    /// The next event's number.
+    pub fn next_seq(&mut self) -> u64 {
+        self.0.seq += 1;
+        self.0.seq
+    }
+
     /// The cap one more member of `room` would break.
     pub fn check_join(&self, config: &ChatConfig, room: &str) -> Result<(), SubscribeError> {
-        match self.0.get(room) {
+        let rooms = &self.0.rooms;
+        match rooms.get(room) {
             Some(r) if r.members.len() >= config.max_room_members => {
                 Err(SubscribeError::TopicFull(config.max_room_members))
             }
             Some(_) => Ok(()),
-            None if self.0.len() >= config.max_rooms => {
+            None if rooms.len() >= config.max_rooms => {
                 Err(SubscribeError::TooManyTopics(config.max_rooms))
             }
             None => Ok(()),
@@ -118,7 +127,7 @@ impl Locked<'_> {
         name: &str,
     ) -> Result<&mut Room, SubscribeError> {
         self.check_join(config, room)?;
-        let entry = self.0.entry(room.to_string()).or_default();
+        let entry = self.0.rooms.entry(room.to_string()).or_default();
         entry.members.push((id, name.to_string()));
         Ok(entry)
     }
@@ -126,18 +135,19 @@ impl Locked<'_> {
     /// Takes `id` out of `room`; the room, unless that emptied it (then it
     /// is forgotten, with its counters).
     pub fn leave(&mut self, room: &str, id: ConnId) -> Option<&mut Room> {
-        let r = self.0.get_mut(room)?;
+        let rooms = &mut self.0.rooms;
+        let r = rooms.get_mut(room)?;
         r.members.retain(|(member, _)| *member != id);
         if r.members.is_empty() {
-            self.0.remove(room);
+            rooms.remove(room);
             return None;
         }
-        self.0.get_mut(room)
+        rooms.get_mut(room)
     }
 
     /// `room`, if it has members.
     pub fn get(&mut self, room: &str) -> Option<&mut Room> {
-        self.0.get_mut(room)
+        self.0.rooms.get_mut(room)
     }
 }
 
@@ -158,14 +168,9 @@ mod tests {
         };
         let rooms = ChatRooms::new();
         let mut locked = rooms.lock();
-        assert_eq!(
-            locked.join(&config, "a", id(1), "bo").unwrap().next_seq(),
-            1
-        );
-        assert_eq!(
-            locked.join(&config, "a", id(2), "Al").unwrap().next_seq(),
-            2
-        );
+        locked.join(&config, "a", id(1), "bo").unwrap();
+        locked.join(&config, "a", id(2), "Al").unwrap();
+        assert_eq!((locked.next_seq(), locked.next_seq()), (1, 2));
         assert_eq!(
             locked.join(&config, "a", id(3), "cy").err(),
             Some(SubscribeError::TopicFull(2))
@@ -175,9 +180,12 @@ mod tests {
             Err(SubscribeError::TooManyTopics(1))
         );
         assert_eq!(locked.get("a").unwrap().names(), ["Al", "bo"]);
-        assert_eq!(locked.leave("a", id(1)).unwrap().next_seq(), 3);
+        assert!(locked.leave("a", id(1)).is_some());
         assert!(locked.leave("a", id(2)).is_none(), "emptied, forgotten");
+        locked.join(&config, "a", id(4), "di").unwrap();
+        assert_eq!(locked.next_seq(), 3, "the sequence outlives the room");
         drop(locked);
-        assert_eq!((rooms.room_count(), rooms.member_count()), (0, 0));
+        assert_eq!((rooms.room_count(), rooms.member_count()), (1, 1));
+        assert_eq!(rooms.names("a"), ["di"]);
     }
 }
