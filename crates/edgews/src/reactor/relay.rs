@@ -57,7 +57,7 @@ impl<H: Handler> Reactor<H> {
     /// Handles everything in the inbox, when something is there: one atomic
     /// load per turn otherwise.
     pub(super) fn drain_inbox(&mut self) {
-        let link = self.hub.link.clone();
+        let link = &self.hub.link;
         if !link.process.is_signalled(link.index) {
             return;
         }
