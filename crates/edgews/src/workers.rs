@@ -35,7 +35,7 @@ use crate::reactor::{listener_bind, Handler, Process, Reactor};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Several reactors serving one address, one per thread.
@@ -85,10 +85,12 @@ struct ExitNotice {
     index: usize,
     error: Option<io::Error>,
     tx: mpsc::Sender<Exit>,
+    process: Arc<Process>,
 }
 
 impl Drop for ExitNotice {
     fn drop(&mut self) {
+        self.process.exited(self.index);
         let _ = self.tx.send(Exit {
             index: self.index,
             panicked: std::thread::panicking(),
@@ -173,7 +175,6 @@ impl Workers {
     {
         let count = self.count();
         let factory = Arc::new(factory);
-        let barrier = Arc::new(Barrier::new(count));
         let (tx, rx) = mpsc::channel();
         let mut listeners = self.listeners.into_iter().map(Some).collect::<Vec<_>>();
         listeners.resize_with(count, || None);
@@ -188,7 +189,6 @@ impl Workers {
                 signals: self.signals && index == 0,
             };
             let factory = factory.clone();
-            let barrier = barrier.clone();
             let tx = tx.clone();
             std::thread::Builder::new()
                 .name(format!("edgews-worker-{index}"))
@@ -197,10 +197,11 @@ impl Workers {
                         index,
                         error: None,
                         tx,
+                        process: setup.process.clone(),
                     };
-                    let reactor = setup.build(&*factory);
-                    barrier.wait();
-                    notice.error = reactor.and_then(|mut r| r.run()).err();
+                    // no waiting for the others: what they send before this
+                    // one can be woken waits in its inbox (see `join_process`)
+                    notice.error = setup.build(&*factory).and_then(|mut r| r.run()).err();
                 })?;
         }
         drop(tx);

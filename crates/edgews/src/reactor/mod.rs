@@ -449,7 +449,15 @@ impl<H: Handler> Reactor<H> {
     /// its peer's FIN (all sent), or when the shutdown timeout passed.
     fn finished(&self) -> bool {
         self.shutdown_deadline.is_some_and(|deadline| {
-            self.hub.now >= deadline || self.hub.conns.iter().all(|(_, c)| c.life.is_draining())
+            self.hub.now >= deadline
+                || (self.hub.conns.iter().all(|(_, c)| c.life.is_draining())
+                    && !self.waits_for_other_workers())
         })
+    }
+
+    /// The worker that holds the signal pipes stays until every other
+    /// worker is done, so that a second signal still stops them at once.
+    fn waits_for_other_workers(&self) -> bool {
+        self.signals.is_some() && self.hub.link.process.running() > 1
     }
 }

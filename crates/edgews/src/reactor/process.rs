@@ -12,9 +12,12 @@
 //! # Bounds
 //!
 //! An inbox holds at most [`RELAY_BACKLOG_MESSAGES`] relays or
-//! [`RELAY_BACKLOG_BYTES`] bytes of their frames, whichever comes first. A
-//! relay past the bound is not queued: the publisher's worker never waits
-//! and never grows. The receiving worker counts the loss
+//! [`RELAY_BACKLOG_BYTES`] bytes of their frames, whichever comes first
+//! (an empty inbox takes any one message, so the largest message the
+//! server accepts can always cross). A relay past the bound is not
+//! queued, nor is any later relay on the same channel until the worker
+//! drains its inbox: the publisher's worker never waits and never grows,
+//! and a recipient never sees a gap followed by more messages. The receiving worker counts the loss
 //! (`edgews_relays_lost_total`), logs it, and closes the connections that
 //! missed a message with 1013 (try again later), so no message is lost
 //! silently.
@@ -141,6 +144,8 @@ pub struct Process {
     slots: Vec<Slot>,
     /// Connections held by all workers together.
     pub(crate) connections: AtomicUsize,
+    /// Workers whose loop has not ended yet.
+    running: AtomicUsize,
 }
 
 impl std::fmt::Debug for Process {
@@ -165,6 +170,7 @@ impl Process {
         Arc::new(Process {
             slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
             connections: AtomicUsize::new(0),
+            running: AtomicUsize::new(workers.max(1)),
         })
     }
 
@@ -192,9 +198,14 @@ impl Process {
             let mut inbox = locked(&slot.inbox);
             if let Delivery::Relay(relay) = &delivery {
                 let len = relay.frame.len();
-                if inbox.queue.len() >= RELAY_BACKLOG_MESSAGES
-                    || inbox.bytes + len > RELAY_BACKLOG_BYTES
-                {
+                // an empty inbox takes any one message (the largest one
+                // included); past a loss on a channel, that channel's
+                // later messages are lost too, so no recipient sees a gap
+                // and then more messages before its close
+                let full = !inbox.queue.is_empty()
+                    && (inbox.queue.len() >= RELAY_BACKLOG_MESSAGES
+                        || inbox.bytes + len > RELAY_BACKLOG_BYTES);
+                if full || inbox.lost.covers(&relay.channel) {
                     inbox.lost.record(&relay.channel);
                     drop(inbox);
                     self.signal(from, to);
@@ -234,6 +245,19 @@ impl Process {
         )
     }
 
+    /// Worker `index`'s loop has ended: worker 0 (which holds the signal
+    /// pipes, and stays until the others are done so that a second signal
+    /// still reaches them) is woken to see it.
+    pub(crate) fn exited(&self, index: usize) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.signal(index, 0);
+    }
+
+    /// How many workers' loops have not ended.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
     /// Asks every worker to shut down (gracefully, or `now`).
     pub fn shutdown(&self, now: bool) {
         for to in 0..self.slots.len() {
@@ -268,6 +292,13 @@ impl Process {
 }
 
 impl Lost {
+    /// Whether a relay on `channel` would follow a lost one.
+    fn covers(&self, channel: &Channel) -> bool {
+        self.channels
+            .iter()
+            .any(|lost| *lost == Channel::All || lost == channel)
+    }
+
     fn record(&mut self, channel: &Channel) {
         self.count += 1;
         if self.channels.first() == Some(&Channel::All) || self.channels.contains(channel) {
@@ -371,12 +402,23 @@ mod tests {
         assert!(process.push(0, 1, Delivery::Relay(relay(Channel::All, big))));
         let topic = Channel::Topic("news".into());
         assert!(!process.push(0, 1, Delivery::Relay(relay(topic.clone(), big))));
-        assert!(!process.push(0, 1, Delivery::Relay(relay(topic.clone(), big))));
+        // a small one would fit, but would follow the lost one: lost too
+        assert!(!process.push(0, 1, Delivery::Relay(relay(topic.clone(), 1))));
+        let other = Channel::Topic("other".into());
+        assert!(process.push(0, 1, Delivery::Relay(relay(other, 1))));
         let (queue, lost) = process.take(1);
-        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.len(), 2);
         assert_eq!((lost.count, lost.channels), (2, vec![topic]));
         // the drain made room again
         assert!(process.push(0, 1, Delivery::Relay(relay(Channel::All, big))));
+    }
+
+    #[test]
+    fn an_empty_inbox_takes_a_message_larger_than_the_bound() {
+        let process = Process::new(2);
+        let huge = RELAY_BACKLOG_BYTES + 100;
+        assert!(process.push(0, 1, Delivery::Relay(relay(Channel::All, huge))));
+        assert!(!process.push(0, 1, Delivery::Relay(relay(Channel::All, 1))));
     }
 
     #[test]

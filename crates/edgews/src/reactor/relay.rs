@@ -166,8 +166,8 @@ impl<H: Handler> Reactor<H> {
         peer: std::net::SocketAddr,
     ) {
         let link = &self.hub.link;
+        // the process's count took it at accept (`admit`): only the slot's
         link.process.slot(to).held.fetch_add(1, Ordering::SeqCst);
-        link.process.connections.fetch_add(1, Ordering::SeqCst);
         link.process
             .push(link.index, to, Delivery::Adopt { socket, peer });
     }
