@@ -85,6 +85,9 @@ pub struct Reactor<H: Handler> {
     /// How far generations advance: the number of workers, so that each
     /// worker's connection ids stay apart from the others'.
     generation_step: u32,
+    /// The closes and refusals counted when the labelled counters were
+    /// last published (workers only).
+    published_labels: (u64, u64),
     /// Accepting stopped after `EMFILE`/`ENFILE` until this instant.
     accept_paused_until: Option<Instant>,
     signals: Option<mio::net::UnixStream>,
@@ -171,6 +174,7 @@ impl<H: Handler> Reactor<H> {
             ready: Vec::new(),
             next_generation: 0,
             generation_step: 1,
+            published_labels: (0, 0),
             accept_paused_until: None,
             signals: None,
             hangup: None,

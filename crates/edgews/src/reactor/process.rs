@@ -22,13 +22,13 @@
 //! missed a message with 1013 (try again later), so no message is lost
 //! silently.
 
-use super::metrics::Stats;
+use super::metrics::{Stats, SCALARS};
 use super::token::ConnId;
 use crate::protocol::{Message, MessageKind, SharedFrame};
 use mio::Waker;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// The most relays one worker's inbox holds.
@@ -134,8 +134,12 @@ pub(crate) struct Slot {
     /// Connections this worker holds (handshaking and closing included),
     /// plus sockets handed to it and not yet adopted.
     pub held: AtomicUsize,
-    /// The worker's counters, as it last published them.
-    stats: Mutex<Stats>,
+    /// The worker's plain counters, as it last published them (before
+    /// each write: see `Reactor::publish_stats`), read live by the others.
+    scalars: [AtomicU64; SCALARS],
+    /// Its labelled counters (closes by code, refusals by status), as of
+    /// their last change.
+    labelled: Mutex<Stats>,
 }
 
 /// The state the workers of one process share. Opaque: made by
@@ -265,9 +269,21 @@ impl Process {
         }
     }
 
-    /// Keeps worker `index`'s counters for the others to read.
-    pub(crate) fn publish_stats(&self, index: usize, stats: &Stats) {
-        locked(&self.slots[index].stats).assign(stats);
+    /// Keeps worker `index`'s counters for the others to read: the plain
+    /// ones (a few relaxed stores: plain moves on x86), and the labelled
+    /// ones when `labels_changed`.
+    pub(crate) fn publish_stats(&self, index: usize, stats: &Stats, labels_changed: bool) {
+        let slot = &self.slots[index];
+        for (cell, value) in slot.scalars.iter().zip(stats.scalars()) {
+            cell.store(value, Ordering::Relaxed);
+        }
+        if labels_changed {
+            let mut labelled = locked(&slot.labelled);
+            labelled.closes_by_code.clone_from(&stats.closes_by_code);
+            labelled
+                .handshake_failures_by_status
+                .clone_from(&stats.handshake_failures_by_status);
+        }
     }
 
     /// Every worker's counters added up, worker `index`'s own (`live`)
@@ -276,7 +292,18 @@ impl Process {
         let mut total = live.clone();
         for (i, slot) in self.slots.iter().enumerate() {
             if i != index {
-                total.add(&locked(&slot.stats));
+                let mut theirs = Stats::default();
+                {
+                    let labelled = locked(&slot.labelled);
+                    theirs.closes_by_code.clone_from(&labelled.closes_by_code);
+                    theirs
+                        .handshake_failures_by_status
+                        .clone_from(&labelled.handshake_failures_by_status);
+                }
+                theirs.set_scalars(std::array::from_fn(|k| {
+                    slot.scalars[k].load(Ordering::Relaxed)
+                }));
+                total.add(&theirs);
             }
         }
         total

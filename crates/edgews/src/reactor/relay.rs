@@ -10,6 +10,7 @@ use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{CloseCode, State};
 use mio::Interest;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The close reason of a connection that missed a relayed message.
@@ -172,20 +173,23 @@ impl<H: Handler> Reactor<H> {
             .push(link.index, to, Delivery::Adopt { socket, peer });
     }
 
-    /// Publishes this worker's counters for the others' `/metrics`, at the
-    /// end of every turn: after the turn's output went out, so a client
-    /// that saw an effect and then asks `/metrics` (on any worker) finds
-    /// it counted. Costs an uncontended lock and a copy of the scalars
-    /// (the labelled maps only when they changed).
+    /// Publishes this worker's counters for the others' `/metrics`. Called
+    /// before every write (and at the end of every turn), so that a client
+    /// that saw an effect and then asks `/metrics` on any worker finds it
+    /// counted. Costs a few relaxed stores; the labelled counters (a lock
+    /// and a copy) only when closes or refusals were counted since.
     pub(super) fn publish_stats(&mut self) {
         let link = &self.hub.link;
-        if link.is_shared() {
-            link.process.publish_stats(link.index, &self.hub.stats);
+        if !link.is_shared() {
+            return;
         }
+        let stats = &self.hub.stats;
+        let labels = (stats.closed, stats.handshake_failures);
+        let changed = labels != self.published_labels;
+        link.process.publish_stats(link.index, stats, changed);
+        self.published_labels = labels;
     }
 }
-
-use std::sync::atomic::Ordering;
 
 impl Context<'_> {
     /// Which worker this is (0 without workers).
@@ -242,8 +246,9 @@ impl Context<'_> {
         self.share_message(ids, &message, Some(&relayed.frame))
     }
 
-    /// The counters of every worker added up (the others' as of the end
-    /// of their last loop turn); this reactor's own without workers.
+    /// The counters of every worker added up (the others' as they
+    /// published them before their last write); this reactor's own
+    /// without workers.
     pub fn process_stats(&self) -> super::Stats {
         let link = &self.hub.link;
         if !link.is_shared() {
