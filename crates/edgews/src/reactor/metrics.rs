@@ -11,6 +11,23 @@ pub const PRIVATE_CLOSE_CODES: u16 = 3000;
 /// How many plain (unlabelled) counters [`Stats`] has.
 pub(crate) const SCALARS: usize = 19;
 
+/// `Stats::scalars` and `Stats::set_scalars` over one list of the plain
+/// counters, so the two cannot disagree on the order.
+macro_rules! plain_counters {
+    ($($field:ident),* $(,)?) => {
+        /// The plain counters, in a fixed order (see `set_scalars`): what
+        /// a worker publishes for the others' `/metrics` at every write.
+        pub(crate) fn scalars(&self) -> [u64; SCALARS] {
+            [$(self.$field),*]
+        }
+
+        /// Sets the plain counters from `scalars`' order.
+        pub(crate) fn set_scalars(&mut self, values: [u64; SCALARS]) {
+            [$(self.$field),*] = values;
+        }
+    };
+}
+
 /// What the reactor counted since it started.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -93,58 +110,27 @@ impl Stats {
         self.bytes_out += bytes as u64;
     }
 
-    /// The plain counters, in a fixed order (see [`set_scalars`]): what
-    /// a worker publishes for the others' `/metrics` at every write.
-    ///
-    /// [`set_scalars`]: Stats::set_scalars
-    pub(crate) fn scalars(&self) -> [u64; SCALARS] {
-        [
-            self.accepted,
-            self.opened,
-            self.closed,
-            self.handshake_failures,
-            self.messages_in,
-            self.bytes_in,
-            self.messages_out,
-            self.bytes_out,
-            self.messages_out_zero_copy,
-            self.slow_consumer_closes,
-            self.timer_closes,
-            self.connect_failures,
-            self.fd_exhaustion_refusals,
-            self.tls_errors,
-            self.tls_reloads,
-            self.tls_reload_failures,
-            self.relays_in,
-            self.relays_lost,
-            self.adopted,
-        ]
-    }
-
-    /// Sets the plain counters from [`scalars`](Stats::scalars)' order.
-    pub(crate) fn set_scalars(&mut self, values: [u64; SCALARS]) {
-        [
-            self.accepted,
-            self.opened,
-            self.closed,
-            self.handshake_failures,
-            self.messages_in,
-            self.bytes_in,
-            self.messages_out,
-            self.bytes_out,
-            self.messages_out_zero_copy,
-            self.slow_consumer_closes,
-            self.timer_closes,
-            self.connect_failures,
-            self.fd_exhaustion_refusals,
-            self.tls_errors,
-            self.tls_reloads,
-            self.tls_reload_failures,
-            self.relays_in,
-            self.relays_lost,
-            self.adopted,
-        ] = values;
-    }
+    plain_counters!(
+        accepted,
+        opened,
+        closed,
+        handshake_failures,
+        messages_in,
+        bytes_in,
+        messages_out,
+        bytes_out,
+        messages_out_zero_copy,
+        slow_consumer_closes,
+        timer_closes,
+        connect_failures,
+        fd_exhaustion_refusals,
+        tls_errors,
+        tls_reloads,
+        tls_reload_failures,
+        relays_in,
+        relays_lost,
+        adopted,
+    );
 
     /// Adds `other`'s counts to these (the workers of one process).
     pub fn add(&mut self, other: &Stats) {
