@@ -110,7 +110,7 @@ where
     let addr = server
         .listen()
         .map_err(|e| format!("cannot listen on {}: {e}", mode.args.listen))?;
-    server.handle_signals();
+    server.handle_signals()?;
     announce(mode, addr, server.metrics_addr());
     log::info!("{workers} workers");
     server.run(move |_worker| make())?;

@@ -31,7 +31,7 @@
 //! [`RELAY_BACKLOG_MESSAGES`]: crate::reactor::RELAY_BACKLOG_MESSAGES
 
 use crate::config::ServerConfig;
-use crate::reactor::{listener_bind, Handler, Process, Reactor};
+use crate::reactor::{listener_bind, Handler, Process, Reactor, SignalPipes};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -48,7 +48,7 @@ use std::time::Duration;
 /// let mut workers = Workers::new(ServerConfig::default(), 2)?;
 /// let addr = workers.listen()?;
 /// println!("listening on {addr}");
-/// workers.handle_signals();
+/// workers.handle_signals()?;
 /// workers.run(|_worker| Echo)?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -57,7 +57,9 @@ pub struct Workers {
     process: Arc<Process>,
     listeners: Vec<mio::net::TcpListener>,
     metrics: Option<mio::net::TcpListener>,
-    signals: bool,
+    signals: Option<SignalPipes>,
+    /// The TLS configuration, loaded once for every worker.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Stops every worker of a [`Workers`] from another thread.
@@ -110,16 +112,19 @@ impl Workers {
         if count == 0 {
             return Err(invalid("workers must be at least 1".into()));
         }
-        if let Some(files) = &config.tls {
-            // refused here, once, rather than by every worker as it starts
-            files.load().map_err(|e| invalid(e.to_string()))?;
-        }
+        // read once, here: refused before anything runs, and every worker
+        // starts with the same pair whatever happens to the files meanwhile
+        let tls = match &config.tls {
+            Some(files) => Some(files.load().map_err(|e| invalid(e.to_string()))?),
+            None => None,
+        };
         Ok(Workers {
             config,
             process: Process::new(count),
             listeners: Vec::new(),
             metrics: None,
-            signals: false,
+            signals: None,
+            tls,
         })
     }
 
@@ -154,8 +159,11 @@ impl Workers {
     /// Lets worker 0 handle SIGINT, SIGTERM (graceful shutdown of every
     /// worker; a second signal stops at once) and SIGHUP (TLS reload for
     /// every worker), as [`Reactor::handle_signals`] does for one reactor.
-    pub fn handle_signals(&mut self) {
-        self.signals = true;
+    /// The handlers are in place when this returns: a signal that arrives
+    /// before the workers run waits for worker 0.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        self.signals = Some(SignalPipes::new()?);
+        Ok(())
     }
 
     /// A handle that stops every worker from another thread.
@@ -179,6 +187,7 @@ impl Workers {
         let mut listeners = self.listeners.into_iter().map(Some).collect::<Vec<_>>();
         listeners.resize_with(count, || None);
         let mut metrics = self.metrics;
+        let mut signals = self.signals;
         for (index, listener) in listeners.into_iter().enumerate() {
             let setup = WorkerSetup {
                 config: self.config.clone(),
@@ -186,7 +195,8 @@ impl Workers {
                 index,
                 listener,
                 metrics: if index == 0 { metrics.take() } else { None },
-                signals: self.signals && index == 0,
+                signals: if index == 0 { signals.take() } else { None },
+                tls: self.tls.clone(),
             };
             let factory = factory.clone();
             let tx = tx.clone();
@@ -216,15 +226,16 @@ struct WorkerSetup {
     index: usize,
     listener: Option<mio::net::TcpListener>,
     metrics: Option<mio::net::TcpListener>,
-    signals: bool,
+    signals: Option<SignalPipes>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl WorkerSetup {
     fn build<H: Handler>(self, factory: &impl Fn(usize) -> H) -> io::Result<Reactor<H>> {
-        let mut reactor = Reactor::new(self.config, factory(self.index))?;
+        let mut reactor = Reactor::with_tls(self.config, factory(self.index), self.tls)?;
         reactor.join_process(self.process, self.index, self.listener, self.metrics)?;
-        if self.signals {
-            reactor.handle_signals()?;
+        if let Some(pipes) = self.signals {
+            reactor.take_signals(pipes)?;
         }
         Ok(reactor)
     }

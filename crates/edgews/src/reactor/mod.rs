@@ -43,7 +43,9 @@ pub use fds::{raise_fd_limit, FdLimits};
 pub use handler::{Accept, Handler, HttpResponse, OpenInfo};
 pub(crate) use listener::bind_with as listener_bind;
 pub use metrics::{Stats, PRIVATE_CLOSE_CODES};
-pub use process::{Channel, Process, Relayed, RELAY_BACKLOG_BYTES, RELAY_BACKLOG_MESSAGES};
+pub use process::{
+    Channel, Process, Relayed, FRESH_STATS_WAIT, RELAY_BACKLOG_BYTES, RELAY_BACKLOG_MESSAGES,
+};
 pub use relay::RELAY_LOST_REASON;
 pub use token::ConnId;
 
@@ -105,6 +107,35 @@ pub struct Reactor<H: Handler> {
     shutdown_deadline: Option<Instant>,
 }
 
+/// Pipes that become readable when a signal arrives: SIGINT or SIGTERM on
+/// one, SIGHUP on the other. Made before the server says it listens, so
+/// that no signal finds the default action (which ends the process).
+pub(crate) struct SignalPipes {
+    signals: mio::net::UnixStream,
+    hangup: mio::net::UnixStream,
+}
+
+impl SignalPipes {
+    pub(crate) fn new() -> std::io::Result<SignalPipes> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        Ok(SignalPipes {
+            signals: signal_pipe(&[SIGINT, SIGTERM])?,
+            hangup: signal_pipe(&[SIGHUP])?,
+        })
+    }
+}
+
+/// A pipe that becomes readable when one of `signals` arrives.
+fn signal_pipe(signals: &[i32]) -> std::io::Result<mio::net::UnixStream> {
+    let (read, write) = std::os::unix::net::UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    write.set_nonblocking(true)?;
+    for &signal in signals {
+        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+    }
+    Ok(mio::net::UnixStream::from_std(read))
+}
+
 /// Stops a running reactor from another thread, gracefully (as SIGTERM).
 #[derive(Clone)]
 pub struct ShutdownHandle {
@@ -127,6 +158,16 @@ const MAX_RESERVED_SLOTS: usize = 1 << 18;
 impl<H: Handler> Reactor<H> {
     /// A reactor with no listener yet (see [`listen`](Reactor::listen)).
     pub fn new(config: ServerConfig, handler: H) -> std::io::Result<Self> {
+        Reactor::with_tls(config, handler, None)
+    }
+
+    /// [`new`](Reactor::new), with the TLS configuration already loaded
+    /// (workers load the files once, for all of them) when `tls` is given.
+    pub(crate) fn with_tls(
+        config: ServerConfig,
+        handler: H,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         // validated here and nowhere else; `MAX_HEAD_LIMIT` keeps a kept
         // head within half the read buffer
         let config = Settings::new(config)
@@ -139,13 +180,14 @@ impl<H: Handler> Reactor<H> {
         // freed heap memory), about 100 B per connection at 5,000. Capped,
         // for a configuration that means "no limit".
         let capacity = config.max_connections.min(MAX_RESERVED_SLOTS);
-        let tls_server = match &config.tls {
-            Some(files) => Some(
+        let tls_server = match (&config.tls, tls) {
+            (None, _) => None,
+            (Some(_), Some(loaded)) => Some(loaded),
+            (Some(files), None) => Some(
                 files
                     .load()
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
             ),
-            None => None,
         };
         let now = Instant::now();
         Ok(Reactor {
@@ -219,29 +261,23 @@ impl<H: Handler> Reactor<H> {
     /// Shuts down gracefully on SIGINT or SIGTERM (a second signal stops
     /// at once); reloads the TLS certificate and key on SIGHUP.
     pub fn handle_signals(&mut self) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        self.signals = Some(self.signal_pipe(&[SIGINT, SIGTERM], token::SIGNALS)?);
-        self.hangup = Some(self.signal_pipe(&[SIGHUP], token::HANGUP)?);
-        Ok(())
+        let pipes = SignalPipes::new()?;
+        self.take_signals(pipes)
     }
 
-    /// A pipe that becomes readable when one of `signals` arrives.
-    fn signal_pipe(
-        &mut self,
-        signals: &[i32],
-        token: mio::Token,
-    ) -> std::io::Result<mio::net::UnixStream> {
-        let (read, write) = std::os::unix::net::UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        for &signal in signals {
-            signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
-        }
-        let mut read = mio::net::UnixStream::from_std(read);
-        self.poll
-            .registry()
-            .register(&mut read, token, Interest::READABLE)?;
-        Ok(read)
+    /// Handles the signals that `pipes` (made earlier, on any thread)
+    /// receive, as [`handle_signals`](Reactor::handle_signals) does.
+    pub(crate) fn take_signals(&mut self, pipes: SignalPipes) -> std::io::Result<()> {
+        let SignalPipes {
+            mut signals,
+            mut hangup,
+        } = pipes;
+        let registry = self.poll.registry();
+        registry.register(&mut signals, token::SIGNALS, Interest::READABLE)?;
+        registry.register(&mut hangup, token::HANGUP, Interest::READABLE)?;
+        self.signals = Some(signals);
+        self.hangup = Some(hangup);
+        Ok(())
     }
 
     /// Reads the TLS certificate and key again: new handshakes use them,
@@ -349,7 +385,6 @@ impl<H: Handler> Reactor<H> {
         self.maybe_resume_accept();
         self.drain_inbox();
         self.flush_dirty();
-        self.publish_stats();
         Ok(())
     }
 

@@ -38,6 +38,11 @@ pub const RELAY_BACKLOG_MESSAGES: usize = 65_536;
 /// are shared, so this bounds what the inbox keeps alive, not a copy).
 pub const RELAY_BACKLOG_BYTES: usize = 64 << 20;
 
+/// The longest a worker serving `/metrics` waits for the others to
+/// publish their counters (a worker in a long turn answers late; then its
+/// counters as of its last publication are taken).
+pub const FRESH_STATS_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The most distinct channels an inbox remembers losing a relay on between
 /// two drains; past it, the loss counts as on [`Channel::All`].
 const LOST_CHANNELS: usize = 64;
@@ -105,6 +110,8 @@ pub(crate) enum Delivery {
     Tls(Arc<rustls::ServerConfig>),
     /// Shut down gracefully (`now: false`), or give up waiting at once.
     Shutdown { now: bool },
+    /// Another worker is serving `/metrics`: publish the counters now.
+    PublishStats,
 }
 
 /// Relays refused at the bound since the last drain.
@@ -134,12 +141,17 @@ pub(crate) struct Slot {
     /// Connections this worker holds (handshaking and closing included),
     /// plus sockets handed to it and not yet adopted.
     pub held: AtomicUsize,
-    /// The worker's plain counters, as it last published them (before
-    /// each write: see `Reactor::publish_stats`), read live by the others.
+    /// The worker's plain counters, as it last published them (on
+    /// a request: see `Process::refresh_others`), read by the others.
     scalars: [AtomicU64; SCALARS],
     /// Its labelled counters (closes by code, refusals by status), as of
     /// their last change.
     labelled: Mutex<Stats>,
+    /// How many times it published its counters (`Release` after the
+    /// stores, so a reader that sees it advance sees them).
+    published: AtomicU64,
+    /// Its loop has ended: nobody will answer a request to publish.
+    done: AtomicBool,
 }
 
 /// The state the workers of one process share. Opaque: made by
@@ -253,6 +265,7 @@ impl Process {
     /// pipes, and stays until the others are done so that a second signal
     /// still reaches them) is woken to see it.
     pub(crate) fn exited(&self, index: usize) {
+        self.slots[index].done.store(true, Ordering::SeqCst);
         self.running.fetch_sub(1, Ordering::SeqCst);
         self.signal(index, 0);
     }
@@ -284,11 +297,41 @@ impl Process {
                 .handshake_failures_by_status
                 .clone_from(&stats.handshake_failures_by_status);
         }
+        slot.published.fetch_add(1, Ordering::Release);
+    }
+
+    /// Asks every other worker to publish its counters and waits (at most
+    /// [`FRESH_STATS_WAIT`]) until each has: a worker publishes when it
+    /// drains its inbox, after every write it made before it saw the
+    /// request. So what a client saw happen before it asked `/metrics`
+    /// is counted, and the workers pay nothing for it on their message
+    /// path. Worker `index` publishes its own (`live`) first: two workers
+    /// serving `/metrics` at once then never wait for each other.
+    fn refresh_others(&self, index: usize, live: &Stats) {
+        self.publish_stats(index, live, true);
+        let asked: Vec<(usize, u64)> = (0..self.slots.len())
+            .filter(|&i| i != index && !self.slots[i].done.load(Ordering::SeqCst))
+            .map(|i| (i, self.slots[i].published.load(Ordering::Acquire)))
+            .collect();
+        for &(i, _) in &asked {
+            self.push(index, i, Delivery::PublishStats);
+        }
+        let deadline = std::time::Instant::now() + FRESH_STATS_WAIT;
+        for (i, before) in asked {
+            let slot = &self.slots[i];
+            while slot.published.load(Ordering::Acquire) == before
+                && !slot.done.load(Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
     }
 
     /// Every worker's counters added up, worker `index`'s own (`live`)
     /// taken as they are now, the others' as they last published them.
     pub(crate) fn total_stats(&self, index: usize, live: &Stats) -> Stats {
+        self.refresh_others(index, live);
         let mut total = live.clone();
         for (i, slot) in self.slots.iter().enumerate() {
             if i != index {

@@ -68,6 +68,7 @@ impl<H: Handler> Reactor<H> {
                 Delivery::Relay(relayed) => self.deliver(&relayed),
                 Delivery::Adopt { socket, peer } => self.adopt(socket, peer),
                 Delivery::Tls(config) => self.tls_server = Some(config),
+                Delivery::PublishStats => self.publish_stats(),
                 Delivery::Shutdown { now } => {
                     self.begin_shutdown();
                     if now {
@@ -173,11 +174,10 @@ impl<H: Handler> Reactor<H> {
             .push(link.index, to, Delivery::Adopt { socket, peer });
     }
 
-    /// Publishes this worker's counters for the others' `/metrics`. Called
-    /// before every write (and at the end of every turn), so that a client
-    /// that saw an effect and then asks `/metrics` on any worker finds it
-    /// counted. Costs a few relaxed stores; the labelled counters (a lock
-    /// and a copy) only when closes or refusals were counted since.
+    /// Publishes this worker's counters for the others' `/metrics`: when
+    /// one of them asks (see `Process::refresh_others`), and as the loop
+    /// ends. A few relaxed stores; the labelled counters (a lock and a
+    /// copy) only when closes or refusals were counted since.
     pub(super) fn publish_stats(&mut self) {
         let link = &self.hub.link;
         if !link.is_shared() {
@@ -246,9 +246,12 @@ impl Context<'_> {
         self.share_message(ids, &message, Some(&relayed.frame))
     }
 
-    /// The counters of every worker added up (the others' as they
-    /// published them before their last write); this reactor's own
-    /// without workers.
+    /// The counters of every worker added up; this reactor's own without
+    /// workers. With workers it asks the others to publish theirs and
+    /// waits for them (at most
+    /// [`FRESH_STATS_WAIT`](super::process::FRESH_STATS_WAIT), since a
+    /// worker answers between two handler calls): call it to serve
+    /// `/metrics`, not on a message path.
     pub fn process_stats(&self) -> super::Stats {
         let link = &self.hub.link;
         if !link.is_shared() {

@@ -16,7 +16,6 @@ impl<H: Handler> Reactor<H> {
     /// buffer when nothing is queued (the common case, no copy), otherwise
     /// behind what is queued.
     pub(super) fn flush_current(&mut self, id: ConnId) {
-        self.publish_stats();
         let hub = &mut self.hub;
         let Some(conn) = hub.conns.get_mut(id.index()).filter(|c| c.id == id) else {
             hub.scratch.clear();
@@ -76,9 +75,6 @@ impl<H: Handler> Reactor<H> {
 
     /// Writes every connection that has queued output, one `writev` each.
     pub(super) fn flush_dirty(&mut self) {
-        if !self.hub.dirty.is_empty() {
-            self.publish_stats();
-        }
         while let Some(id) = self.hub.dirty.pop() {
             let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 continue;
