@@ -33,8 +33,15 @@ SERVER=${SERVER:-edgews}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/edgews
 LOAD_BIN=${LOAD_BIN:-$BIN}
 BIN=${SERVER_BIN:-$BIN}
+# One reactor (--workers 1), so the figures stay comparable with the
+# single-threaded peers; builds from before --workers have only the one.
+WORKERS_1=()
+if grep -q -- '--workers' <<<"$("$BIN" echo --help 2>/dev/null)"; then WORKERS_1=(--workers 1); fi
 case $SERVER in
-    edgews) SERVE=("$BIN" echo) STOP=INT ;;
+    edgews)
+        # valgrind runs one thread at a time: count one reactor
+        SERVE=("$BIN" echo "${WORKERS_1[@]}") STOP=INT
+        ;;
     floor)
         [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -p edgews-peers >&2
         # no signal handler of its own: TERM ends it (Callgrind still writes)

@@ -182,7 +182,7 @@ start_server() {
     case $name in
         edgews)
             EDGEWS_LOG=warn taskset -c 0 "$EDGEWS" echo --listen "127.0.0.1:$port" \
-                --max-connections 20000 --ping-interval 0 >>"$log" 2>&1 &
+                --workers 1 --max-connections 20000 --ping-interval 0 >>"$log" 2>&1 &
             ;;
         tokio-tungstenite | fastwebsockets | tokio-websockets | floor)
             taskset -c 0 "$PEERS" "$name" --listen "127.0.0.1:$port" >>"$log" 2>&1 &
@@ -472,7 +472,7 @@ if [[ $SYSCALLS == 1 ]]; then
         trace=$OUT_DIR/compare-$STAMP-strace-$conns-$size.txt
         listening "$port" && die "port $port is taken already"
         EDGEWS_LOG=warn taskset -c 0 strace -f -c -o "$trace" "$EDGEWS" echo \
-            --listen "127.0.0.1:$port" --max-connections 20000 --ping-interval 0 \
+            --listen "127.0.0.1:$port" --workers 1 --max-connections 20000 --ping-interval 0 \
             >>"$OUT_DIR/compare-$STAMP-edgews-strace.log" 2>&1 &
         STRACE_PID=$!
         wait_port "$STRACE_PID" "$port" || die "edgews under strace did not come up"

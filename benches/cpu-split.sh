@@ -31,11 +31,15 @@ PORT=${PORT:-19222}
 for bin in "$SERVER_BIN" "$LOAD_BIN"; do
     [ -x "$bin" ] || { echo "cpu-split.sh: $bin not built (cargo build --release)" >&2; exit 1; }
 done
+# One reactor (--workers 1), so the figures stay comparable with the
+# single-threaded peers; builds from before --workers have only the one.
+WORKERS_1=()
+if grep -q -- '--workers' <<<"$("$SERVER_BIN" echo --help 2>/dev/null)"; then WORKERS_1=(--workers 1); fi
 
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
 for run in $(seq "$RUNS"); do
-    taskset -c 0 "$SERVER_BIN" echo --listen "127.0.0.1:$PORT" >/dev/null 2>&1 &
+    taskset -c 0 "$SERVER_BIN" echo --listen "127.0.0.1:$PORT" "${WORKERS_1[@]}" >/dev/null 2>&1 &
     server=$!
     for _ in $(seq 50); do
         (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break

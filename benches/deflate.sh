@@ -137,6 +137,10 @@ if [[ $SKIP_BUILD != 1 ]]; then
 fi
 [[ -x $EDGEWS ]] || die "no $EDGEWS (cargo build --release)"
 [[ -x $PEERS ]] || die "no $PEERS (cargo build --release -p edgews-peers)"
+# One reactor (--workers 1), so the figures stay comparable with the
+# single-threaded peers; builds from before --workers have only the one.
+WORKERS_1=()
+if grep -q -- '--workers' <<<"$("$EDGEWS" echo --help 2>/dev/null)"; then WORKERS_1=(--workers 1); fi
 
 mkdir -p "$OUT_DIR"
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -204,7 +208,7 @@ start_server() {
     else
         # shellcheck disable=SC2086 # ARGS holds words
         EDGEWS_LOG=warn taskset -c 0 "$EDGEWS" echo --listen "127.0.0.1:$port" \
-            --max-connections 20000 --ping-interval 0 ${ARGS[$name]} \
+            "${WORKERS_1[@]}" --max-connections 20000 --ping-interval 0 ${ARGS[$name]} \
             ${mport:+--metrics-listen "127.0.0.1:$mport"} >>"$log" 2>&1 &
     fi
     PID[$name]=$!

@@ -169,6 +169,10 @@ SUM_EDGEWS=$(sha256sum "$TMP/bin/edgews" | cut -c1-12)
 SUM_PEERS=$(sha256sum "$TMP/bin/edgews-peers" | cut -c1-12)
 EDGEWS_SRC=$EDGEWS PEERS_SRC=$PEERS
 EDGEWS=$TMP/bin/edgews PEERS=$TMP/bin/edgews-peers
+# One reactor (--workers 1), so the figures stay comparable with the
+# single-threaded peers; builds from before --workers have only the one.
+WORKERS_1=()
+if grep -q -- '--workers' <<<"$("$EDGEWS" echo --help 2>/dev/null)"; then WORKERS_1=(--workers 1); fi
 CERTS=$TMP/certs
 "$TLS_CERT" "$CERTS" >/dev/null || die "$TLS_CERT could not write certificates"
 CA=$CERTS/ca.pem
@@ -196,11 +200,11 @@ start_server() {
     case $name in
         edgews-wss)
             EDGEWS_LOG=warn taskset -c 0 "$EDGEWS" echo --listen "127.0.0.1:$port" \
-                --max-connections 20000 --ping-interval 0 \
+                "${WORKERS_1[@]}" --max-connections 20000 --ping-interval 0 \
                 --tls-cert "$CERTS/cert.pem" --tls-key "$CERTS/key.pem" >>"$log" 2>&1 & ;;
         edgews-ws)
             EDGEWS_LOG=warn taskset -c 0 "$EDGEWS" echo --listen "127.0.0.1:$port" \
-                --max-connections 20000 --ping-interval 0 >>"$log" 2>&1 & ;;
+                "${WORKERS_1[@]}" --max-connections 20000 --ping-interval 0 >>"$log" 2>&1 & ;;
         peer-wss)
             taskset -c 0 "$PEERS" tokio-websockets-tls --listen "127.0.0.1:$port" \
                 --tls-cert "$CERTS/cert.pem" --tls-key "$CERTS/key.pem" >>"$log" 2>&1 & ;;
