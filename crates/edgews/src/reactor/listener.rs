@@ -226,7 +226,7 @@ impl<H: Handler> Reactor<H> {
         let entry = self.hub.conns.vacant_entry();
         let id = ConnId::new(entry.key(), self.next_generation);
         // generations stay below u32::MAX - 1 and ≡ this worker's index
-        // (mod workers); see `join`
+        // (mod workers); see `join_process`
         let wrap = (u32::MAX - 1) / self.generation_step * self.generation_step;
         self.next_generation = (self.next_generation + self.generation_step) % wrap;
         self.poll.registry().register(
