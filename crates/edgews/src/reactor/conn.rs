@@ -119,6 +119,9 @@ pub(crate) struct Hub {
     /// This reactor's place among the workers (a process of one when it
     /// runs alone).
     pub link: super::process::Link,
+    /// A relay found another worker's inbox over its high-water mark: the
+    /// connection being processed stops after this message.
+    pub relay_congested: bool,
 }
 
 impl Hub {

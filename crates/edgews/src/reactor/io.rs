@@ -58,6 +58,9 @@ impl<H: Handler> Reactor<H> {
     pub(super) fn on_readable(&mut self, id: ConnId) {
         let max_messages = self.hub.config.max_messages_per_turn;
         let mut budget = max_messages;
+        if self.is_relay_waiting(id) {
+            return self.settle(id); // until other workers' inboxes drain
+        }
         for _ in 0..MAX_READS_PER_WAKEUP {
             let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 return;
@@ -95,10 +98,16 @@ impl<H: Handler> Reactor<H> {
             let filled = kept + n;
             let (consumed, used) = self.process_input(id, filled, budget);
             budget -= used;
+            let congested = std::mem::take(&mut self.hub.relay_congested);
             if consumed < filled {
-                self.keep_rest(id, consumed..filled, budget == 0);
+                self.keep_rest(id, consumed..filled, budget == 0 || congested);
             }
             self.flush_current(id);
+            if congested {
+                // flow control: another worker is behind on relays
+                self.wait_for_relays(id);
+                return self.settle(id);
+            }
             if budget == 0 {
                 break; // the per-turn message cap: the others' turn
             }
@@ -155,7 +164,7 @@ impl<H: Handler> Reactor<H> {
                 None => break pos,
             }
             events += 1;
-            if pos == filled || events == budget {
+            if pos == filled || events == budget || self.hub.relay_congested {
                 break pos; // an empty input yields no event (`handle_input`)
             }
         };

@@ -84,6 +84,11 @@ pub struct Reactor<H: Handler> {
     /// Connections to read again without waiting for an edge.
     ready: Vec<ConnId>,
     next_generation: u32,
+    /// Connections whose reading waits for other workers' inboxes to
+    /// drain (flow control, see `process.rs`).
+    relay_waiting: Vec<ConnId>,
+    /// When to look at those inboxes again.
+    relay_retry_at: Option<Instant>,
     /// How far generations advance: the number of workers, so that each
     /// worker's connection ids stay apart from the others'.
     generation_step: u32,
@@ -209,6 +214,7 @@ impl<H: Handler> Reactor<H> {
                 stop_requested: false,
                 connect_requests: Vec::new(),
                 link: process::Link::alone(),
+                relay_congested: false,
             },
             handler,
             read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
@@ -216,6 +222,8 @@ impl<H: Handler> Reactor<H> {
             ready: Vec::new(),
             next_generation: 0,
             generation_step: 1,
+            relay_waiting: Vec::new(),
+            relay_retry_at: None,
             published_labels: (0, 0),
             accept_paused_until: None,
             signals: None,
@@ -383,6 +391,7 @@ impl<H: Handler> Reactor<H> {
             self.begin_shutdown();
         }
         self.maybe_resume_accept();
+        self.resume_relay_waiting();
         self.drain_inbox();
         self.flush_dirty();
         Ok(())
@@ -395,6 +404,7 @@ impl<H: Handler> Reactor<H> {
             self.handler.poll_timeout(),
             self.accept_paused_until,
             self.shutdown_deadline,
+            self.relay_retry_at,
         ]
         .into_iter()
         .flatten()

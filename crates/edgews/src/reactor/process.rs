@@ -11,6 +11,14 @@
 //!
 //! # Bounds
 //!
+//! A publisher is slowed before any bound is hit: once another worker's
+//! inbox holds more than [`RELAY_HIGH_WATER`] deliveries, the publishing
+//! worker stops reading the connection whose message made the relay (its
+//! unread input waits, as under the write backpressure) and goes on with
+//! it once every inbox is under [`RELAY_LOW_WATER`]. So one fast
+//! publisher cannot outrun a busy worker; only many publishers at once,
+//! or a worker stalled in a long turn, can reach the bound below.
+//!
 //! An inbox holds at most [`RELAY_BACKLOG_MESSAGES`] relays or
 //! [`RELAY_BACKLOG_BYTES`] bytes of their frames, whichever comes first
 //! (an empty inbox takes any one message, so the largest message the
@@ -42,6 +50,14 @@ pub const RELAY_BACKLOG_BYTES: usize = 64 << 20;
 /// publish their counters (a worker in a long turn answers late; then its
 /// counters as of its last publication are taken).
 pub const FRESH_STATS_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Flow control: once another worker's inbox holds more than this many
+/// deliveries, a worker stops reading the connection that is publishing
+/// (its input waits, whole messages kept) ...
+pub const RELAY_HIGH_WATER: usize = RELAY_BACKLOG_MESSAGES / 4;
+
+/// ... until every other worker's inbox is back under this many.
+pub const RELAY_LOW_WATER: usize = RELAY_BACKLOG_MESSAGES / 16;
 
 /// The most distinct channels an inbox remembers losing a relay on between
 /// two drains; past it, the loss counts as on [`Channel::All`].
@@ -152,6 +168,9 @@ pub(crate) struct Slot {
     published: AtomicU64,
     /// Its loop has ended: nobody will answer a request to publish.
     done: AtomicBool,
+    /// How many deliveries wait in the inbox (read without the lock, for
+    /// flow control).
+    queued: AtomicUsize,
 }
 
 /// The state the workers of one process share. Opaque: made by
@@ -230,6 +249,7 @@ impl Process {
                 inbox.bytes += len;
             }
             inbox.queue.push_back(delivery);
+            slot.queued.store(inbox.queue.len(), Ordering::Relaxed);
         }
         self.signal(from, to);
         true
@@ -244,6 +264,16 @@ impl Process {
         }
     }
 
+    /// Whether some worker other than `index` that still runs has more
+    /// than `level` deliveries waiting.
+    pub(crate) fn is_congested(&self, index: usize, level: usize) -> bool {
+        self.slots.iter().enumerate().any(|(i, slot)| {
+            i != index
+                && slot.queued.load(Ordering::Relaxed) > level
+                && !slot.done.load(Ordering::Relaxed)
+        })
+    }
+
     /// Whether worker `index` has something in its inbox.
     pub(crate) fn is_signalled(&self, index: usize) -> bool {
         self.slots[index].signalled.load(Ordering::SeqCst)
@@ -255,6 +285,7 @@ impl Process {
         slot.signalled.store(false, Ordering::SeqCst);
         let mut inbox = locked(&slot.inbox);
         inbox.bytes = 0;
+        slot.queued.store(0, Ordering::Relaxed);
         (
             std::mem::take(&mut inbox.queue),
             std::mem::take(&mut inbox.lost),

@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// The close reason of a connection that missed a relayed message.
 pub const RELAY_LOST_REASON: &str = "server overloaded: a message for you was lost";
 
+/// How often a worker looks whether congested inboxes drained.
+const RELAY_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl<H: Handler> Reactor<H> {
     /// Makes this reactor worker `index` of `process`, accepting on
     /// `listener` (one of the process's `SO_REUSEPORT` listeners) and, on
@@ -174,6 +177,45 @@ impl<H: Handler> Reactor<H> {
             .push(link.index, to, Delivery::Adopt { socket, peer });
     }
 
+    /// Reading of connection `id` stopped after a relay found another
+    /// worker's inbox over its high-water mark: it waits, its unread
+    /// input kept, until the inboxes drain.
+    pub(super) fn wait_for_relays(&mut self, id: ConnId) {
+        if !self.relay_waiting.contains(&id) {
+            self.relay_waiting.push(id);
+        }
+        self.relay_retry_at
+            .get_or_insert(self.hub.now + RELAY_RETRY);
+    }
+
+    /// Whether `id` waits for the inboxes to drain.
+    pub(super) fn is_relay_waiting(&self, id: ConnId) -> bool {
+        !self.relay_waiting.is_empty() && self.relay_waiting.contains(&id)
+    }
+
+    /// Reads the waiting connections again once every other worker's inbox
+    /// is under its low-water mark; otherwise looks again shortly (no
+    /// worker is told when another drains: this costs a look per
+    /// millisecond, and only while some publisher waits).
+    pub(super) fn resume_relay_waiting(&mut self) {
+        if self.relay_waiting.is_empty() {
+            return;
+        }
+        let link = &self.hub.link;
+        let congested = link
+            .process
+            .is_congested(link.index, super::process::RELAY_LOW_WATER);
+        if congested && self.shutdown_deadline.is_none() {
+            if self.relay_retry_at.is_none_or(|at| at <= self.hub.now) {
+                self.relay_retry_at = Some(self.hub.now + RELAY_RETRY);
+            }
+            return;
+        }
+        self.relay_retry_at = None;
+        let waiting = std::mem::take(&mut self.relay_waiting);
+        self.ready.extend(waiting);
+    }
+
     /// Publishes this worker's counters for the others' `/metrics`: when
     /// one of them asks (see `Process::refresh_others`), and as the loop
     /// ends. A few relaxed stores; the labelled counters (a lock and a
@@ -229,6 +271,12 @@ impl Context<'_> {
             origin: link.index,
         };
         link.relay(&relayed, to_self);
+        if link
+            .process
+            .is_congested(link.index, super::process::RELAY_HIGH_WATER)
+        {
+            self.hub.relay_congested = true;
+        }
     }
 
     /// Sends a relayed message to each of `ids` (open server-side
