@@ -24,8 +24,9 @@
 //! (an empty inbox takes any one message, so the largest message the
 //! server accepts can always cross). A relay past the bound is not
 //! queued, nor is any later relay on the same channel until the worker
-//! drains its inbox: the publisher's worker never waits and never grows,
-//! and a recipient never sees a gap followed by more messages. The receiving worker counts the loss
+//! drains its inbox: at the bound the publisher's worker does not wait and
+//! does not grow, and a recipient never sees a gap followed by more
+//! messages. The receiving worker counts the loss
 //! (`edgews_relays_lost_total`), logs it, and closes the connections that
 //! missed a message with 1013 (try again later), so no message is lost
 //! silently.
