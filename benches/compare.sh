@@ -44,9 +44,9 @@
 # with the best real peer's kernel work and no user-space work at all could
 # lead that peer, (usr + sys) / sys; the floor's lead is that bound measured.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd_root
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
@@ -72,30 +72,6 @@ STAMP=$(date +%Y%m%d-%H%M%S)
 RAW=$OUT_DIR/compare-$STAMP.jsonl
 TABLE=$OUT_DIR/compare-$STAMP.txt
 
-die() { echo "compare.sh: $*" >&2; exit 1; }
-
-# Seconds in a duration such as 500ms, 5s, 2m or 0 (rounded up).
-secs() {
-    case $1 in
-        *ms) echo $(( (${1%ms} + 999) / 1000 )) ;;
-        *s) echo "${1%s}" ;;
-        *m) echo $(( ${1%m} * 60 )) ;;
-        0) echo 0 ;;
-        *) die "cannot read the duration '$1' (give 500ms, 5s or 2m)" ;;
-    esac
-}
-# Milliseconds in such a duration.
-msecs() {
-    case $1 in
-        *ms) echo $(( ${1%ms} )) ;;
-        *s) echo $(( ${1%s} * 1000 )) ;;
-        *m) echo $(( ${1%m} * 60000 )) ;;
-        0) echo 0 ;;
-        *) die "cannot read the duration '$1' (give 500ms, 5s or 2m)" ;;
-    esac
-}
-# Seconds with three decimals, for sleep: 1500 -> 1.500.
-ms_to_s() { printf '%d.%03d' $(( $1 / 1000 )) $(( $1 % 1000 )); }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $IDLE_ROUNDS =~ ^[0-9]+$ ]] || die "IDLE_ROUNDS must be an integer"
 ECHO_LIMIT=$(( $(secs "$WARMUP") + $(secs "$DURATION") + 60 ))
@@ -113,44 +89,20 @@ CPU_WINDOW_S=$(ms_to_s "$CPU_WINDOW_MS")
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || true)
 [[ $CLK_TCK =~ ^[1-9][0-9]*$ ]] || CLK_TCK=
 
-for tool in taskset python3 ss timeout; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-done
+need_tools taskset python3 ss timeout
 if [[ $SYSCALLS == 1 ]]; then
     command -v strace >/dev/null || die "SYSCALLS=1 needs strace (apt-get install strace)"
 fi
 (( $(nproc) >= 2 )) || die "needs two CPUs (server on 0, load on 1)"
 
 # The loader holds IDLE_CONNECTIONS sockets, the server as many.
-want_fds=$(( IDLE_CONNECTIONS + 1000 ))
-if (( $(ulimit -n) < want_fds )); then
-    ulimit -n "$want_fds" 2>/dev/null ||
-        die "ulimit -n is $(ulimit -n); $want_fds descriptors are needed"
-fi
+need_fds $(( IDLE_CONNECTIONS + 1000 ))
 
 # --- processes we start, stopped on any exit --------------------------------
 
-declare -A PID=()
+# PID (the servers), LOAD_PID and STRACE_PID (edgews under strace, SYSCALLS=1)
 STRACE_PID=
-LOAD_PID=
-cleanup() {
-    local p
-    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"} ${LOAD_PID:+"$LOAD_PID"}; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in "${PID[@]}" ${STRACE_PID:+"$STRACE_PID"} ${LOAD_PID:+"$LOAD_PID"}; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    PID=()
-    STRACE_PID=
-    LOAD_PID=
-}
-TMP=$(mktemp -d)
-trap 'cleanup; rm -rf "$TMP"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+setup_processes STRACE_PID
 
 port_of() {
     local i
@@ -158,19 +110,6 @@ port_of() {
         [[ ${SERVERS[$i]} == "$1" ]] && { echo $(( BASE_PORT + i )); return; }
     done
     die "unknown server $1"
-}
-
-listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
-
-# Waits until the server process $1 listens on port $2.
-wait_port() {
-    local pid=$1 port=$2
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        listening "$port" && return 0
-        sleep 0.1
-    done
-    return 1
 }
 
 # Starts server $1 pinned to CPU 0 and waits for its port.
@@ -193,76 +132,22 @@ start_server() {
     wait_port "${PID[$name]}" "$port" || die "$name did not come up on port $port; see $log"
 }
 
-stop_server() {
-    local name=$1 pid=${PID[$1]}
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset "PID[$name]"
-}
-
-# True while process $1 runs (false once it has exited, zombie or reaped).
-running() {
-    local line
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    line=${line##*) }
-    [[ ${line%% *} != Z ]]
-}
-
-# Sets SAMPLE to "UTIME STIME WALL" for process $1: fields 14 and 15 of
-# /proc/PID/stat (clock ticks, all threads) and the wall clock in seconds.
-# Returns 1 if they cannot be read. No subshell, so no fork between the two.
-SAMPLE=
-cpu_sample() {
-    local line f
-    SAMPLE=
-    [[ -n $CLK_TCK ]] || return 1
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    # fields from 3 on: the command name (field 2) may hold spaces
-    read -r -a f <<<"${line##*) }"
-    [[ ${f[0]:-Z} != Z && ${f[11]:-} =~ ^[0-9]+$ && ${f[12]:-} =~ ^[0-9]+$ ]] || return 1
-    SAMPLE="${f[11]} ${f[12]} $EPOCHREALTIME"
-}
-
 # Checks a loader's output and appends one line to $RAW:
 #   record TEST SERVER CONNECTIONS SIZE ROUND EXIT OUTFILE [TRACE [CPU]]
 # CPU (echo only): "CLK_TCK UTIME0 STIME0 WALL0 UTIME1 STIME1 WALL1", the
 # server's CPU time at both ends of the window, or "n/a: why".
 # Prints a short summary; returns 1 if the run failed.
 record() {
-    python3 - "$RAW" "$@" <<'EOF'
-import json, sys
+    py_run "$RAW" "$@" <<'EOF'
 raw, test, server, conns, size, rnd, rc, out = sys.argv[1:9]
 trace = (sys.argv[9] if len(sys.argv) > 9 else "") or None
 cpu_arg = sys.argv[10] if len(sys.argv) > 10 else None
 rc, conns = int(rc), int(conns)
-load, why = None, []
-for line in open(out, errors="replace"):
-    line = line.strip()
-    if line.startswith('{"mode":'):
-        try:
-            load = json.loads(line)
-        except ValueError:
-            why.append("unreadable JSON line")
-if rc != 0:
-    why.append(f"loader exit status {rc}")
-if load is None:
-    why.append("no JSON line")
-elif test in ("echo", "syscalls"):
-    if load.get("errors", 1) != 0:
-        why.append(f'{load.get("errors")} errors')
-    if load.get("messages", 0) <= 0:
-        why.append("no messages")
-    if load.get("connections") != conns:
-        why.append(f'{load.get("connections")} of {conns} connections')
+load, why = read_load(out, rc, strip=True, lenient=True)
+if test in ("echo", "syscalls"):
+    echo_why(load, why, conns)
 else:
-    if load.get("failed", 1) != 0 or load.get("closed_early", 1) != 0:
-        why.append(f'{load.get("failed")} failed, {load.get("closed_early")} closed early')
-    if load.get("connections") != conns:
-        why.append(f'{load.get("connections")} of {conns} connections')
-    if load.get("bytes_per_connection", 0) <= 0:
-        why.append("no RSS reading")
+    idle_why(load, why, conns, rss_why="no RSS reading")
 calls = {}
 if trace:
     # strace -c: "% time  seconds  usecs/call  calls  [errors]  syscall"
@@ -312,8 +197,7 @@ if cpu_arg is not None:
     rec["server_cpu"] = server_cpu
     if cpu_why:
         rec["server_cpu_why"] = cpu_why
-with open(raw, "a") as f:
-    f.write(json.dumps(rec) + "\n")
+append(raw, rec)
 if not ok:
     print(f"FAILED: {rec['why']}")
     sys.exit(1)
@@ -355,14 +239,14 @@ run_echo() {
             cpu="n/a: no CLK_TCK"
         elif ! running "$LOAD_PID"; then
             cpu="n/a: loader ended during warm-up"
-        elif ! cpu_sample "$spid"; then
+        elif ! cpu_sample "$spid" wall; then
             cpu="n/a: cannot read /proc/$spid/stat"
         else
             cpu="$CLK_TCK $SAMPLE"
             sleep "$CPU_WINDOW_S"
             if ! running "$LOAD_PID"; then
                 cpu="n/a: loader ended inside the window"
-            elif ! cpu_sample "$spid"; then
+            elif ! cpu_sample "$spid" wall; then
                 cpu="n/a: cannot read /proc/$spid/stat"
             else
                 cpu="$cpu $SAMPLE"
@@ -406,11 +290,10 @@ fi
 
 # --- the machine ---------------------------------------------------------------
 
-REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || REV="$REV (with local changes)"
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-top -bn1 -w 200 | head -n 20 >"$OUT_DIR/compare-$STAMP-top-start.txt" 2>/dev/null || true
+REV=$(revision "with local changes")
+CPU=$(cpu_model)
+LOAD_START=$(load_avg)
+top_snapshot "$OUT_DIR/compare-$STAMP-top-start.txt"
 versions=$(python3 - "$ROOT/Cargo.lock" <<'EOF'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -445,7 +328,7 @@ for rnd in $(seq "$ROUNDS"); do
         done
     done
 done
-for s in "${SERVERS[@]}"; do stop_server "$s"; done
+for s in "${SERVERS[@]}"; do stop_server "$s" 100; done
 
 # --- memory per idle connection ------------------------------------------------
 
@@ -456,7 +339,7 @@ if (( IDLE_ROUNDS > 0 )); then
             [[ $s == floor ]] && continue # a buffer per connection by design
             start_server "$s"
             run_idle "$s" "$rnd"
-            stop_server "$s"
+            stop_server "$s" 100
         done
     done
 fi
@@ -493,8 +376,8 @@ if [[ $SYSCALLS == 1 ]]; then
     done
 fi
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-top -bn1 -w 200 | head -n 20 >"$OUT_DIR/compare-$STAMP-top-end.txt" 2>/dev/null || true
+LOAD_END=$(load_avg)
+top_snapshot "$OUT_DIR/compare-$STAMP-top-end.txt"
 
 # --- the table -------------------------------------------------------------------
 
@@ -656,7 +539,4 @@ EOF
     echo "raw results: $RAW"
 } | tee "$TABLE"
 
-if [[ $FAILED != 0 ]]; then
-    echo "compare.sh: some runs FAILED (see above and $RAW)" >&2
-    exit 1
-fi
+exit_if_failed

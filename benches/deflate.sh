@@ -71,9 +71,9 @@
 #   EDGEWS, PEERS       the binaries (default target/release/edgews and
 #                       target/release/edgews-peers; CARGO_TARGET_DIR honoured)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd_root
 
 read -r -a SIZES <<<"${SIZES:-1KiB 16KiB}"
 CONNECTIONS=${CONNECTIONS:-50}
@@ -94,15 +94,8 @@ PEERS=${PEERS:-$TARGET/release/edgews-peers}
 OUT_DIR=${OUT_DIR:-$ROOT/target/deflate}
 MEM_HOLD=2s
 
-die() { echo "deflate.sh: $*" >&2; exit 1; }
-
-# Whole seconds of a duration given as 5s.
-secs() {
-    [[ $1 =~ ^([1-9][0-9]*)s$ ]] || die "durations are whole seconds, e.g. 5s (got '$1')"
-    echo "${BASH_REMATCH[1]}"
-}
-DURATION_S=$(secs "$DURATION")
-WARMUP_S=$(secs "$WARMUP")
+DURATION_S=$(secs "$DURATION" whole)
+WARMUP_S=$(secs "$WARMUP" whole)
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $MEM_ROUNDS =~ ^[0-9]+$ ]] || die "MEM_ROUNDS must be an integer"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ && $MEM_CONNECTIONS =~ ^[1-9][0-9]*$ ]] ||
@@ -113,22 +106,16 @@ WARMUP_S=$(secs "$WARMUP")
 # measured time (the samples at each end, ss and curl, take time of their
 # own on a busy machine); a window that still overruns is discarded.
 CPU_WINDOW_MS=$(( DURATION_S >= 3 ? DURATION_S * 1000 - 1000 : DURATION_S * 500 ))
-CPU_WINDOW=$(printf '%d.%03d' $(( CPU_WINDOW_MS / 1000 )) $(( CPU_WINDOW_MS % 1000 )))
+CPU_WINDOW=$(ms_to_s "$CPU_WINDOW_MS")
 ECHO_LIMIT=$(( WARMUP_S + DURATION_S + 60 ))
-MEM_LIMIT=$(( $(secs "$MEM_HOLD") + 120 ))
+MEM_LIMIT=$(( $(secs "$MEM_HOLD" whole) + 120 ))
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in taskset python3 ss timeout sha256sum curl pgrep awk; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-done
+need_tools taskset python3 ss timeout sha256sum curl pgrep awk
 (( $(nproc) >= 2 )) || die "needs two CPUs (servers on 0, load on 1)"
 
 # The loader and the server each hold one descriptor per connection.
-want_fds=$(( MEM_CONNECTIONS + WARMUP_CONNECTIONS + 1000 ))
-if (( $(ulimit -n) < want_fds )); then
-    ulimit -n "$want_fds" 2>/dev/null ||
-        die "ulimit -n is $(ulimit -n); $want_fds descriptors are needed"
-fi
+need_fds $(( MEM_CONNECTIONS + WARMUP_CONNECTIONS + 1000 ))
 
 if [[ $SKIP_BUILD != 1 ]]; then
     echo "== building (release)"
@@ -140,49 +127,14 @@ fi
 # One reactor (--workers 1), so the figures stay comparable with the
 # single-threaded peers; builds from before --workers have only the one.
 WORKERS_1=()
-if grep -q -- '--workers' <<<"$("$EDGEWS" echo --help 2>/dev/null)"; then WORKERS_1=(--workers 1); fi
+if has_workers_option "$EDGEWS"; then WORKERS_1=(--workers 1); fi
 
-mkdir -p "$OUT_DIR"
-STAMP=$(date +%Y%m%d-%H%M%S)
-RAW=$OUT_DIR/deflate-$STAMP.jsonl
-TABLE=$OUT_DIR/deflate-$STAMP.md
-LOGS=$OUT_DIR/deflate-$STAMP-logs
-mkdir -p "$LOGS"
-: >"$RAW"
+out_files deflate
 
 # --- processes we start, stopped on any exit --------------------------------
 
-declare -A PID=()
-LOAD_PID=
-stop_pid() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
-cleanup() {
-    local p
-    for p in "${PID[@]}" ${LOAD_PID:+"$LOAD_PID"}; do stop_pid "$p"; done
-    PID=()
-    LOAD_PID=
-}
-TMP=$(mktemp -d)
-trap 'cleanup; rm -rf "$TMP"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
-
-wait_port() {
-    local pid=$1 port=$2
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        listening "$port" && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# PID (the servers) and LOAD_PID; TMP, removed on exit
+setup_processes
 
 # The servers: name -> arguments (edgews) or "ratchet".
 declare -A ARGS=()
@@ -215,11 +167,6 @@ start_server() {
     wait_port "${PID[$name]}" "$port" || die "$name did not come up on port $port; see $log"
 }
 
-stop_server() {
-    stop_pid "${PID[$1]}"
-    unset "PID[$1]"
-}
-
 # Prints the Sec-WebSocket-Extensions answer of the server on port $1 to
 # the load generator's offer, "(none)" without one.
 extensions_answer() {
@@ -246,25 +193,6 @@ s.sendall(bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]))
 s.close()
 print(("; ".join(ext) or "(none)") if " 101 " in status + " " else f"refused: {status}")
 EOF
-}
-
-# True while process $1 runs (false once it has exited, zombie or reaped).
-running() {
-    local line
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    line=${line##*) }
-    [[ ${line%% *} != Z ]]
-}
-
-# Sets SAMPLE to "UTIME STIME" of process $1 (clock ticks, fields 14-15).
-SAMPLE=
-cpu_sample() {
-    local line f
-    SAMPLE=
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    read -r -a f <<<"${line##*) }"
-    [[ ${f[0]:-Z} != Z && ${f[11]:-} =~ ^[0-9]+$ && ${f[12]:-} =~ ^[0-9]+$ ]] || return 1
-    SAMPLE="${f[11]} ${f[12]}"
 }
 
 # Prints "RECEIVED ACKED" summed over the established sockets whose local
@@ -318,34 +246,19 @@ run_echo() {
     # measures from (connections open +) WARMUP to DURATION later, so a
     # window ending past WARMUP + DURATION after its start overran (the
     # samples themselves can stall on a busy machine).
-    if ! running "$LOAD_PID" || python3 -c 'import sys; a, b, l = (float(x.replace(",", ".")) for x in sys.argv[1:4]); sys.exit(0 if b - a > l else 1)' \
-        "$tl" "$t1" "$(( WARMUP_S + DURATION_S ))"; then
+    if ! running "$LOAD_PID" || overran "$tl" "$t1" "$(( WARMUP_S + DURATION_S ))"; then
         echo "    (readings discarded: the window ran past the loader's measured time)"
         cpu0= cpu1= w0= w1= m0= m1=
     fi
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
-    python3 - "$RAW" "$name" "$size" "$rnd" "$rc" "$out" "$TMP/echo.err" "$CLK_TCK" \
+    py_run "$RAW" "$name" "$size" "$rnd" "$rc" "$out" "$TMP/echo.err" "$CLK_TCK" \
         "$cpu0" "$cpu1" "$t0" "$t1" "$w0" "$w1" "$CONNECTIONS" "$lcpu0" "$lcpu1" "$m0" "$m1" <<'EOF' || FAILED=1
-import json, sys
 (raw, name, size, rnd, rc, out, err, tck, cpu0, cpu1, t0, t1, w0, w1, conns, lcpu0, lcpu1, m0, m1) = sys.argv[1:20]
 rc, tck, conns = int(rc), int(tck), int(conns)
-load, why = None, []
-for line in open(out, errors="replace"):
-    if line.startswith('{"mode":'):
-        load = json.loads(line)
-if rc != 0:
-    why.append(f"loader exit status {rc}")
-if load is None:
-    why.append("no JSON line")
-else:
-    if load.get("errors", 1):
-        why.append(f'{load.get("errors")} errors')
-    if load.get("messages", 0) <= 0:
-        why.append("no messages")
-    if load.get("connections") != conns:
-        why.append(f'{load.get("connections")} of {conns} connections')
-errtail = [l.strip() for l in open(err, errors="replace").read().replace("\r", "\n").splitlines() if l.strip()][-3:]
+load, why = read_load(out, rc)
+echo_why(load, why, conns)
+errtail = err_tail(err)
 window = float(t1.replace(",", ".")) - float(t0.replace(",", "."))
 cpu = None
 if cpu0 and cpu1 and window > 0:
@@ -368,11 +281,9 @@ if w0 and w1 and load and load.get("msg_per_s"):
                 "rate_messages": load["msg_per_s"] * window}
     else:
         wire = {"why": f"{n0}/{n1} sockets seen, {conns} expected"}
-rec = {"test": "echo", "server": name, "size": size, "round": int(rnd), "exit": rc,
-       "ok": not why, "why": "; ".join(why), "load": load, "cpu": cpu, "wire": wire,
-       "stderr_tail": errtail}
-with open(raw, "a") as f:
-    f.write(json.dumps(rec) + "\n")
+append(raw, {"test": "echo", "server": name, "size": size, "round": int(rnd), "exit": rc,
+             "ok": not why, "why": "; ".join(why), "load": load, "cpu": cpu, "wire": wire,
+             "stderr_tail": errtail})
 line = f"  round {rnd}  {name:<16} {size:>6}  "
 if load:
     line += f'{load["msg_per_s"]:>8,} msg/s  errors {load["errors"]}'
@@ -387,82 +298,22 @@ if not cpu:
     line += "  server CPU n/a (readings discarded)"
 if wire and "in_per_msg" in wire:
     line += f'  wire in {wire["in_per_msg"]:.0f} B out {wire["out_per_msg"]:.0f} B per msg'
-if why:
-    line += "  FAILED: " + "; ".join(why) + ("  | " + " | ".join(errtail) if errtail else "")
-print(line)
-sys.exit(0 if not why else 1)
-EOF
-}
-
-# One memory reading: a fresh server $1 on port $2, `load idle` with
-# --send $3 (0: none), round $4.
-run_mem() {
-    local name=$1 port=$2 send=$3 rnd=$4 rc=0 out
-    start_server "$name" "$port"
-    out=$TMP/idle.out
-    : >"$out"
-    timeout -k 5 "$MEM_LIMIT" taskset -c 1 "$EDGEWS" load idle --deflate \
-        --url "ws://127.0.0.1:$port/" --connections "$MEM_CONNECTIONS" \
-        --warmup-connections "$WARMUP_CONNECTIONS" --send "$send" \
-        --duration "$MEM_HOLD" --server-pid "${PID[$name]}" >"$out" 2>"$TMP/idle.err" || rc=$?
-    stop_server "$name"
-    python3 - "$RAW" "$name" "$send" "$rnd" "$rc" "$out" "$TMP/idle.err" "$MEM_CONNECTIONS" <<'EOF' || FAILED=1
-import json, sys
-raw, name, send, rnd, rc, out, err, conns = sys.argv[1:9]
-rc, conns = int(rc), int(conns)
-load, why = None, []
-for line in open(out, errors="replace"):
-    if line.startswith('{"mode":'):
-        load = json.loads(line)
-if rc != 0:
-    why.append(f"loader exit status {rc}")
-if load is None:
-    why.append("no JSON line")
-else:
-    if load.get("failed", 1) or load.get("closed_early", 1):
-        why.append(f'{load.get("failed")} failed, {load.get("closed_early")} closed early')
-    if load.get("connections") != conns:
-        why.append(f'{load.get("connections")} of {conns} connections')
-    if load.get("bytes_per_connection", 0) <= 0:
-        why.append("no RSS growth read")
-errtail = [l.strip() for l in open(err, errors="replace").read().replace("\r", "\n").splitlines() if l.strip()][-3:]
-rec = {"test": "mem", "server": name, "send": send, "round": int(rnd), "exit": rc,
-       "ok": not why, "why": "; ".join(why), "load": load, "stderr_tail": errtail}
-with open(raw, "a") as f:
-    f.write(json.dumps(rec) + "\n")
-what = "idle" if send == "0" else f"after {send}"
-line = f"  round {rnd}  {name:<16} {what:<12}"
-if load:
-    line += f'{load["bytes_per_connection"]:>9,} B/connection (RSS {load["rss_before"]:,} -> {load["rss_after"]:,})'
-if why:
-    line += "  FAILED: " + "; ".join(why) + ("  | " + " | ".join(errtail) if errtail else "")
-print(line)
-sys.exit(0 if not why else 1)
+finish(line, why, errtail)
 EOF
 }
 
 # --- the machine ---------------------------------------------------------------
 
-REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || REV="$REV (working tree has local changes)"
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+REV=$(revision "working tree has local changes")
+CPU=$(cpu_model)
+LOAD_START=$(load_avg)
 # What else ran: the machine's busy share over one second before starting.
-busy_share() {
-    local a b
-    read -r -a a < <(head -n1 /proc/stat)
-    sleep 1
-    read -r -a b < <(head -n1 /proc/stat)
-    awk -v u=$(( b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8] )) \
-        -v t=$(( b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[4] - a[5] - a[6] - a[7] - a[8] )) \
-        'BEGIN { printf "%.0f%%", t ? 100 * u / t : 0 }'
-}
 BUSY_START=$(busy_share)
-top -bn1 -w 200 | head -n 20 >"$LOGS/top-start.txt" 2>/dev/null || true
+top_snapshot "$LOGS/top-start.txt"
 HEADER=$(cat <<EOF
 date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')
 commit:   $REV
-binaries: $EDGEWS ($(sha256sum "$EDGEWS" | cut -c1-12)), $PEERS ($(sha256sum "$PEERS" | cut -c1-12))
+binaries: $EDGEWS ($(short_sum "$EDGEWS")), $PEERS ($(short_sum "$PEERS"))
 machine:  $(nproc) CPUs, $CPU; kernel $(uname -r)
 pinning:  servers on CPU 0, load generator on CPU 1; loopback
 memory:   $MEM_CONNECTIONS measured connections after $WARMUP_CONNECTIONS warm-up ones, fresh server each, $MEM_ROUNDS round(s); idle and --send ${SENDS[*]}
@@ -509,15 +360,15 @@ if (( MEM_ROUNDS > 0 )); then
     for rnd in $(seq "$MEM_ROUNDS"); do
         for s in "${MEM_SERVERS[@]}"; do
             for send in 0 "${SENDS[@]}"; do
-                run_mem "$s" "$MEM_PORT" "$send" "$rnd"
+                run_mem "$s" "$MEM_PORT" "$send" "$rnd" 16 --deflate --url "ws://127.0.0.1:$MEM_PORT/"
             done
         done
     done
 fi
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_END=$(load_avg)
 BUSY_END=$(busy_share)
-top -bn1 -w 200 | head -n 20 >"$LOGS/top-end.txt" 2>/dev/null || true
+top_snapshot "$LOGS/top-end.txt"
 
 # --- the tables -------------------------------------------------------------------
 
@@ -670,7 +521,4 @@ EOF
     echo "raw results: $RAW; server logs: $LOGS"
 } | tee "$TABLE"
 
-if [[ $FAILED != 0 ]]; then
-    echo "deflate.sh: some runs FAILED (see above and $RAW)" >&2
-    exit 1
-fi
+exit_if_failed

@@ -61,9 +61,9 @@
 #                          server starts, so a rebuild during the run
 #                          changes nothing.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd_root
 
 read -r -a SIZES <<<"${SIZES:-20 1KiB 64KiB}"
 CONNECTIONS=${CONNECTIONS:-100}
@@ -87,14 +87,8 @@ TLS_CERT=${TLS_CERT:-$TARGET/release/examples/tls_cert}
 OUT_DIR=${OUT_DIR:-$ROOT/target/tls}
 MEM_HOLD=2s
 
-die() { echo "tls.sh: $*" >&2; exit 1; }
-
-secs() {
-    [[ $1 =~ ^([1-9][0-9]*)s$ ]] || die "durations are whole seconds, e.g. 5s (got '$1')"
-    echo "${BASH_REMATCH[1]}"
-}
-DURATION_S=$(secs "$DURATION")
-WARMUP_S=$(secs "$WARMUP")
+DURATION_S=$(secs "$DURATION" whole)
+WARMUP_S=$(secs "$WARMUP" whole)
 [[ $ROUNDS =~ ^[1-9][0-9]*$ && $HS_ROUNDS =~ ^[0-9]+$ && $MEM_ROUNDS =~ ^[0-9]+$ ]] ||
     die "ROUNDS must be a positive integer, HS_ROUNDS and MEM_ROUNDS integers"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ && $MEM_CONNECTIONS =~ ^[1-9][0-9]*$ && $WARMUP_CONNECTIONS =~ ^[0-9]+$ ]] ||
@@ -104,22 +98,16 @@ WARMUP_S=$(secs "$WARMUP")
 # The server-CPU window of an echo round: from 300 ms after the loader's
 # warm-up to 700 ms before its end; a window that overruns is discarded.
 CPU_WINDOW_MS=$(( DURATION_S >= 3 ? DURATION_S * 1000 - 1000 : DURATION_S * 500 ))
-CPU_WINDOW=$(printf '%d.%03d' $(( CPU_WINDOW_MS / 1000 )) $(( CPU_WINDOW_MS % 1000 )))
+CPU_WINDOW=$(ms_to_s "$CPU_WINDOW_MS")
 ECHO_LIMIT=$(( WARMUP_S + DURATION_S + 60 ))
 HS_LIMIT=$(( HS_DURATION + 60 ))
-MEM_LIMIT=$(( $(secs "$MEM_HOLD") + 180 ))
+MEM_LIMIT=$(( $(secs "$MEM_HOLD" whole) + 180 ))
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in taskset python3 ss timeout sha256sum pgrep; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-done
+need_tools taskset python3 ss timeout sha256sum pgrep
 (( $(nproc) >= 2 )) || die "needs two CPUs (servers on 0, load on 1)"
 
-want_fds=$(( MEM_CONNECTIONS + WARMUP_CONNECTIONS + 1000 ))
-if (( $(ulimit -n) < want_fds )); then
-    ulimit -n "$want_fds" 2>/dev/null ||
-        die "ulimit -n is $(ulimit -n); $want_fds descriptors are needed"
-fi
+need_fds $(( MEM_CONNECTIONS + WARMUP_CONNECTIONS + 1000 ))
 
 if [[ $SKIP_BUILD != 1 ]]; then
     echo "== building (release)"
@@ -130,65 +118,30 @@ for b in "$EDGEWS" "$PEERS" "$TLS_CERT"; do
     [[ -x $b ]] || die "no $b (build it, or set EDGEWS / PEERS / TLS_CERT)"
 done
 
-mkdir -p "$OUT_DIR"
-STAMP=$(date +%Y%m%d-%H%M%S)
-RAW=$OUT_DIR/tls-$STAMP.jsonl
-TABLE=$OUT_DIR/tls-$STAMP.md
-LOGS=$OUT_DIR/tls-$STAMP-logs
-mkdir -p "$LOGS"
-: >"$RAW"
+out_files tls
 
 # --- processes we start, stopped on any exit --------------------------------
 
-declare -A PID=()
-LOAD_PID=
-stop_pid() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
-cleanup() {
-    local p
-    for p in "${PID[@]}" ${LOAD_PID:+"$LOAD_PID"}; do stop_pid "$p"; done
-    PID=()
-    LOAD_PID=
-}
-TMP=$(mktemp -d)
-trap 'cleanup; rm -rf "$TMP"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# PID (the servers) and LOAD_PID; TMP, removed on exit
+setup_processes
 
 # Copies of the binaries (others may rebuild target/ meanwhile), and the
 # certificates.
 mkdir -p "$TMP/bin"
 cp "$EDGEWS" "$TMP/bin/edgews"
 cp "$PEERS" "$TMP/bin/edgews-peers"
-SUM_EDGEWS=$(sha256sum "$TMP/bin/edgews" | cut -c1-12)
-SUM_PEERS=$(sha256sum "$TMP/bin/edgews-peers" | cut -c1-12)
+SUM_EDGEWS=$(short_sum "$TMP/bin/edgews")
+SUM_PEERS=$(short_sum "$TMP/bin/edgews-peers")
 EDGEWS_SRC=$EDGEWS PEERS_SRC=$PEERS
 EDGEWS=$TMP/bin/edgews PEERS=$TMP/bin/edgews-peers
 # One reactor (--workers 1), so the figures stay comparable with the
 # single-threaded peers; builds from before --workers have only the one.
 WORKERS_1=()
-if grep -q -- '--workers' <<<"$("$EDGEWS" echo --help 2>/dev/null)"; then WORKERS_1=(--workers 1); fi
+if has_workers_option "$EDGEWS"; then WORKERS_1=(--workers 1); fi
 CERTS=$TMP/certs
 "$TLS_CERT" "$CERTS" >/dev/null || die "$TLS_CERT could not write certificates"
 CA=$CERTS/ca.pem
 KEY_KIND=$(head -n1 "$CERTS/key.pem")
-
-listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
-
-wait_port() {
-    local pid=$1 port=$2
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        listening "$port" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 SERVERS=(edgews-wss peer-wss edgews-ws peer-ws)
 declare -A SCHEME=([edgews-wss]=wss [peer-wss]=wss [edgews-ws]=ws [peer-ws]=ws)
@@ -216,40 +169,12 @@ start_server() {
     wait_port "${PID[$name]}" "$port" || die "$name did not come up on port $port; see $log"
 }
 
-stop_server() {
-    stop_pid "${PID[$1]}"
-    unset "PID[$1]"
-}
-
 url_of() { echo "${SCHEME[$1]}://127.0.0.1:$2/"; }
 
-# True while process $1 runs (false once it has exited, zombie or reaped).
-running() {
-    local line
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    line=${line##*) }
-    [[ ${line%% *} != Z ]]
-}
-
-# Sets SAMPLE to "UTIME STIME NS" of process $1: user and system time in
-# clock ticks (/proc/PID/stat fields 14-15) and the time on CPU in
-# nanoseconds summed over its threads (/proc/PID/task/*/schedstat, first
-# field). The ticks are sampled (10 ms steps, and only ~20 of them in a
-# round where the server is starved of CPU by other work), so CPU time is
-# taken from schedstat and the ticks give only the user share.
-SAMPLE=
-cpu_sample() {
-    local line f t ns=0 run rest
-    SAMPLE=
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    read -r -a f <<<"${line##*) }"
-    [[ ${f[0]:-Z} != Z && ${f[11]:-} =~ ^[0-9]+$ && ${f[12]:-} =~ ^[0-9]+$ ]] || return 1
-    for t in /proc/"$1"/task/*/schedstat; do
-        read -r run rest 2>/dev/null <"$t" || continue
-        ns=$(( ns + run ))
-    done
-    SAMPLE="${f[11]} ${f[12]} $ns"
-}
+# CPU readings are `cpu_sample PID ns`: "UTIME STIME NS". The ticks are
+# sampled (10 ms steps, and only ~20 of them in a round where the server is
+# starved of CPU by other work), so CPU time is taken from schedstat (NS)
+# and the ticks give only the user share.
 
 FAILED=0
 
@@ -266,41 +191,26 @@ run_echo() {
     tl=$EPOCHREALTIME
     sleep "$WARMUP_S.3"
     lpid=$(pgrep -P "$LOAD_PID" | head -n1 || true)
-    if cpu_sample "$spid"; then cpu0=$SAMPLE; fi
-    if [[ -n $lpid ]] && cpu_sample "$lpid"; then lcpu0=$SAMPLE; fi
+    if cpu_sample "$spid" ns; then cpu0=$SAMPLE; fi
+    if [[ -n $lpid ]] && cpu_sample "$lpid" ns; then lcpu0=$SAMPLE; fi
     t0=$EPOCHREALTIME
     sleep "$CPU_WINDOW"
-    if cpu_sample "$spid"; then cpu1=$SAMPLE; fi
-    if [[ -n $lpid ]] && cpu_sample "$lpid"; then lcpu1=$SAMPLE; fi
+    if cpu_sample "$spid" ns; then cpu1=$SAMPLE; fi
+    if [[ -n $lpid ]] && cpu_sample "$lpid" ns; then lcpu1=$SAMPLE; fi
     t1=$EPOCHREALTIME
-    if ! running "$LOAD_PID" || python3 -c 'import sys; a, b, l = (float(x.replace(",", ".")) for x in sys.argv[1:4]); sys.exit(0 if b - a > l else 1)' \
-        "$tl" "$t1" "$(( WARMUP_S + DURATION_S ))"; then
+    if ! running "$LOAD_PID" || overran "$tl" "$t1" "$(( WARMUP_S + DURATION_S ))"; then
         echo "    (readings discarded: the window ran past the loader's measured time)"
         cpu0= cpu1=
     fi
     wait "$LOAD_PID" || rc=$?
     LOAD_PID=
-    python3 - "$RAW" "$name" "$size" "$rnd" "$rc" "$out" "$TMP/echo.err" "$CLK_TCK" \
+    py_run "$RAW" "$name" "$size" "$rnd" "$rc" "$out" "$TMP/echo.err" "$CLK_TCK" \
         "$cpu0" "$cpu1" "$t0" "$t1" "$CONNECTIONS" "$lcpu0" "$lcpu1" <<'EOF' || FAILED=1
-import json, sys
 (raw, name, size, rnd, rc, out, err, tck, cpu0, cpu1, t0, t1, conns, lcpu0, lcpu1) = sys.argv[1:16]
 rc, tck, conns = int(rc), int(tck), int(conns)
-load, why = None, []
-for line in open(out, errors="replace"):
-    if line.startswith('{"mode":'):
-        load = json.loads(line)
-if rc != 0:
-    why.append(f"loader exit status {rc}")
-if load is None:
-    why.append("no JSON line")
-else:
-    if load.get("errors", 1):
-        why.append(f'{load.get("errors")} errors')
-    if load.get("messages", 0) <= 0:
-        why.append("no messages")
-    if load.get("connections") != conns:
-        why.append(f'{load.get("connections")} of {conns} connections')
-errtail = [l.strip() for l in open(err, errors="replace").read().replace("\r", "\n").splitlines() if l.strip()][-3:]
+load, why = read_load(out, rc)
+echo_why(load, why, conns)
+errtail = err_tail(err)
 window = float(t1.replace(",", ".")) - float(t0.replace(",", "."))
 cpu = None
 if cpu0 and cpu1 and window > 0:
@@ -310,10 +220,8 @@ if cpu0 and cpu1 and window > 0:
     if lcpu0 and lcpu1:
         u0, s0, n0 = map(int, lcpu0.split()); u1, s1, n1 = map(int, lcpu1.split())
         cpu["load_cpu_s"] = (n1 - n0) / 1e9
-rec = {"test": "echo", "server": name, "size": size, "round": int(rnd), "exit": rc,
-       "ok": not why, "why": "; ".join(why), "load": load, "cpu": cpu, "stderr_tail": errtail}
-with open(raw, "a") as f:
-    f.write(json.dumps(rec) + "\n")
+append(raw, {"test": "echo", "server": name, "size": size, "round": int(rnd), "exit": rc,
+             "ok": not why, "why": "; ".join(why), "load": load, "cpu": cpu, "stderr_tail": errtail})
 line = f"  round {rnd}  {name:<11} {size:>6}  "
 if load:
     line += f'{load["msg_per_s"]:>8,} msg/s  errors {load["errors"]}'
@@ -326,10 +234,7 @@ if cpu:
         line += f'  {load["msg_per_s"] * window / c:,.0f} msg/CPU-s'
 else:
     line += "  server CPU n/a (readings discarded)"
-if why:
-    line += "  FAILED: " + "; ".join(why) + ("  | " + " | ".join(errtail) if errtail else "")
-print(line)
-sys.exit(0 if not why else 1)
+finish(line, why, errtail)
 EOF
 }
 
@@ -339,44 +244,34 @@ run_hs() {
     spid=${PID[$name]}
     out=$TMP/hs.out
     : >"$out"
-    if cpu_sample "$spid"; then cpu0=$SAMPLE; fi
+    if cpu_sample "$spid" ns; then cpu0=$SAMPLE; fi
     t0=$EPOCHREALTIME
     timeout -k 5 "$HS_LIMIT" taskset -c 1 "$PEERS" handshake-load --url "$(url_of "$name" "$port")" \
         --ca-file "$CA" --parallel "$HS_PARALLEL" --duration "$HS_DURATION" >"$out" 2>"$TMP/hs.err" || rc=$?
     t1=$EPOCHREALTIME
-    if cpu_sample "$spid"; then cpu1=$SAMPLE; fi
+    if cpu_sample "$spid" ns; then cpu1=$SAMPLE; fi
     # Whatever the server still holds open after the client is gone
     # (none expected: every connection was closed both ways).
     local left
     left=$(ss -Htn state established "sport = :$port" | wc -l)
-    python3 - "$RAW" "$name" "$rnd" "$rc" "$out" "$TMP/hs.err" "$CLK_TCK" "$cpu0" "$cpu1" "$t0" "$t1" "$left" <<'EOF' || FAILED=1
-import json, sys
+    py_run "$RAW" "$name" "$rnd" "$rc" "$out" "$TMP/hs.err" "$CLK_TCK" "$cpu0" "$cpu1" "$t0" "$t1" "$left" <<'EOF' || FAILED=1
 (raw, name, rnd, rc, out, err, tck, cpu0, cpu1, t0, t1, left) = sys.argv[1:13]
 rc, tck = int(rc), int(tck)
-load, why = None, []
-for line in open(out, errors="replace"):
-    if line.startswith('{"mode":'):
-        load = json.loads(line)
-if rc != 0:
-    why.append(f"client exit status {rc}")
-if load is None:
-    why.append("no JSON line")
-else:
+load, why = read_load(out, rc, who="client")
+if load is not None:
     if load.get("errors", 1):
         why.append(f'{load.get("errors")} errors (first: {load.get("first_error")})')
     if load.get("handshakes", 0) <= 0:
         why.append("no connections completed")
-errtail = [l.strip() for l in open(err, errors="replace").read().replace("\r", "\n").splitlines() if l.strip()][-3:]
+errtail = err_tail(err)
 window = float(t1.replace(",", ".")) - float(t0.replace(",", "."))
 cpu = None
 if cpu0 and cpu1:
     u0, s0, n0 = map(int, cpu0.split()); u1, s1, n1 = map(int, cpu1.split())
     cpu = {"window_s": round(window, 3), "cpu_s": (n1 - n0) / 1e9,
            "user_s": (u1 - u0) / tck, "sys_s": (s1 - s0) / tck}
-rec = {"test": "handshake", "server": name, "round": int(rnd), "exit": rc, "ok": not why,
-       "why": "; ".join(why), "load": load, "cpu": cpu, "left_open": int(left), "stderr_tail": errtail}
-with open(raw, "a") as f:
-    f.write(json.dumps(rec) + "\n")
+append(raw, {"test": "handshake", "server": name, "round": int(rnd), "exit": rc, "ok": not why,
+             "why": "; ".join(why), "load": load, "cpu": cpu, "left_open": int(left), "stderr_tail": errtail})
 line = f"  round {rnd}  {name:<11} "
 if load:
     line += f'{load["handshakes"]:>7,} connections in {load["elapsed_s"]:.2f} s ({load["per_s"]:,.0f}/s, p50 {load["p50_us"]} us)  errors {load["errors"]}'
@@ -387,77 +282,17 @@ if cpu:
         line += f'  {load["handshakes"] / c:,.0f}/CPU-s'
 if int(left):
     line += f"  ({left} still open)"
-if why:
-    line += "  FAILED: " + "; ".join(why) + ("  | " + " | ".join(errtail) if errtail else "")
-print(line)
-sys.exit(0 if not why else 1)
-EOF
-}
-
-# One memory reading: a fresh server $1 on port $2, `load idle` with
-# --send $3 (0: none), round $4.
-run_mem() {
-    local name=$1 port=$2 send=$3 rnd=$4 rc=0 out
-    start_server "$name" "$port"
-    out=$TMP/idle.out
-    : >"$out"
-    timeout -k 5 "$MEM_LIMIT" taskset -c 1 "$EDGEWS" load idle --ca-file "$CA" \
-        --url "$(url_of "$name" "$port")" --connections "$MEM_CONNECTIONS" \
-        --warmup-connections "$WARMUP_CONNECTIONS" --send "$send" \
-        --duration "$MEM_HOLD" --server-pid "${PID[$name]}" >"$out" 2>"$TMP/idle.err" || rc=$?
-    stop_server "$name"
-    python3 - "$RAW" "$name" "$send" "$rnd" "$rc" "$out" "$TMP/idle.err" "$MEM_CONNECTIONS" <<'EOF' || FAILED=1
-import json, sys
-raw, name, send, rnd, rc, out, err, conns = sys.argv[1:9]
-rc, conns = int(rc), int(conns)
-load, why = None, []
-for line in open(out, errors="replace"):
-    if line.startswith('{"mode":'):
-        load = json.loads(line)
-if rc != 0:
-    why.append(f"loader exit status {rc}")
-if load is None:
-    why.append("no JSON line")
-else:
-    if load.get("failed", 1) or load.get("closed_early", 1):
-        why.append(f'{load.get("failed")} failed, {load.get("closed_early")} closed early')
-    if load.get("connections") != conns:
-        why.append(f'{load.get("connections")} of {conns} connections')
-    if load.get("bytes_per_connection", 0) <= 0:
-        why.append("no RSS growth read")
-errtail = [l.strip() for l in open(err, errors="replace").read().replace("\r", "\n").splitlines() if l.strip()][-3:]
-rec = {"test": "mem", "server": name, "send": send, "round": int(rnd), "exit": rc,
-       "ok": not why, "why": "; ".join(why), "load": load, "stderr_tail": errtail}
-with open(raw, "a") as f:
-    f.write(json.dumps(rec) + "\n")
-what = "idle" if send == "0" else f"after {send}"
-line = f"  round {rnd}  {name:<11} {what:<12}"
-if load:
-    line += f'{load["bytes_per_connection"]:>9,} B/connection (RSS {load["rss_before"]:,} -> {load["rss_after"]:,})'
-if why:
-    line += "  FAILED: " + "; ".join(why) + ("  | " + " | ".join(errtail) if errtail else "")
-print(line)
-sys.exit(0 if not why else 1)
+finish(line, why, errtail)
 EOF
 }
 
 # --- the machine ---------------------------------------------------------------
 
-REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || REV="$REV (working tree has local changes)"
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-busy_share() {
-    local a b
-    read -r -a a < <(head -n1 /proc/stat)
-    sleep 1
-    read -r -a b < <(head -n1 /proc/stat)
-    awk -v u=$(( b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8] )) \
-        -v t=$(( b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[4] - a[5] - a[6] - a[7] - a[8] )) \
-        'BEGIN { printf "%.0f%%", t ? 100 * u / t : 0 }'
-}
+REV=$(revision "working tree has local changes")
+CPU=$(cpu_model)
+LOAD_START=$(load_avg)
 BUSY_START=$(busy_share)
-top -bn1 -w 200 | head -n 20 >"$LOGS/top-start.txt" 2>/dev/null || true
+top_snapshot "$LOGS/top-start.txt"
 HEADER=$(cat <<EOF
 date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')
 commit:   $REV
@@ -516,15 +351,15 @@ if (( MEM_ROUNDS > 0 )); then
     for rnd in $(seq "$MEM_ROUNDS"); do
         for s in "${SERVERS[@]}"; do
             for send in 0 "${SENDS[@]}"; do
-                run_mem "$s" "$MEM_PORT" "$send" "$rnd"
+                run_mem "$s" "$MEM_PORT" "$send" "$rnd" 11 --ca-file "$CA" --url "$(url_of "$s" "$MEM_PORT")"
             done
         done
     done
 fi
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_END=$(load_avg)
 BUSY_END=$(busy_share)
-top -bn1 -w 200 | head -n 20 >"$LOGS/top-end.txt" 2>/dev/null || true
+top_snapshot "$LOGS/top-end.txt"
 
 # --- the tables -------------------------------------------------------------------
 
@@ -676,7 +511,4 @@ EOF
     echo "raw results: $RAW; server logs: $LOGS"
 } | tee "$TABLE"
 
-if [[ $FAILED != 0 ]]; then
-    echo "tls.sh: some runs FAILED (see above and $RAW)" >&2
-    exit 1
-fi
+exit_if_failed

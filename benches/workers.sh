@@ -67,9 +67,9 @@
 #                          server starts, so a rebuild during the run changes
 #                          nothing
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd_root
 
 read -r -a SIZES <<<"${SIZES:-20 1KiB}"
 ECHO_CONNECTIONS=${ECHO_CONNECTIONS:-100}
@@ -90,8 +90,6 @@ case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
 EDGEWS=${EDGEWS:-$TARGET/release/edgews}
 OUT_DIR=${OUT_DIR:-$ROOT/target/workers}
 
-die() { echo "workers.sh: $*" >&2; exit 1; }
-
 for v in ECHO_CONNECTIONS ECHO_DURATION ECHO_ROUNDS \
     BC_SIZE BC_DURATION BC_ROUNDS SPREAD_CONNECTIONS SPREAD_REPEATS RAW_TRIALS BASE_PORT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
@@ -106,70 +104,30 @@ for setting in "${BC_SETTINGS[@]}"; do
     if (( BASH_REMATCH[1] > BC_MAX_CONNECTIONS )); then BC_MAX_CONNECTIONS=${BASH_REMATCH[1]}; fi
 done
 
-for tool in python3 ss timeout curl pgrep sha256sum; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-done
+need_tools python3 ss timeout curl pgrep sha256sum
 CLK_TCK=$(getconf CLK_TCK)
 
-want_fds=$(( 2 * (BC_MAX_CONNECTIONS + SPREAD_CONNECTIONS + ECHO_CONNECTIONS) + 1000 ))
-if (( $(ulimit -n) < want_fds )); then
-    ulimit -n "$want_fds" 2>/dev/null || die "ulimit -n is $(ulimit -n); $want_fds descriptors are needed"
-fi
+need_fds $(( 2 * (BC_MAX_CONNECTIONS + SPREAD_CONNECTIONS + ECHO_CONNECTIONS) + 1000 ))
 
 if [[ $SKIP_BUILD != 1 ]]; then
     echo "== building (release)"
     cargo build --release --bin edgews
 fi
 [[ -x $EDGEWS ]] || die "no $EDGEWS (cargo build --release, or set EDGEWS)"
-grep -q -- '--workers' <<<"$("$EDGEWS" echo --help 2>/dev/null)" || die "$EDGEWS has no --workers option"
+has_workers_option "$EDGEWS" || die "$EDGEWS has no --workers option"
 
-mkdir -p "$OUT_DIR"
-STAMP=$(date +%Y%m%d-%H%M%S)
-RAW=$OUT_DIR/workers-$STAMP.jsonl
-TABLE=$OUT_DIR/workers-$STAMP.md
-LOGS=$OUT_DIR/workers-$STAMP-logs
-mkdir -p "$LOGS"
-: >"$RAW"
+out_files workers
 
 # --- processes we start, stopped on any exit ----------------------------------
 
-declare -A PID=()
-LOAD_PID=
-stop_pid() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
-cleanup() {
-    local p
-    for p in "${PID[@]}" ${LOAD_PID:+"$LOAD_PID"}; do stop_pid "$p"; done
-    PID=()
-    LOAD_PID=
-}
-TMP=$(mktemp -d)
-trap 'cleanup; rm -rf "$TMP"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# PID (the servers) and LOAD_PID; TMP, removed on exit
+setup_processes
 
 mkdir -p "$TMP/bin"
 cp "$EDGEWS" "$TMP/bin/edgews"
-SUM_EDGEWS=$(sha256sum "$TMP/bin/edgews" | cut -c1-12)
+SUM_EDGEWS=$(short_sum "$TMP/bin/edgews")
 EDGEWS_SRC=$EDGEWS
 EDGEWS=$TMP/bin/edgews
-
-listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
-
-wait_port() {
-    local pid=$1 port=$2
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        listening "$port" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # name -> "mode workers port metrics_port"
 declare -A SPEC=(
@@ -194,11 +152,6 @@ start_server() {
     PID[$name]=$!
     wait_port "${PID[$name]}" "${s[2]}" || die "$name did not come up on port ${s[2]}; see $log"
     wait_port "${PID[$name]}" "${s[3]}" || die "$name did not serve /metrics on ${s[3]}; see $log"
-}
-
-stop_server() {
-    stop_pid "${PID[$1]}"
-    unset "PID[$1]"
 }
 
 # Writes /metrics of server $1 to file $2 (empty if unreadable).
@@ -239,22 +192,14 @@ task_sample() {
     } >"$out"
 }
 
-# True while process $1 runs (false once it has exited, zombie or reaped).
-running() {
-    local line
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    line=${line##*) }
-    [[ ${line%% *} != Z ]]
-}
-
 FAILED=0
 
 # Appends a record to $RAW from a loader's output and the CPU samples, and
 # prints a line. Arguments: TEST SERVER SIZE ROUND EXIT OUT ERR CPU0 CPU1
 # LCPU0 LCPU1 METRICS0 METRICS1 CONNECTIONS. Returns 1 if the run failed.
 record() {
-    python3 - "$RAW" "$CLK_TCK" "$@" <<'EOF'
-import json, re, sys
+    py_run "$RAW" "$CLK_TCK" "$@" <<'EOF'
+import re
 (raw, tck, test, server, size, rnd, rc, out, err, cpu0, cpu1, lcpu0, lcpu1,
  m0, m1, conns) = sys.argv[1:17]
 tck, rc, conns = int(tck), int(rc), int(conns)
@@ -291,18 +236,8 @@ def metrics(path):
         pass
     return vals
 
-load, why = None, []
-for line in open(out, errors="replace"):
-    if line.startswith('{"mode":'):
-        try:
-            load = json.loads(line)
-        except ValueError:
-            why.append("unreadable JSON line")
-if rc != 0:
-    why.append(f"loader exit status {rc}")
-if load is None:
-    why.append("no JSON line")
-else:
+load, why = read_load(out, rc, lenient=True)
+if load is not None:
     if load.get("errors", 1):
         why.append(f'{load.get("errors")} errors')
     if load.get("connections") != conns:
@@ -314,8 +249,7 @@ else:
             why.append(f'{load.get("missing")} missing, {load.get("out_of_order")} out of order')
         if load.get("deliveries", 0) <= 0:
             why.append("no deliveries")
-errtail = [l.strip() for l in open(err, errors="replace").read().replace("\r", "\n").splitlines()
-           if l.strip()][-3:]
+errtail = err_tail(err)
 
 a, b = sample(cpu0), sample(cpu1)
 cpu = None
@@ -348,10 +282,8 @@ for k in ("edgews_relays_in_total", "edgews_connections_adopted_total", "edgews_
     if k in mb:
         met[k.replace("_total", "_delta")] = mb[k] - ma.get(k, 0)
 
-rec = {"test": test, "server": server, "size": size, "round": int(rnd), "exit": rc, "ok": not why,
-       "why": "; ".join(why), "load": load, "cpu": cpu, "metrics": met, "stderr_tail": errtail}
-with open(raw, "a") as f:
-    f.write(json.dumps(rec) + "\n")
+append(raw, {"test": test, "server": server, "size": size, "round": int(rnd), "exit": rc, "ok": not why,
+             "why": "; ".join(why), "load": load, "cpu": cpu, "metrics": met, "stderr_tail": errtail})
 
 line = f"  round {rnd}  {server:<13} {size:>10}  "
 if load and test == "echo":
@@ -377,10 +309,7 @@ else:
     line += "  server CPU n/a"
 if "edgews_relays_in_delta" in met and test == "broadcast" and met.get("edgews_messages_in_delta"):
     line += f'  relays/msg {met["edgews_relays_in_delta"] / met["edgews_messages_in_delta"]:.2f}'
-if why:
-    line += "  FAILED: " + "; ".join(why) + ("  | " + " | ".join(errtail) if errtail else "")
-print(line)
-sys.exit(0 if not why else 1)
+finish(line, why, errtail)
 EOF
 }
 
@@ -414,10 +343,9 @@ measure() {
 
 # --- the run --------------------------------------------------------------------
 
-REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || REV="$REV (with local changes)"
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+REV=$(revision "with local changes")
+CPU=$(cpu_model)
+LOAD_START=$(load_avg)
 HEADER=$(cat <<EOF
 date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')
 commit:   $REV
@@ -593,7 +521,7 @@ for trial in range(1, trials + 1):
         sys.exit(1)
 EOF
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_END=$(load_avg)
 
 # --- the summary -------------------------------------------------------------------
 
@@ -767,7 +695,4 @@ EOF
     echo "raw results: $RAW"
 } | tee "$TABLE"
 
-if [[ $FAILED != 0 ]]; then
-    echo "workers.sh: some runs FAILED (see above and $RAW)" >&2
-    exit 1
-fi
+exit_if_failed
