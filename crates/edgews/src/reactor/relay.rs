@@ -2,13 +2,12 @@
 //! process, draining the inbox once per turn, delivering relayed messages,
 //! adopting handed-over sockets, and publishing counters for `/metrics`.
 
-use super::conn::lookup;
 use super::context::Context;
 use super::handler::Handler;
 use super::process::{Channel, Delivery, Link, Lost, Process, Relayed};
 use super::token::ConnId;
 use super::Reactor;
-use crate::protocol::{CloseCode, State};
+use crate::protocol::CloseCode;
 use mio::Interest;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -313,21 +312,6 @@ impl Context<'_> {
         self.hub.link.process.held()
     }
 
-    /// Whether `id` names a connection this reactor holds.
-    pub fn is_local(&mut self, id: ConnId) -> bool {
-        lookup(&mut self.hub.conns, id).is_some()
-    }
-
-    /// Whether `id` is open (upgraded, not closing) on this reactor.
-    pub fn is_open(&self, id: ConnId) -> bool {
-        self.hub
-            .conns
-            .get(id.index())
-            .is_some_and(|c| c.id == id && c.engine.state() == State::Open)
-    }
-}
-
-impl Context<'_> {
     /// The `/metrics` text: every worker's counters added up, and with
     /// workers, how many there are and the connections each holds.
     pub fn metrics_text(&self) -> String {
