@@ -434,3 +434,71 @@ write(t, "fault_garbage_before_client_hello", tls(TLS12 | UPGRADE, HELLO_BYE,
       faults=[(0, INSERT, 0x47)]))
 write(t, "fault_truncated_mid_record", tls(TLS_BOTH | UPGRADE | T_ECHO, HELLO_BYE * 8,
       faults=[(650, TRUNCATE, 0)], arrivals=[0x20]))
+
+# --- resp_decode: raw RESP2, no prefix (limits: RESP_LIMITS in -------------
+# fuzz/src/oracles/redis.rs: bulk 1024, 16 elements, depth 4, line 64)
+rd = "resp_decode"
+
+
+def bulk(b):
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def array(*items):
+    return b"*%d\r\n" % len(items) + b"".join(items)
+
+
+write(rd, "simple_ok", b"+OK\r\n")
+write(rd, "error_reply", b"-ERR unknown command 'FOO'\r\n")
+write(rd, "integers_min_max_zero", b":-9223372036854775808\r\n:9223372036854775807\r\n:0\r\n")
+write(rd, "bulk_hello", bulk(b"hello"))
+write(rd, "bulk_binary_with_crlf_inside", bulk(b"\x00\r\n\xff"))
+write(rd, "null_bulk_null_array_empty_array", b"$-1\r\n*-1\r\n*0\r\n$0\r\n\r\n")
+write(rd, "subscribe_reply", array(bulk(b"subscribe"), bulk(b"edgews:news"), b":1\r\n"))
+write(rd, "message_push", array(bulk(b"message"), bulk(b"edgews:news"), bulk(b"EW\x01payload")))
+write(rd, "pmessage_push", array(bulk(b"pmessage"), bulk(b"edgews:*"), bulk(b"edgews:a"),
+                                 bulk(b"x")))
+write(rd, "replies_back_to_back", b"+OK\r\n:3\r\n" + array(bulk(b"unsubscribe"), b"$-1\r\n",
+                                                           b":0\r\n") + b"+PONG\r\n")
+write(rd, "nested_depth_4", array(array(array(array(b":1\r\n"), b"*0\r\n")), b"+x\r\n"))
+write(rd, "nested_depth_5_too_deep", array(array(array(array(array(b":1\r\n"))))))
+write(rd, "partial_message_push", array(bulk(b"message"), bulk(b"t"), bulk(b"abc"))[:-4])
+write(rd, "bulk_1025_too_long_header_only", b"$1025\r\n")
+write(rd, "bulk_1024_partial", b"$1024\r\n" + b"z" * 100)
+write(rd, "array_17_too_many", b"*17\r\n" + b":1\r\n" * 17)
+write(rd, "line_65_too_long", b"+" + b"a" * 65 + b"\r\n")
+write(rd, "leading_zeros_and_minus_zero", b"$003\r\nabc\r\n:-0\r\n:007\r\n")
+write(rd, "integer_overflow", b":9223372036854775808\r\n")
+write(rd, "negative_length_minus_2", b"$-2\r\n")
+write(rd, "bulk_missing_crlf", b"$3\r\nabcde")
+write(rd, "bare_lf_line", b"+OK\n")
+write(rd, "unknown_type_resp3_map", b"%1\r\n+a\r\n:1\r\n")
+write(rd, "inline_command_garbage", b"PING\r\n")
+
+# --- redis_envelope: one envelope (crates/edgews/src/redis/envelope.rs) ------
+re_ = "redis_envelope"
+
+
+def envelope(kind, topic, payload, seq=1, instance=0x1122334455667788, magic=b"EW\x01",
+             topic_len=None):
+    n = len(topic) if topic_len is None else topic_len
+    return (magic + struct.pack(">QQBH", instance, seq, kind, n) + topic + payload)
+
+
+write(re_, "text_hello", envelope(1, b"news", b"hello"))
+write(re_, "binary_any_bytes", envelope(2, b"bin", bytes(range(256)), seq=7))
+write(re_, "chat_event_json", envelope(3, "lobby".encode(), b'{"type":"message","text":"hi"}'))
+write(re_, "empty_topic_empty_payload_max_numbers",
+      envelope(1, b"", b"", seq=2**64 - 1, instance=2**64 - 1))
+write(re_, "text_multibyte_topic_and_payload", envelope(1, "café".encode(), "κόσμε".encode()))
+write(re_, "bad_magic", envelope(1, b"t", b"x", magic=b"XW\x01"))
+write(re_, "version_2", envelope(1, b"t", b"x", magic=b"EW\x02"))
+write(re_, "kind_0", envelope(0, b"t", b"x"))
+write(re_, "kind_4", envelope(4, b"t", b"x"))
+write(re_, "seq_0", envelope(1, b"t", b"x", seq=0))
+write(re_, "truncated_header", envelope(1, b"t", b"x")[:15])
+write(re_, "topic_length_past_end", envelope(2, b"t", b"", topic_len=300))
+write(re_, "topic_not_utf8", envelope(2, b"\xff", b"x"))
+write(re_, "text_payload_not_utf8", envelope(1, b"t", b"\xed\xa0\x80"))
+write(re_, "chat_payload_truncated_code_point", envelope(3, b"t", "é".encode()[:1]))
+write(re_, "binary_payload_not_utf8_is_fine", envelope(2, b"t", b"\xed\xa0\x80"))

@@ -28,7 +28,8 @@ rss_mb="${FUZZ_RSS_MB:-2048}"
 export RUSTC_BOOTSTRAP=1
 
 all_targets=(frame_decode handshake_request handshake_response server_connection
-    client_connection utf8_incremental roundtrip pubsub_control chat_message deflate tls)
+    client_connection utf8_incremental roundtrip pubsub_control chat_message deflate tls
+    resp_decode redis_envelope)
 
 # the libFuzzer dictionary for each target, if any
 dict_for() {
@@ -36,6 +37,7 @@ dict_for() {
         handshake_request | handshake_response) echo "dicts/http.dict" ;;
         frame_decode | server_connection | client_connection | utf8_incremental | deflate | tls) echo "dicts/frames.dict" ;;
         pubsub_control | chat_message) echo "dicts/json.dict" ;;
+        resp_decode) echo "dicts/resp.dict" ;;
         *) echo "" ;;
     esac
 }
@@ -51,6 +53,7 @@ max_len() {
         pubsub_control | chat_message) echo 4096 ;;
         deflate) echo 16384 ;;
         tls) echo 20480 ;;
+        resp_decode | redis_envelope) echo 4096 ;;
         *) echo 4096 ;;
     esac
 }

@@ -28,6 +28,8 @@ const TARGETS: &[(&str, Oracle)] = &[
     ("chat_message", oracles::chat_message),
     ("deflate", oracles::deflate),
     ("tls", oracles::tls),
+    ("resp_decode", oracles::resp_decode),
+    ("redis_envelope", oracles::redis_envelope),
 ];
 
 fn fuzz_dir() -> PathBuf {

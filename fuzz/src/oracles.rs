@@ -27,6 +27,8 @@
 //! - `utf8_incremental.rs`: `utf8_incremental`;
 //! - `roundtrip.rs`: `roundtrip`;
 //! - `pubsub_chat.rs`: `pubsub_control` and `chat_message`;
+//! - `redis.rs`: `resp_decode` (the RESP2 decoder, whole and in pieces)
+//!   and `redis_envelope` (the cross-instance message format);
 //! - `tls.rs`: `tls` (an in-memory rustls client, the server's TLS layer
 //!   and the engine behind it, driven as the reactor drives them).
 //!
@@ -72,6 +74,8 @@ mod handshake;
 mod heap;
 #[path = "oracles/pubsub_chat.rs"]
 mod pubsub_chat;
+#[path = "oracles/redis.rs"]
+mod redis;
 #[path = "oracles/roundtrip.rs"]
 mod roundtrip;
 #[path = "oracles/tls.rs"]
@@ -85,6 +89,7 @@ pub use frame_decode::frame_decode;
 pub use handshake::{handshake_request, handshake_response};
 pub use heap::CountingAlloc;
 pub use pubsub_chat::{chat_message, pubsub_control};
+pub use redis::{redis_envelope, resp_decode};
 pub use roundtrip::roundtrip;
 pub use tls::tls;
 pub use utf8_incremental::utf8_incremental;

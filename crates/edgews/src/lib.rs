@@ -44,6 +44,7 @@
 pub mod client;
 pub mod config;
 pub mod reactor;
+pub mod redis;
 pub mod server;
 pub mod tls;
 pub mod workers;
