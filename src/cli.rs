@@ -46,6 +46,8 @@ pub enum Command {
         #[arg(long)]
         include_sender: bool,
         #[command(flatten)]
+        redis: crate::redis_args::RedisArgs,
+        #[command(flatten)]
         server: ServerArgs,
     },
     /// Pub/sub server: /topics/NAME picks a topic; JSON control messages
@@ -62,6 +64,8 @@ pub enum Command {
         /// reply (or 503 for a topic path at the upgrade).
         #[arg(long, default_value_t = 100_000, value_name = "N")]
         max_topics: usize,
+        #[command(flatten)]
+        redis: crate::redis_args::RedisArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -80,6 +84,8 @@ pub enum Command {
         /// room is refused with 503.
         #[arg(long, default_value_t = 10_000, value_name = "N")]
         max_rooms: usize,
+        #[command(flatten)]
+        redis: crate::redis_args::RedisArgs,
         #[command(flatten)]
         server: ServerArgs,
     },

@@ -2,6 +2,7 @@
 
 mod cli;
 mod load;
+mod redis_args;
 mod serve;
 
 use clap::Parser;
@@ -55,15 +56,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Echo(args) => serve(&Mode::new("echo", &args, OverRate::Close), || Echo),
         Command::Broadcast {
             include_sender,
+            redis,
             server,
         } => serve(
-            &Mode::new("broadcast", &server, OverRate::Close),
+            &Mode::new("broadcast", &server, OverRate::Close)
+                .with_redis(&redis, &[edgews::reactor::BROADCAST_KEY])?,
             move || Broadcast { include_sender },
         ),
         Command::Pubsub {
             max_control_size,
             max_subscriptions,
             max_topics,
+            redis,
             server,
         } => {
             let config = PubSubConfig {
@@ -80,7 +84,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 },
             };
             let mode = Mode::new("pubsub", &server, OverRate::ErrorReply)
-                .with_message_cap(config.max_message_size());
+                .with_message_cap(config.max_message_size())
+                .with_redis(&redis, &[])?;
             // the topic caps hold for the whole process
             let census = TopicCensus::new();
             serve(&mode, move || {
@@ -91,6 +96,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             max_text,
             max_room_members,
             max_rooms,
+            redis,
             server,
         } => {
             let config = ChatConfig {
@@ -99,7 +105,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 max_rooms: bounded("--max-rooms", max_rooms, 1, MAX_COUNT)?,
             };
             let mode = Mode::new("chat", &server, OverRate::ErrorReply)
-                .with_message_cap(config.max_message_size());
+                .with_message_cap(config.max_message_size())
+                .with_redis(&redis, &[])?;
             // one set of rooms for every worker
             let rooms = ChatRooms::new();
             serve(&mode, move || {

@@ -19,6 +19,10 @@ pub struct Mode<'a> {
     /// message (and frame) limit is lowered to it, so that a larger message
     /// is refused as it arrives, never assembled.
     message_cap: Option<u64>,
+    /// `--redis`: the link to the other instances.
+    redis: Option<edgews::redis::link::LinkConfig>,
+    /// `--redis-ca-file`.
+    redis_ca_file: Option<std::path::PathBuf>,
 }
 
 impl<'a> Mode<'a> {
@@ -28,7 +32,21 @@ impl<'a> Mode<'a> {
             args,
             over_rate,
             message_cap: None,
+            redis: None,
+            redis_ca_file: None,
         }
+    }
+
+    /// Shares the mode's broadcasts, topics or rooms through Redis when
+    /// `--redis` is given; `permanent_keys` are always subscribed.
+    pub fn with_redis(
+        mut self,
+        args: &crate::redis_args::RedisArgs,
+        permanent_keys: &[&str],
+    ) -> Result<Self, BadConfig> {
+        self.redis = args.link_config(permanent_keys)?;
+        self.redis_ca_file = args.redis_ca_file.clone();
+        Ok(self)
     }
 
     pub fn with_message_cap(mut self, cap: u64) -> Self {
@@ -39,6 +57,10 @@ impl<'a> Mode<'a> {
     /// The server configuration: the options, with the mode's message cap.
     fn config(&self) -> ServerConfig {
         let mut config = self.args.config();
+        config.redis = self.redis.clone();
+        if let Some(ca) = &self.redis_ca_file {
+            config.client_tls.ca_file = Some(ca.clone());
+        }
         if let Some(cap) = self.message_cap {
             let protocol = &mut config.protocol;
             protocol.max_message_size = protocol.max_message_size.min(cap);

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     /// How outbound `wss://` connections verify their server. Default: the
     /// system's roots.
     pub client_tls: ClientTls,
+    /// Share broadcasts, topics and rooms with other instances through
+    /// this Redis server (`--redis`; see `crate::redis`). Default none.
+    /// `rediss://` verifies the server as `client_tls` says.
+    pub redis: Option<crate::redis::link::LinkConfig>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             protocol: ProtocolConfig::default(),
             tls: None,
             client_tls: ClientTls::default(),
+            redis: None,
         }
     }
 }
@@ -80,6 +85,13 @@ impl ServerConfig {
         }
         if self.max_backpressure < 1024 {
             return Err(ConfigError("max_backpressure must be at least 1 KiB"));
+        }
+        if let Some(redis) = &self.redis {
+            if redis.validate().is_err() {
+                return Err(ConfigError(
+                    "redis: max_message must be 1 B to 16 MiB, and queue_bytes at least max_message",
+                ));
+            }
         }
         if self.max_connections > MAX_CONNECTIONS_LIMIT {
             return Err(ConfigError("max_connections must be at most 16777216"));

@@ -10,6 +10,7 @@ use super::socket::Socket;
 use super::splice::{InputSpan, Splice};
 use super::token::ConnId;
 use crate::protocol::Connection;
+use crate::redis::link::Link as RedisLink;
 use slab::Slab;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -122,6 +123,9 @@ pub(crate) struct Hub {
     /// A relay found another worker's inbox over its high-water mark: the
     /// connection being processed stops after this message.
     pub relay_congested: bool,
+    /// The process's link to Redis, on the worker that holds it (see
+    /// `bridge.rs`).
+    pub bridge: Option<Box<RedisLink>>,
 }
 
 impl Hub {

@@ -181,6 +181,7 @@ impl<'a> Context<'a> {
         message: &Message<'_>,
         except: Option<ConnId>,
     ) -> Result<usize, SendError> {
+        self.bridge_message(&Channel::All, message);
         let ids: Vec<ConnId> = self
             .open_connections()
             .filter(|&id| Some(id) != except)
@@ -208,6 +209,7 @@ impl<'a> Context<'a> {
         message: &Message<'_>,
         except: Option<ConnId>,
     ) -> usize {
+        self.bridge_message(&channel, message);
         if !self.hub.link.is_shared() {
             return self.share_message(ids, message, None);
         }
@@ -226,6 +228,10 @@ impl<'a> Context<'a> {
         parts: &[&str],
         except: Option<ConnId>,
     ) -> usize {
+        if self.is_bridged() {
+            let text = parts.concat();
+            self.bridge_message(&channel, &Message::text(text));
+        }
         let plain = self.hub.link.is_shared().then(|| {
             let plain = SharedFrame::text(FrameEncoding::PLAIN, parts);
             self.relay(channel, plain.clone(), 0, except, false);

@@ -8,7 +8,7 @@ use crate::protocol::{CloseCause, Closed, Event, HandshakeError, Message, Reques
 use std::net::SocketAddr;
 
 /// What an upgrade on the metrics listener is told.
-const METRICS_ONLY: &str = "this listener serves /metrics and /healthz only";
+const METRICS_ONLY: &str = "this listener serves /metrics, /healthz and /readyz only";
 
 /// Hands one event of connection `id` to the handler, answering handshake
 /// requests on the way. Output goes to the hub's scratch buffer. One
@@ -113,12 +113,14 @@ fn http_requested<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, reques
     // the metrics listener serves only these two; with one configured, the
     // public listener no longer serves /metrics
     let served = match request.path() {
-        "/metrics" | "/healthz" if conn.metrics_only => true,
+        "/metrics" | "/healthz" | "/readyz" if conn.metrics_only => true,
         _ if conn.metrics_only => false,
         "/metrics" => hub.config.metrics_listen.is_none(),
         _ => true,
     };
-    let response = if served {
+    let response = if served && request.method == "GET" && request.path() == "/readyz" {
+        readiness(hub)
+    } else if served {
         handler.on_http(&mut Context::new(hub, Some(id)), request, peer)
     } else {
         HttpResponse::text(404, "not found\n")
@@ -195,4 +197,17 @@ fn closed_after_open<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, clo
         ),
     }
     handler.on_close(&mut Context::new(hub, Some(id)), id, closed);
+}
+
+/// `GET /readyz`: 503 while the process's Redis link is down, so that an
+/// operator may take the instance out of rotation; 200 otherwise (and
+/// always without `--redis`). `/healthz` stays 200 meanwhile: the instance
+/// serves its own clients, and an orchestrator must not kill it for
+/// Redis' sake.
+fn readiness(hub: &Hub) -> HttpResponse {
+    if hub.link.process.is_ready() {
+        HttpResponse::text(200, "ready\n")
+    } else {
+        HttpResponse::text(503, "not ready: Redis is unreachable\n")
+    }
 }

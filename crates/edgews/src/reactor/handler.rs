@@ -95,6 +95,22 @@ pub trait Handler {
         let _ = (ctx, channel);
     }
 
+    /// A message from another instance through Redis (`--redis`), on a
+    /// key that is neither the broadcast nor a topic (those the reactor
+    /// delivers itself, as if published here): a chat room's events.
+    /// Called on the worker holding the link (worker 0), which relays
+    /// what it delivers to the others. The default drops it.
+    fn on_bridged(&mut self, ctx: &mut Context<'_>, message: &crate::redis::link::Bridged) {
+        let _ = (ctx, message);
+    }
+
+    /// Redis confirmed the subscription to `key`, the first time or again
+    /// after a reconnection (on the worker holding the link): a chat room
+    /// asks the other instances who is in it.
+    fn on_bridge_subscribed(&mut self, ctx: &mut Context<'_>, key: &str) {
+        let _ = (ctx, key);
+    }
+
     /// When the handler next wants [`on_timeout`](Handler::on_timeout).
     fn poll_timeout(&self) -> Option<Instant> {
         None

@@ -9,21 +9,21 @@ use std::fmt::Write as _;
 pub const PRIVATE_CLOSE_CODES: u16 = 3000;
 
 /// How many plain (unlabelled) counters [`Stats`] has.
-pub(crate) const SCALARS: usize = 19;
+pub(crate) const SCALARS: usize = 30;
 
 /// `Stats::scalars` and `Stats::set_scalars` over one list of the plain
 /// counters, so the two cannot disagree on the order.
 macro_rules! plain_counters {
-    ($($field:ident),* $(,)?) => {
+    ($($($field:ident).+),* $(,)?) => {
         /// The plain counters, in a fixed order (see `set_scalars`): what
         /// a worker publishes for the others' `/metrics` at every write.
         pub(crate) fn scalars(&self) -> [u64; SCALARS] {
-            [$(self.$field),*]
+            [$(self.$($field).+),*]
         }
 
         /// Sets the plain counters from `scalars`' order.
         pub(crate) fn set_scalars(&mut self, values: [u64; SCALARS]) {
-            [$(self.$field),*] = values;
+            [$(self.$($field).+),*] = values;
         }
     };
 }
@@ -81,6 +81,38 @@ pub struct Stats {
     /// Connections another worker accepted and handed to this one, to
     /// even out the spread.
     pub adopted: u64,
+    /// The Redis link's counters (`--redis`; see `bridge_stats.rs`).
+    pub redis: RedisStats,
+}
+
+/// The Redis link's counters, as `/metrics` shows them: set by the worker
+/// holding the link, except `oversize`, which every worker counts for the
+/// publications it kept local.
+#[derive(Debug, Default, Clone)]
+pub struct RedisStats {
+    /// Workers with `--redis` (the block shows only when non-zero).
+    pub enabled: u64,
+    /// 1 while both Redis connections are open.
+    pub connected: u64,
+    /// Connection attempts after the first.
+    pub reconnects: u64,
+    /// Publications Redis accepted.
+    pub published: u64,
+    /// Messages from other instances accepted.
+    pub received: u64,
+    /// Publications not sent (queue full, Redis down) or unanswered when
+    /// the connection dropped.
+    pub lost_out: u64,
+    /// Messages from other instances that never came (sequence gaps).
+    pub lost_in: u64,
+    /// Publications kept local for their size.
+    pub oversize: u64,
+    /// Received messages that were no envelope of ours.
+    pub invalid: u64,
+    /// Received messages seen before.
+    pub duplicates: u64,
+    /// Our own publications coming back through Redis (skipped).
+    pub own: u64,
 }
 
 impl Stats {
@@ -130,6 +162,17 @@ impl Stats {
         relays_in,
         relays_lost,
         adopted,
+        redis.enabled,
+        redis.connected,
+        redis.reconnects,
+        redis.published,
+        redis.received,
+        redis.lost_out,
+        redis.lost_in,
+        redis.oversize,
+        redis.invalid,
+        redis.duplicates,
+        redis.own,
     );
 
     /// Adds `other`'s counts to these (the workers of one process).
@@ -274,6 +317,7 @@ impl Stats {
             "Bytes held by permessage-deflate's zlib streams (every compressor and decompressor).",
             crate::protocol::deflate::zlib::held_bytes() as u64,
         );
+        self.redis_prometheus(&mut out);
         labelled(
             &mut out,
             "edgews_handshake_failures_total",
@@ -373,6 +417,6 @@ mod tests {
         let values: [u64; SCALARS] = std::array::from_fn(|i| i as u64 + 1);
         s.set_scalars(values);
         assert_eq!(s.scalars(), values);
-        assert_eq!((s.accepted, s.adopted), (1, SCALARS as u64));
+        assert_eq!((s.accepted, s.redis.own), (1, SCALARS as u64));
     }
 }

@@ -18,6 +18,8 @@
 //!   iteration (and once more to compute the poll timeout); timers live in a heap with
 //!   lazy deletion, so traffic costs no timer work.
 
+mod bridge;
+mod bridge_stats;
 mod buffer;
 mod clock;
 mod conn;
@@ -38,11 +40,12 @@ mod timer;
 mod token;
 mod write;
 
+pub use bridge::{BROADCAST_KEY, TOPIC_KEY_PREFIX};
 pub use context::{Context, SendError};
 pub use fds::{raise_fd_limit, FdLimits};
 pub use handler::{Accept, Handler, HttpResponse, OpenInfo};
 pub(crate) use listener::bind_with as listener_bind;
-pub use metrics::{Stats, PRIVATE_CLOSE_CODES};
+pub use metrics::{RedisStats, Stats, PRIVATE_CLOSE_CODES};
 pub use process::{
     Channel, Process, Relayed, FRESH_STATS_WAIT, RELAY_BACKLOG_BYTES, RELAY_BACKLOG_MESSAGES,
 };
@@ -107,6 +110,8 @@ pub struct Reactor<H: Handler> {
     /// first one.
     tls_client: Option<Arc<rustls::ClientConfig>>,
     waker: Arc<Waker>,
+    /// The Redis link's sockets, on the worker holding the link.
+    bridge: bridge::BridgeSockets,
     stop_flag: Arc<AtomicBool>,
     /// Set once shutdown begins: when it gives up waiting for close replies.
     shutdown_deadline: Option<Instant>,
@@ -195,7 +200,7 @@ impl<H: Handler> Reactor<H> {
             ),
         };
         let now = Instant::now();
-        Ok(Reactor {
+        let mut reactor = Reactor {
             poll,
             events: Some(Events::with_capacity(1024)),
             listener: None,
@@ -214,6 +219,7 @@ impl<H: Handler> Reactor<H> {
                 stop_requested: false,
                 connect_requests: Vec::new(),
                 link: process::Link::alone(),
+                bridge: None,
                 relay_congested: false,
             },
             handler,
@@ -231,9 +237,12 @@ impl<H: Handler> Reactor<H> {
             tls_server,
             tls_client: None,
             waker,
+            bridge: bridge::BridgeSockets::default(),
             stop_flag: Arc::new(AtomicBool::new(false)),
             shutdown_deadline: None,
-        })
+        };
+        reactor.hold_bridge()?;
+        Ok(reactor)
     }
 
     /// Binds the configured address (and the metrics address, when one is
@@ -366,6 +375,12 @@ impl<H: Handler> Reactor<H> {
                 token::HANGUP => self.on_hangup(),
                 token::WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_shutdown(),
                 token::WAKER => {}
+                token::REDIS_PUBLISHER => {
+                    self.on_bridge_event(crate::redis::link::Role::Publisher, event)
+                }
+                token::REDIS_SUBSCRIBER => {
+                    self.on_bridge_event(crate::redis::link::Role::Subscriber, event)
+                }
                 t => {
                     let Some(id) = ConnId::from_token(t) else {
                         continue;
@@ -382,6 +397,7 @@ impl<H: Handler> Reactor<H> {
         }
         self.run_ready();
         self.drain_inbox();
+        self.drive_bridge();
         self.flush_dirty();
         self.run_timers();
         self.run_handler_timer();
@@ -393,6 +409,7 @@ impl<H: Handler> Reactor<H> {
         self.maybe_resume_accept();
         self.resume_relay_waiting();
         self.drain_inbox();
+        self.drive_bridge();
         self.flush_dirty();
         Ok(())
     }
@@ -405,6 +422,7 @@ impl<H: Handler> Reactor<H> {
             self.accept_paused_until,
             self.shutdown_deadline,
             self.relay_retry_at,
+            self.hub.bridge.as_deref().and_then(|l| l.poll_timeout()),
         ]
         .into_iter()
         .flatten()

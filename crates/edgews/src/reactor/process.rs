@@ -129,6 +129,8 @@ pub(crate) enum Delivery {
     Shutdown { now: bool },
     /// Another worker is serving `/metrics`: publish the counters now.
     PublishStats,
+    /// For the worker holding the Redis link: publish, (un)subscribe.
+    Bridge(super::bridge::BridgeCommand),
 }
 
 /// Relays refused at the bound since the last drain.
@@ -182,6 +184,8 @@ pub struct Process {
     pub(crate) connections: AtomicUsize,
     /// Workers whose loop has not ended yet.
     running: AtomicUsize,
+    /// The Redis link: 0 none, 1 down, 2 up (`/readyz`).
+    bridge: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for Process {
@@ -207,7 +211,19 @@ impl Process {
             slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
             connections: AtomicUsize::new(0),
             running: AtomicUsize::new(workers.max(1)),
+            bridge: std::sync::atomic::AtomicU8::new(0),
         })
+    }
+
+    /// Records whether the Redis link is up (both connections open).
+    pub(crate) fn set_bridge_up(&self, up: bool) {
+        self.bridge.store(1 + u8::from(up), Ordering::SeqCst);
+    }
+
+    /// Whether this process can serve its share of the cluster: `false`
+    /// only while its Redis link is down (`/readyz`).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.bridge.load(Ordering::SeqCst) != 1
     }
 
     /// How many workers.

@@ -41,6 +41,7 @@ impl<H: Handler> Reactor<H> {
         self.generation_step = step;
         self.next_generation = index as u32;
         self.hub.link = Link { process, index };
+        self.drop_bridge_unless_first(index);
         let registry = self.poll.registry();
         if let Some(mut listener) = listener {
             registry.register(&mut listener, super::token::LISTENER, Interest::READABLE)?;
@@ -71,6 +72,7 @@ impl<H: Handler> Reactor<H> {
                 Delivery::Adopt { socket, peer } => self.adopt(socket, peer),
                 Delivery::Tls(config) => self.tls_server = Some(config),
                 Delivery::PublishStats => self.publish_stats(),
+                Delivery::Bridge(command) => self.on_bridge_command(command),
                 Delivery::Shutdown { now } => {
                     self.begin_shutdown();
                     if now {

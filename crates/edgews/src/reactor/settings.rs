@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub protocol: Arc<ProtocolConfig>,
     pub tls: Option<TlsFiles>,
     pub client_tls: ClientTls,
+    /// Boxed: one pointer where most servers have no Redis.
+    pub redis: Option<Box<crate::redis::link::LinkConfig>>,
 }
 
 impl Settings {
@@ -39,6 +41,7 @@ impl Settings {
             protocol,
             tls,
             client_tls,
+            redis,
         } = config;
         Ok(Settings {
             listen,
@@ -50,6 +53,7 @@ impl Settings {
             protocol: Arc::new(protocol),
             tls,
             client_tls,
+            redis: redis.map(Box::new),
         })
     }
 }

@@ -66,6 +66,10 @@ pub(crate) const SIGNALS: Token = Token(usize::MAX - 1);
 pub(crate) const METRICS_LISTENER: Token = Token(usize::MAX - 3);
 /// The SIGHUP pipe: reload the TLS certificate.
 pub(crate) const HANGUP: Token = Token(usize::MAX - 4);
+/// The Redis link's publishing connection (`reactor/bridge.rs`).
+pub(crate) const REDIS_PUBLISHER: Token = Token(usize::MAX - 5);
+/// The Redis link's subscribing connection.
+pub(crate) const REDIS_SUBSCRIBER: Token = Token(usize::MAX - 6);
 /// The cross-thread waker (a [`crate::reactor::ShutdownHandle`]).
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 

@@ -6,6 +6,9 @@
 //! - [`envelope`]: what one cross-instance message carries (instance id,
 //!   per-instance sequence number per topic, kind, topic, payload).
 
+pub mod backoff;
 pub mod envelope;
+pub mod link;
 pub mod resp;
+pub mod sequence;
 pub mod url;

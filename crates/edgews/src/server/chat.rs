@@ -69,6 +69,7 @@
 //! message over `6 × max_text + 1024` bytes is refused unparsed, and the
 //! parse builds no tree: it copies only strings with escapes.
 
+use super::chat_bridge::{self, room_key, RoomRecord};
 use super::chat_message::parse_message;
 use super::chat_rooms::ChatRooms;
 pub use super::query::query_param;
@@ -78,6 +79,7 @@ use crate::protocol::{
     CloseCode, Closed, FrameEncoding, HandshakeError, Message, Request, SharedFrame,
 };
 use crate::reactor::{Accept, Channel, ConnId, Context, Handler, HttpResponse, OpenInfo, Relayed};
+use crate::redis::link::Bridged;
 use serde_json::json;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -203,17 +205,25 @@ impl Chat {
         };
         room.last_id += 1;
         let id = room.last_id;
+        let ts = unix_millis();
         let event = json!({
             "type": "message",
             "room": member.room,
             "id": id,
             "from": member.name,
-            "ts": unix_millis(),
+            "ts": ts,
             "text": message.text,
         });
         let seq = rooms.next_seq();
         // relayed under the lock: every worker gets the room's events in order
         relay_event(ctx, &member.room, &event, seq, None);
+        drop(rooms);
+        let record = RoomRecord::Message {
+            from: member.name.clone(),
+            ts,
+            text: message.text.into_owned(),
+        };
+        chat_bridge::publish(ctx, &member.room, &record);
         Ok(())
     }
 
@@ -413,6 +423,13 @@ impl Handler for Chat {
         relay_event(ctx, &room, &event, seq, Some(id));
         drop(rooms);
         let _ = self.topics.subscribe(id, &room);
+        if ctx.is_bridged() {
+            if self.topics.subscriber_count(&room) == 1 {
+                ctx.bridge_subscribe(&room_key(&room));
+            }
+            let record = RoomRecord::Join { name: name.clone() };
+            chat_bridge::publish(ctx, &room, &record);
+        }
         self.members.insert(
             id,
             Member {
@@ -447,6 +464,14 @@ impl Handler for Chat {
             let event = json!({"type": "leave", "room": member.room, "name": member.name});
             relay_event(ctx, &member.room, &event, seq, None);
         }
+        drop(rooms);
+        if ctx.is_bridged() {
+            let record = RoomRecord::Leave { name: member.name };
+            chat_bridge::publish(ctx, &member.room, &record);
+            if self.topics.subscriber_count(&member.room) == 0 {
+                ctx.bridge_unsubscribe(&room_key(&member.room));
+            }
+        }
     }
 
     fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &Relayed) {
@@ -465,6 +490,14 @@ impl Handler for Chat {
 
     fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &Channel) {
         self.topics.close_lost(ctx, channel);
+    }
+
+    fn on_bridged(&mut self, ctx: &mut Context<'_>, message: &Bridged) {
+        self.on_remote(ctx, message);
+    }
+
+    fn on_bridge_subscribed(&mut self, ctx: &mut Context<'_>, key: &str) {
+        self.on_room_subscribed(ctx, key);
     }
 }
 

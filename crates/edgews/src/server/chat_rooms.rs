@@ -43,12 +43,22 @@ pub(crate) struct Room {
     pub last_id: u64,
     /// Who is in the room, one entry per connection.
     members: Vec<(ConnId, String)>,
+    /// Who is in the room on other instances (`--redis`), by instance id.
+    pub remote: Vec<(u64, String)>,
 }
 
 impl Room {
-    /// The members' names, one per connection, sorted.
+    /// The names of the members on this instance, one per connection.
+    pub fn local_names(&self) -> Vec<String> {
+        self.members.iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    /// The members' names, one per connection, on this instance and
+    /// others, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.members.iter().map(|(_, n)| n.as_str()).collect();
+        let local = self.members.iter().map(|(_, n)| n.as_str());
+        let remote = self.remote.iter().map(|(_, n)| n.as_str());
+        let mut names: Vec<&str> = local.chain(remote).collect();
         names.sort_by_cached_key(|name| (name.to_lowercase(), *name));
         names
     }

@@ -405,6 +405,14 @@ impl<H: Handler> Handler for Guarded<H> {
     fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &Channel) {
         self.inner.on_relay_lost(ctx, channel)
     }
+
+    fn on_bridged(&mut self, ctx: &mut Context<'_>, message: &crate::redis::link::Bridged) {
+        self.inner.on_bridged(ctx, message)
+    }
+
+    fn on_bridge_subscribed(&mut self, ctx: &mut Context<'_>, key: &str) {
+        self.inner.on_bridge_subscribed(ctx, key)
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod auth;
 mod broadcast;
 pub mod chat;
+mod chat_bridge;
 mod chat_message;
 mod chat_rooms;
 mod echo;

@@ -54,7 +54,9 @@ use super::pubsub_control::{check_topic, parse_control, Control};
 use super::topics::{TopicCensus, TopicLimits, Topics};
 use crate::protocol::close::truncate_reason;
 use crate::protocol::{CloseCode, Closed, HandshakeError, Message, Request};
-use crate::reactor::{Accept, Channel, ConnId, Context, Handler, HttpResponse, OpenInfo, Relayed};
+use crate::reactor::{
+    Accept, Channel, ConnId, Context, Handler, HttpResponse, OpenInfo, Relayed, TOPIC_KEY_PREFIX,
+};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -130,18 +132,36 @@ impl PubSub {
         &self.topics
     }
 
+    /// With `--redis`: the first subscriber of `topic` on this worker
+    /// subscribes its channel (the link counts workers).
+    fn bridge_added(&self, ctx: &mut Context<'_>, added: bool, topic: &str) {
+        if added && ctx.is_bridged() && self.topics.subscriber_count(topic) == 1 {
+            ctx.bridge_subscribe(&format!("{TOPIC_KEY_PREFIX}{topic}"));
+        }
+    }
+
+    /// With `--redis`: the last subscriber of `topic` on this worker gone.
+    fn bridge_removed(&self, ctx: &mut Context<'_>, topic: &str) {
+        if ctx.is_bridged() && self.topics.subscriber_count(topic) == 0 {
+            ctx.bridge_unsubscribe(&format!("{TOPIC_KEY_PREFIX}{topic}"));
+        }
+    }
+
     fn control(&mut self, ctx: &mut Context<'_>, id: ConnId, text: &str) -> Result<(), String> {
         match parse_control(text, self.config.max_control_size)? {
             Control::Subscribe { topic } => {
-                self.topics
+                let added = self
+                    .topics
                     .subscribe(id, &topic)
                     .map_err(|e| e.to_string())?;
+                self.bridge_added(ctx, added, &topic);
                 reply(ctx, id, &json!({"type": "subscribed", "topic": topic}));
             }
             Control::Unsubscribe { topic } => {
                 if !self.topics.unsubscribe(id, &topic) {
                     return Err(format!("not subscribed to {topic:?}"));
                 }
+                self.bridge_removed(ctx, &topic);
                 reply(ctx, id, &json!({"type": "unsubscribed", "topic": topic}));
             }
             Control::Publish { topic, data, echo } => {
@@ -213,10 +233,13 @@ impl Handler for PubSub {
         let Some(topic) = topic_from_path(path) else {
             return;
         };
-        if let Err(error) = self.topics.subscribe(id, topic) {
-            // the cap was reached after this upgrade was accepted
-            let reason = error.to_string();
-            let _ = ctx.close(id, CloseCode::POLICY_VIOLATION, truncate_reason(&reason));
+        match self.topics.subscribe(id, topic) {
+            Ok(added) => self.bridge_added(ctx, added, topic),
+            Err(error) => {
+                // the cap was reached after this upgrade was accepted
+                let reason = error.to_string();
+                let _ = ctx.close(id, CloseCode::POLICY_VIOLATION, truncate_reason(&reason));
+            }
         }
     }
 
@@ -230,8 +253,16 @@ impl Handler for PubSub {
         }
     }
 
-    fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, _closed: &Closed) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, _closed: &Closed) {
+        let topics: Vec<String> = if ctx.is_bridged() {
+            self.topics.topics_of(id).map(str::to_string).collect()
+        } else {
+            Vec::new()
+        };
         self.topics.remove_connection(id);
+        for topic in topics {
+            self.bridge_removed(ctx, &topic);
+        }
     }
 
     fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &Relayed) {

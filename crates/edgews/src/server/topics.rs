@@ -328,7 +328,7 @@ impl Topics {
     ) -> Result<usize, SendError> {
         let message = Message::new(kind, data)?;
         let ids = self.recipients(topic, except);
-        if ctx.workers() > 1 {
+        if ctx.workers() > 1 || ctx.is_bridged() {
             return Ok(ctx.publish_message(ids, Channel::Topic(topic.into()), &message, except));
         }
         ctx.send_shared_message(ids, &message)
@@ -348,7 +348,7 @@ impl Topics {
         except: Option<ConnId>,
     ) -> Result<usize, SendError> {
         let ids = self.recipients(topic, except);
-        if ctx.workers() > 1 {
+        if ctx.workers() > 1 || ctx.is_bridged() {
             return Ok(ctx.publish_text(ids, Channel::Topic(topic.into()), parts, except));
         }
         ctx.send_shared_text(ids, parts)

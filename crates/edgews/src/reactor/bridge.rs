@@ -1,0 +1,438 @@
+//! The reactor's side of the Redis link (see `crate::redis::link`): its
+//! two sockets in the same poll as the clients, their reads and writes,
+//! and what arrives through them handed to the connections here and to
+//! the other workers.
+//!
+//! One process holds one link, on worker 0 (or the only reactor): two
+//! Redis connections whatever the number of workers. Redis then sends each
+//! message once per process, not once per worker, and the process-wide
+//! state (which keys are subscribed, the chat rooms) has one owner. Other
+//! workers hand their publications and (un)subscriptions to worker 0
+//! through its inbox; what comes from Redis reaches them as relays.
+
+use super::context::Context;
+use super::handler::Handler;
+use super::process::{Channel, Delivery, Relayed};
+use super::socket::Socket;
+use super::token::ConnId;
+use super::Reactor;
+use crate::protocol::{FrameEncoding, Message, SharedFrame};
+use crate::redis::envelope::Kind;
+use crate::redis::link::{Action, Bridged, Failure, Link, LinkEvent, Published, Role};
+use crate::tls::{TlsLayer, TlsRead};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use std::io::{ErrorKind, Write};
+use std::net::SocketAddr;
+
+/// The key of broadcasts ([`Channel::All`]) on Redis.
+pub const BROADCAST_KEY: &str = "broadcast";
+
+/// The prefix of a pub/sub topic's key on Redis.
+pub const TOPIC_KEY_PREFIX: &str = "topic:";
+
+/// A request from another worker to the one holding the link.
+#[derive(Debug)]
+pub(crate) enum BridgeCommand {
+    Publish {
+        key: String,
+        kind: Kind,
+        payload: Vec<u8>,
+    },
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// The link's sockets, on the worker that holds it.
+#[derive(Debug, Default)]
+pub(crate) struct BridgeSockets {
+    sockets: [Option<BridgeSocket>; 2],
+    /// The server's addresses, resolved once at start (no DNS lookups in
+    /// the loop); attempts go round them.
+    pub addrs: Vec<SocketAddr>,
+    next_addr: usize,
+}
+
+#[derive(Debug)]
+struct BridgeSocket {
+    socket: Socket,
+    /// TCP connected (a non-blocking connect completes later).
+    established: bool,
+}
+
+/// The token of `role`'s socket.
+fn token(role: Role) -> Token {
+    match role {
+        Role::Publisher => super::token::REDIS_PUBLISHER,
+        Role::Subscriber => super::token::REDIS_SUBSCRIBER,
+    }
+}
+
+/// The Redis key of `channel`.
+pub(crate) fn channel_key(channel: &Channel) -> String {
+    match channel {
+        Channel::All => BROADCAST_KEY.to_string(),
+        Channel::Topic(topic) => format!("{TOPIC_KEY_PREFIX}{topic}"),
+    }
+}
+
+impl<H: Handler> Reactor<H> {
+    /// With `--redis`, makes this reactor hold the process's link (made
+    /// with a random instance id); workers other than 0 drop it when they
+    /// join their process (`drop_bridge_unless_first`). The server's name
+    /// is resolved here, once: no DNS lookup ever blocks the loop (a
+    /// changed address needs a restart).
+    pub(super) fn hold_bridge(&mut self) -> std::io::Result<()> {
+        use std::net::ToSocketAddrs;
+        let Some(config) = self.hub.config.redis.as_deref() else {
+            return Ok(());
+        };
+        let addrs: Vec<SocketAddr> = config.url.addr_string().to_socket_addrs()?.collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                ErrorKind::NotFound,
+                format!("redis: {} has no address", config.url.host),
+            ));
+        }
+        let link = Link::new(config.clone(), rand::random(), self.hub.now);
+        self.hub.bridge = Some(Box::new(link));
+        self.hub.stats.redis.enabled = 1;
+        self.bridge.addrs = addrs;
+        self.hub.link.process.set_bridge_up(false);
+        Ok(())
+    }
+
+    /// On joining a process: only worker 0 keeps the link.
+    pub(super) fn drop_bridge_unless_first(&mut self, index: usize) {
+        if index != 0 {
+            self.hub.bridge = None;
+            self.bridge.addrs.clear();
+        } else if self.hub.bridge.is_some() {
+            self.hub.link.process.set_bridge_up(false);
+        }
+    }
+
+    /// A readiness event on one of the link's sockets.
+    pub(super) fn on_bridge_event(&mut self, role: Role, event: &mio::event::Event) {
+        let Some(entry) = self.bridge.sockets[role.index()].as_mut() else {
+            return;
+        };
+        if !entry.established {
+            let failed = event.is_error() || event.is_read_closed();
+            match entry.socket.tcp.take_error() {
+                Ok(Some(e)) => return self.drop_bridge_socket(role, Failure::io(e.to_string())),
+                Err(e) => return self.drop_bridge_socket(role, Failure::io(e.to_string())),
+                Ok(None) if failed => {
+                    return self.drop_bridge_socket(role, Failure::io("connection refused"))
+                }
+                Ok(None) => {}
+            }
+            match entry.socket.tcp.peer_addr() {
+                Ok(_) => entry.established = true,
+                Err(e) if e.kind() == ErrorKind::NotConnected => return,
+                Err(e) => return self.drop_bridge_socket(role, Failure::io(e.to_string())),
+            }
+        }
+        // a FIN behind data raises no edge of its own: read on until 0
+        let hung_up = event.is_read_closed() || event.is_error();
+        self.read_bridge(role, hung_up);
+        self.write_bridge(role);
+    }
+
+    /// Reads everything `role`'s socket holds into the link; with
+    /// `hung_up`, until the end of the stream however short the reads.
+    fn read_bridge(&mut self, role: Role, hung_up: bool) {
+        loop {
+            let Some(entry) = self.bridge.sockets[role.index()].as_mut() else {
+                return;
+            };
+            let Some(link) = self.hub.bridge.as_deref_mut() else {
+                return;
+            };
+            match entry.socket.read_input(&mut self.read_buf) {
+                Ok(TlsRead::Data { len, drained }) => {
+                    if let Err(failure) = link.handle_input(role, &self.read_buf[..len]) {
+                        return self.drop_bridge_socket(role, failure);
+                    }
+                    if drained && !hung_up {
+                        return;
+                    }
+                }
+                Ok(TlsRead::Eof) => {
+                    return self.drop_bridge_socket(role, Failure::io("closed by Redis"))
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return self.drop_bridge_socket(role, Failure::io(e.to_string())),
+            }
+        }
+    }
+
+    /// Writes what the link has for `role` until the socket blocks.
+    fn write_bridge(&mut self, role: Role) {
+        let (Some(entry), Some(link)) = (
+            self.bridge.sockets[role.index()].as_mut(),
+            self.hub.bridge.as_deref_mut(),
+        ) else {
+            return;
+        };
+        if !entry.established {
+            return;
+        }
+        loop {
+            let pending = link.pending_output(role);
+            if pending.is_empty() {
+                break;
+            }
+            match entry.socket.write(pending) {
+                Ok(0) => return self.drop_bridge_socket(role, Failure::io("write returned 0")),
+                Ok(n) => link.consume_output(role, n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return self.drop_bridge_socket(role, Failure::io(e.to_string())),
+            }
+        }
+        if let Err(e) = entry.socket.flush_tls() {
+            if e.kind() != ErrorKind::WouldBlock {
+                self.drop_bridge_socket(role, Failure::io(e.to_string()));
+            }
+        }
+    }
+
+    /// Closes `role`'s socket; the link retries after its back-off.
+    fn drop_bridge_socket(&mut self, role: Role, failure: Failure) {
+        if let Some(mut entry) = self.bridge.sockets[role.index()].take() {
+            let _ = self.poll.registry().deregister(&mut entry.socket.tcp);
+        }
+        if let Some(link) = self.hub.bridge.as_deref_mut() {
+            link.handle_disconnect(role, self.hub.now, failure);
+        }
+    }
+
+    /// Once per loop turn on the worker holding the link: connections to
+    /// open or give up, output to write, events to hand on.
+    pub(super) fn drive_bridge(&mut self) {
+        if self.hub.bridge.is_none() {
+            return;
+        }
+        let now = self.hub.now;
+        while let Some(action) = self
+            .hub
+            .bridge
+            .as_deref_mut()
+            .and_then(|l| l.poll_action(now))
+        {
+            match action {
+                Action::Connect(role) => {
+                    if let Err(e) = self.open_bridge_socket(role) {
+                        self.drop_bridge_socket(role, Failure::io(e.to_string()));
+                    }
+                }
+                Action::Abort(role, failure) => self.drop_bridge_socket(role, failure),
+            }
+        }
+        for role in Role::BOTH {
+            self.write_bridge(role);
+        }
+        while let Some(event) = self.hub.bridge.as_deref_mut().and_then(Link::poll_event) {
+            match event {
+                LinkEvent::Message(message) => self.deliver_bridged(message),
+                LinkEvent::Subscribed(key) => {
+                    let mut ctx = Context::new(&mut self.hub, None);
+                    self.handler.on_bridge_subscribed(&mut ctx, &key);
+                }
+                LinkEvent::Up => self.hub.link.process.set_bridge_up(true),
+                LinkEvent::Down => self.hub.link.process.set_bridge_up(false),
+            }
+        }
+        // what the handler published in answer goes out this turn
+        for role in Role::BOTH {
+            self.write_bridge(role);
+        }
+        if let Some(link) = self.hub.bridge.as_deref() {
+            self.hub.stats.set_redis(link.stats(), link.is_up());
+        }
+    }
+
+    /// Starts connecting `role`'s socket (non-blocking).
+    fn open_bridge_socket(&mut self, role: Role) -> std::io::Result<()> {
+        let sockets = &mut self.bridge;
+        if sockets.addrs.is_empty() {
+            return Err(std::io::Error::new(ErrorKind::NotFound, "no address"));
+        }
+        let addr = sockets.addrs[sockets.next_addr % sockets.addrs.len()];
+        sockets.next_addr = sockets.next_addr.wrapping_add(1);
+        let url = &self.hub.bridge.as_deref().expect("held").config().url;
+        let tls = if url.tls {
+            let name = crate::tls::server_name(&url.host)
+                .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+            let config = match &self.tls_client {
+                Some(config) => config.clone(),
+                None => {
+                    let config = self
+                        .hub
+                        .config
+                        .client_tls
+                        .build()
+                        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+                    self.tls_client.insert(config).clone()
+                }
+            };
+            let conn = rustls::ClientConnection::new(config, name)
+                .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+            Some(TlsLayer::new(conn.into()))
+        } else {
+            None
+        };
+        let mut tcp = TcpStream::connect(addr)?;
+        let _ = tcp.set_nodelay(true);
+        self.poll.registry().register(
+            &mut tcp,
+            token(role),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let socket = match tls {
+            Some(layer) => Socket::tls(tcp, layer),
+            None => Socket::plain(tcp),
+        };
+        self.bridge.sockets[role.index()] = Some(BridgeSocket {
+            socket,
+            established: false,
+        });
+        Ok(())
+    }
+
+    /// A message from another instance: broadcasts and topics go to this
+    /// worker's connections and are relayed to the others, as if published
+    /// here (but not back to Redis); other keys go to the handler.
+    fn deliver_bridged(&mut self, bridged: Bridged) {
+        let channel = if bridged.key == BROADCAST_KEY {
+            Some(Channel::All)
+        } else {
+            bridged
+                .key
+                .strip_prefix(TOPIC_KEY_PREFIX)
+                .map(|topic| Channel::Topic(topic.into()))
+        };
+        let message = match bridged.kind {
+            Kind::Text => String::from_utf8(bridged.payload.clone())
+                .ok()
+                .map(Message::text),
+            Kind::Binary => Some(Message::binary(bridged.payload.clone())),
+            Kind::Chat => None,
+        };
+        let mut ctx = Context::new(&mut self.hub, None);
+        let (Some(channel), Some(message)) = (channel, message) else {
+            self.handler.on_bridged(&mut ctx, &bridged);
+            return;
+        };
+        let frame = SharedFrame::message(FrameEncoding::PLAIN, &message);
+        ctx.relay(channel.clone(), frame.clone(), 0, None, false);
+        match channel {
+            Channel::All => {
+                let ids: Vec<ConnId> = ctx.open_connections().collect();
+                ctx.share_message(ids, &message, Some(&frame));
+            }
+            Channel::Topic(_) => {
+                let origin = ctx.worker();
+                let relayed = Relayed {
+                    channel,
+                    frame,
+                    seq: 0,
+                    except: None,
+                    origin,
+                };
+                self.handler.on_relayed(&mut ctx, &relayed);
+            }
+        }
+    }
+
+    /// A command another worker sent to the link's holder.
+    pub(super) fn on_bridge_command(&mut self, command: BridgeCommand) {
+        let Some(link) = self.hub.bridge.as_deref_mut() else {
+            return;
+        };
+        match command {
+            BridgeCommand::Publish { key, kind, payload } => {
+                link.publish(&key, kind, &payload);
+            }
+            BridgeCommand::Subscribe(key) => link.subscribe(&key),
+            BridgeCommand::Unsubscribe(key) => link.unsubscribe(&key),
+        }
+    }
+}
+
+impl Context<'_> {
+    /// Whether this process shares its topics with other instances through
+    /// Redis (`--redis`).
+    pub fn is_bridged(&self) -> bool {
+        self.hub.config.redis.is_some()
+    }
+
+    /// Publishes `payload` on `key` to the other instances through Redis
+    /// (from any worker); does nothing without `--redis`. The caller
+    /// delivers it to this process's connections itself. A payload over
+    /// `--redis-max-message` stays here ([`Published::Oversize`], counted);
+    /// the other outcomes are counted by the link (see
+    /// `crate::redis::link`), on the worker holding it.
+    pub fn bridge_publish(&mut self, key: &str, kind: Kind, payload: &[u8]) -> Published {
+        let Some(config) = &self.hub.config.redis else {
+            return Published::Lost;
+        };
+        if let Some(link) = self.hub.bridge.as_deref_mut() {
+            return link.publish(key, kind, payload);
+        }
+        if payload.len() > config.max_message {
+            self.hub.stats.redis.oversize += 1;
+            return Published::Oversize;
+        }
+        self.tell_bridge(BridgeCommand::Publish {
+            key: key.to_string(),
+            kind,
+            payload: payload.to_vec(),
+        });
+        Published::Queued
+    }
+
+    /// One more subscriber of `key` here: the process subscribes its
+    /// channel on Redis while it has any. Pair each with
+    /// [`bridge_unsubscribe`](Context::bridge_unsubscribe).
+    pub fn bridge_subscribe(&mut self, key: &str) {
+        if !self.is_bridged() {
+            return;
+        }
+        match self.hub.bridge.as_deref_mut() {
+            Some(link) => link.subscribe(key),
+            None => self.tell_bridge(BridgeCommand::Subscribe(key.to_string())),
+        }
+    }
+
+    /// One subscriber of `key` fewer here.
+    pub fn bridge_unsubscribe(&mut self, key: &str) {
+        if !self.is_bridged() {
+            return;
+        }
+        match self.hub.bridge.as_deref_mut() {
+            Some(link) => link.unsubscribe(key),
+            None => self.tell_bridge(BridgeCommand::Unsubscribe(key.to_string())),
+        }
+    }
+
+    /// Sends `command` to worker 0, which holds the link.
+    fn tell_bridge(&mut self, command: BridgeCommand) {
+        let link = &self.hub.link;
+        link.process.push(link.index, 0, Delivery::Bridge(command));
+    }
+
+    /// Publishes `message` on `channel` through Redis, when bridged.
+    pub(super) fn bridge_message(&mut self, channel: &Channel, message: &Message<'_>) {
+        if !self.is_bridged() {
+            return;
+        }
+        let kind = match message.kind() {
+            crate::protocol::MessageKind::Text => Kind::Text,
+            crate::protocol::MessageKind::Binary => Kind::Binary,
+        };
+        self.bridge_publish(&channel_key(channel), kind, message.data());
+    }
+}

@@ -1,0 +1,210 @@
+//! The chat server across instances (`--redis`): room events go to the
+//! other instances as small JSON records on the room's key (`room:NAME`),
+//! and come back from them as the same events a local member would cause.
+//!
+//! - A join, a message or a leave here is published as
+//!   `{"t":"join","name"}`, `{"t":"message","from","ts","text"}` or
+//!   `{"t":"leave","name"}`.
+//! - When Redis confirms the room's subscription (the first member here,
+//!   or again after a reconnection), this instance publishes its members
+//!   as `{"t":"presence","names":[…],"ask":true}`; every other instance
+//!   with members in the room answers with its own (`"ask":false`). A
+//!   presence replaces what was known of that instance's members: the
+//!   difference reaches the members here as join and leave events.
+//! - On the worker holding the link, each record from another instance
+//!   becomes a room event under the rooms' lock, numbered and relayed
+//!   like a local one (see [`ChatRooms`](super::ChatRooms)): the `id` of
+//!   a message is this instance's count for the room.
+//! - Messages an instance missed (a gap in the sender's numbers) are
+//!   announced in the room as `{"type":"lost","room","count"}` before the
+//!   next event from that sender.
+//!
+//! Not handled: an instance that dies without its members' leaves
+//! reaching Redis stays in the member lists here until the room empties
+//! on this instance (or that instance comes back under a new id, and its
+//! members are listed anew).
+
+use super::chat::Chat;
+use crate::protocol::{FrameEncoding, SharedFrame};
+use crate::reactor::{Channel, Context};
+use crate::redis::envelope::Kind;
+use crate::redis::link::Bridged;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The prefix of a chat room's key on Redis.
+pub const ROOM_KEY_PREFIX: &str = "room:";
+
+/// A room event as it travels between instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub(crate) enum RoomRecord {
+    Join { name: String },
+    Leave { name: String },
+    Message { from: String, ts: u64, text: String },
+    Presence { names: Vec<String>, ask: bool },
+}
+
+/// The key of `room`.
+pub(crate) fn room_key(room: &str) -> String {
+    format!("{ROOM_KEY_PREFIX}{room}")
+}
+
+/// Publishes `record` on `room` to the other instances (with `--redis`).
+pub(crate) fn publish(ctx: &mut Context<'_>, room: &str, record: &RoomRecord) {
+    if !ctx.is_bridged() {
+        return;
+    }
+    if let Ok(json) = serde_json::to_vec(record) {
+        ctx.bridge_publish(&room_key(room), Kind::Chat, &json);
+    }
+}
+
+/// Relays a room event to every worker (this one included), as
+/// `chat.rs` does for local ones. Call it with the rooms locked.
+fn relay(ctx: &mut Context<'_>, room: &str, event: &serde_json::Value, seq: u64) {
+    let frame = SharedFrame::text(FrameEncoding::PLAIN, &[&event.to_string()]);
+    ctx.relay(Channel::Topic(room.into()), frame, seq, None, true);
+}
+
+impl Chat {
+    /// A record from another instance (on the worker holding the link).
+    pub(super) fn on_remote(&mut self, ctx: &mut Context<'_>, bridged: &Bridged) {
+        let Some(room) = bridged.key.strip_prefix(ROOM_KEY_PREFIX) else {
+            return;
+        };
+        let Ok(record) = serde_json::from_slice::<RoomRecord>(&bridged.payload) else {
+            log::debug!("redis: a record on room {room:?} that is not one: dropped");
+            return;
+        };
+        let from = bridged.instance;
+        let mut rooms = self.rooms().lock();
+        if rooms.get(room).is_none() {
+            return; // nobody here any more
+        }
+        if bridged.missing > 0 {
+            let seq = rooms.next_seq();
+            let event = json!({"type": "lost", "room": room, "count": bridged.missing});
+            relay(ctx, room, &event, seq);
+        }
+        let mut events = Vec::new();
+        let mut answer = None;
+        let Some(r) = rooms.get(room) else { return };
+        match record {
+            RoomRecord::Join { name } => {
+                r.remote.push((from, name.clone()));
+                events.push(json!({"type": "join", "room": room, "name": name}));
+            }
+            RoomRecord::Leave { name } => {
+                if let Some(i) = r.remote.iter().position(|(i, n)| *i == from && *n == name) {
+                    r.remote.remove(i);
+                    events.push(json!({"type": "leave", "room": room, "name": name}));
+                }
+            }
+            RoomRecord::Message {
+                from: who,
+                ts,
+                text,
+            } => {
+                r.last_id += 1;
+                events.push(json!({
+                    "type": "message",
+                    "room": room,
+                    "id": r.last_id,
+                    "from": who,
+                    "ts": ts,
+                    "text": text,
+                }));
+            }
+            RoomRecord::Presence { names, ask } => {
+                let mut old: Vec<String> = Vec::new();
+                r.remote.retain(|(i, n)| {
+                    let theirs = *i == from;
+                    if theirs {
+                        old.push(n.clone());
+                    }
+                    !theirs
+                });
+                r.remote.extend(names.iter().map(|n| (from, n.clone())));
+                for (kind, name) in differences(&old, &names) {
+                    events.push(json!({"type": kind, "room": room, "name": name}));
+                }
+                if ask {
+                    answer = Some(r.local_names());
+                }
+            }
+        }
+        for event in &events {
+            let seq = rooms.next_seq();
+            relay(ctx, room, event, seq);
+        }
+        drop(rooms);
+        if let Some(names) = answer {
+            publish(ctx, room, &RoomRecord::Presence { names, ask: false });
+        }
+    }
+
+    /// Redis confirmed `key`'s subscription: ask the other instances who
+    /// is in the room, telling them who is here.
+    pub(super) fn on_room_subscribed(&mut self, ctx: &mut Context<'_>, key: &str) {
+        let Some(room) = key.strip_prefix(ROOM_KEY_PREFIX) else {
+            return;
+        };
+        let names = {
+            let mut rooms = self.rooms().lock();
+            match rooms.get(room) {
+                Some(r) => r.local_names(),
+                None => return,
+            }
+        };
+        publish(ctx, room, &RoomRecord::Presence { names, ask: true });
+    }
+}
+
+/// What turns member list `old` into `new` (one entry per connection):
+/// `("leave", name)` for each one fewer, `("join", name)` for each more.
+fn differences<'a>(old: &'a [String], new: &'a [String]) -> Vec<(&'static str, &'a str)> {
+    let mut left: Vec<&str> = old.iter().map(String::as_str).collect();
+    let mut joined = Vec::new();
+    for name in new {
+        match left.iter().position(|n| n == name) {
+            Some(i) => {
+                left.swap_remove(i);
+            }
+            None => joined.push(("join", name.as_str())),
+        }
+    }
+    let mut out: Vec<(&str, &str)> = left.into_iter().map(|n| ("leave", n)).collect();
+    out.extend(joined);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_travel_as_small_tagged_json() {
+        let record = RoomRecord::Message {
+            from: "al".into(),
+            ts: 5,
+            text: "hi".into(),
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(json, r#"{"t":"message","from":"al","ts":5,"text":"hi"}"#);
+        assert_eq!(serde_json::from_str::<RoomRecord>(&json).unwrap(), record);
+        assert!(serde_json::from_str::<RoomRecord>(r#"{"t":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn a_presence_differs_from_the_last_by_joins_and_leaves() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let old = s(&["al", "bo", "bo"]);
+        let new = s(&["bo", "cy"]);
+        assert_eq!(
+            differences(&old, &new),
+            [("leave", "al"), ("leave", "bo"), ("join", "cy")]
+        );
+        assert!(differences(&new, &new).is_empty());
+    }
+}
