@@ -15,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== cargo test"
+# the Redis tests (tests/redis.rs) need a real redis-server
+scripts/install-redis.sh
 # the engine (crates/edgews-protocol), the library (crates/edgews) and the
 # binary with the integration tests (the root package); the peers apart
 cargo test --workspace --exclude edgews-peers --all-targets --quiet

@@ -7,6 +7,7 @@
 
 pub mod measure;
 pub mod process;
+pub mod redis;
 pub mod tls;
 
 use edgews::protocol::frame::{decode_header, encode_frame, encode_header, OpCode};
