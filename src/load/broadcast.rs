@@ -1,5 +1,8 @@
 //! `edgews load broadcast`: fixed-rate senders, every connection checks
 //! that it receives every other sender's messages, once and in order.
+//! With `--receiver-url`, the senders connect to one server instance and
+//! the other connections to others (instances sharing their topics), and
+//! the deliveries that crossed instances are measured apart.
 
 use super::common::Common;
 use super::report::{thousands, Latencies};
@@ -23,9 +26,37 @@ enum Phase {
 /// What one connection received from each sender.
 #[derive(Debug, Default)]
 struct Inbox {
-    /// Per sender index: messages received and the last sequence number.
+    /// The URL it connected to (an index into `BroadcastLoad::urls`).
+    url: usize,
+    /// Per sender index: messages received, those of them that repeated
+    /// (or came late, after) an earlier sequence number, and the highest
+    /// sequence number received.
     received: Vec<u64>,
+    repeated: Vec<u64>,
     last: Vec<Option<u64>>,
+}
+
+/// How one delivery's sequence number follows the last one received from
+/// its sender on that connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sequence {
+    /// The next one.
+    InOrder,
+    /// Ahead: this many messages were skipped.
+    Gap(u64),
+    /// At or behind the last one: a duplicate (or a late message).
+    Repeat,
+}
+
+impl Sequence {
+    fn of(seq: u64, last: Option<u64>) -> Sequence {
+        let expected = last.map_or(0, |l| l + 1);
+        match seq.cmp(&expected) {
+            std::cmp::Ordering::Equal => Sequence::InOrder,
+            std::cmp::Ordering::Greater => Sequence::Gap(seq - expected),
+            std::cmp::Ordering::Less => Sequence::Repeat,
+        }
+    }
 }
 
 /// The broadcast scenario.
@@ -35,6 +66,10 @@ pub struct BroadcastLoad {
     size: usize,
     interval: Duration,
     duration: Duration,
+    /// `--url` (the senders'), then the `--receiver-url`s.
+    urls: Vec<String>,
+    /// Per URL: whether it differs from the senders' (cross-instance).
+    cross: Vec<bool>,
     /// Connections in the order they opened; the first `senders` send.
     order: Vec<ConnId>,
     inboxes: HashMap<ConnId, Inbox>,
@@ -45,8 +80,15 @@ pub struct BroadcastLoad {
     start: Instant,
     send_start: Option<Instant>,
     deliveries: u64,
+    /// Deliveries not in sequence (gaps and repeats alike).
     out_of_order: u64,
+    /// Messages skipped over, and deliveries at or behind the last one.
+    gaps: u64,
+    duplicates: u64,
     latencies: Latencies,
+    /// Deliveries to connections on another URL than the senders'.
+    cross_deliveries: u64,
+    cross_latencies: Latencies,
     scratch: Vec<u8>,
 }
 
@@ -60,8 +102,25 @@ impl BroadcastLoad {
             return Err("need 1 <= --senders <= --connections and --rate >= 1".into());
         }
         let now = Instant::now();
+        let urls: Vec<String> = std::iter::once(args.common.url.clone())
+            .chain(args.receiver_url.iter().cloned())
+            .collect();
+        let common = if args.receiver_url.is_empty() {
+            Common::new(&args.common, args.common.connections, now)
+        } else {
+            // the senders first, then the others round-robin over the
+            // receiver URLs, one URL after the other
+            let others = args.common.connections - args.senders;
+            let n = args.receiver_url.len();
+            let batches = std::iter::once((args.common.url.clone(), args.senders))
+                .chain((0..n).map(|r| (args.receiver_url[r].clone(), (others + n - 1 - r) / n)))
+                .collect();
+            Common::to_urls(&args.common, batches, now)
+        };
         Ok(BroadcastLoad {
-            common: Common::new(&args.common, args.common.connections, now),
+            common,
+            cross: urls.iter().map(|u| *u != urls[0]).collect(),
+            urls,
             senders: args.senders,
             size,
             interval: Duration::from_secs_f64(1.0 / args.rate as f64),
@@ -76,7 +135,11 @@ impl BroadcastLoad {
             send_start: None,
             deliveries: 0,
             out_of_order: 0,
+            gaps: 0,
+            duplicates: 0,
             latencies: Latencies::default(),
+            cross_deliveries: 0,
+            cross_latencies: Latencies::default(),
             scratch: vec![0x42; size],
         })
     }
@@ -99,9 +162,17 @@ impl BroadcastLoad {
         }
     }
 
+    /// Whether the first `senders` connections opened to the senders' URL.
+    fn senders_open(&self) -> bool {
+        self.order.len() >= self.senders
+            && self.order[..self.senders]
+                .iter()
+                .all(|id| self.inboxes.get(id).is_some_and(|i| i.url == 0))
+    }
+
     fn advance(&mut self, ctx: &mut Context<'_>, now: Instant) {
         match self.phase {
-            Phase::Opening if self.common.opener.done() && self.order.len() >= self.senders => {
+            Phase::Opening if self.common.opener.done() && self.senders_open() => {
                 self.phase = Phase::Sending(now + self.duration);
                 self.send_start = Some(now);
                 self.next_send = Some(now);
@@ -128,10 +199,13 @@ impl BroadcastLoad {
 
 impl Handler for BroadcastLoad {
     fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, _info: &OpenInfo<'_>) {
+        let url = self.common.opener.batch();
         self.common.opener.on_open();
         self.order.push(id);
         let inbox = Inbox {
+            url,
             received: vec![0; self.senders],
+            repeated: vec![0; self.senders],
             last: vec![None; self.senders],
         };
         self.inboxes.insert(id, inbox);
@@ -160,15 +234,28 @@ impl Handler for BroadcastLoad {
                 .common
                 .error(format!("{id}: message from unknown sender {sender}"));
         };
-        if inbox.last[sender].map_or(seq != 0, |last| seq != last + 1) {
-            self.out_of_order += 1;
+        match Sequence::of(seq, inbox.last[sender]) {
+            Sequence::InOrder => inbox.last[sender] = Some(seq),
+            Sequence::Gap(skipped) => {
+                self.out_of_order += 1;
+                self.gaps += skipped;
+                inbox.last[sender] = Some(seq);
+            }
+            Sequence::Repeat => {
+                self.out_of_order += 1;
+                self.duplicates += 1;
+                inbox.repeated[sender] += 1;
+            }
         }
-        inbox.last[sender] = Some(seq);
         inbox.received[sender] += 1;
         self.deliveries += 1;
         let sent_at = self.start + Duration::from_nanos(stamp);
-        self.latencies
-            .record(now.saturating_duration_since(sent_at));
+        let latency = now.saturating_duration_since(sent_at);
+        self.latencies.record(latency);
+        if self.cross[inbox.url] {
+            self.cross_deliveries += 1;
+            self.cross_latencies.record(latency);
+        }
     }
 
     fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, closed: &Closed) {
@@ -214,13 +301,16 @@ impl Handler for BroadcastLoad {
 impl Scenario for BroadcastLoad {
     fn finish(&mut self) -> Result<(), String> {
         self.common.progress.clear();
-        // every connection but the sender itself should have received each message
-        let mut missing = 0u64;
+        // every connection but the sender itself should have received each
+        // message once: what it never got, after the drain, is missing
+        let (mut missing, mut expected) = (0u64, 0u64);
         for (s, &count) in self.sent.iter().enumerate() {
             let sender = self.order.get(s).copied();
             for (id, inbox) in &self.inboxes {
                 if Some(*id) != sender {
-                    missing += count.saturating_sub(inbox.received[s]);
+                    let distinct = inbox.received[s] - inbox.repeated[s];
+                    missing += count.saturating_sub(distinct);
+                    expected += count;
                 }
             }
         }
@@ -241,23 +331,91 @@ impl Scenario for BroadcastLoad {
             self.common.errors
         );
         println!(
+            "broadcast sequence: {} of {} expected deliveries missing; gaps {} (messages skipped), \
+             duplicates {} (repeated or late)",
+            thousands(missing),
+            thousands(expected),
+            thousands(self.gaps),
+            thousands(self.duplicates)
+        );
+        let split = self.urls.len() > 1;
+        let (c50, c90, c99, cmax) = (
+            self.cross_latencies.percentile_us(50.0),
+            self.cross_latencies.percentile_us(90.0),
+            self.cross_latencies.percentile_us(99.0),
+            self.cross_latencies.percentile_us(100.0),
+        );
+        let cross_rate = self.cross_deliveries as f64 / secs;
+        if split {
+            let mut per_url = vec![0usize; self.urls.len()];
+            for inbox in self.inboxes.values() {
+                per_url[inbox.url] += 1;
+            }
+            let receivers: Vec<String> = self.urls[1..]
+                .iter()
+                .zip(&per_url[1..])
+                .map(|(url, n)| format!("{n} on {url}"))
+                .collect();
+            println!(
+                "broadcast receivers: {} senders' instance {}; {}",
+                per_url[0],
+                self.urls[0],
+                receivers.join(", ")
+            );
+            println!(
+                "broadcast cross-instance: {} deliveries, {} deliveries/s; cross-instance latency \
+                 p50 {c50:.0} us, p90 {c90:.0} us, p99 {c99:.0} us, max {cmax:.0} us",
+                thousands(self.cross_deliveries),
+                thousands(cross_rate as u64)
+            );
+        }
+        let cross_json = if split {
+            format!(
+                ",\"receiver_urls\":{},\"cross_deliveries\":{},\"cross_deliveries_per_s\":{cross_rate:.0},\
+                 \"cross_p50_us\":{c50:.1},\"cross_p90_us\":{c90:.1},\"cross_p99_us\":{c99:.1},\
+                 \"cross_max_us\":{cmax:.1}",
+                self.urls.len() - 1,
+                self.cross_deliveries
+            )
+        } else {
+            String::new()
+        };
+        println!(
             "{{\"mode\":\"broadcast\",\"connections\":{},\"senders\":{},\"size\":{},\"sent\":{sent},\
              \"deliveries\":{},\"deliveries_per_s\":{rate:.0},\"p50_us\":{p50:.1},\"p99_us\":{p99:.1},\
-             \"p999_us\":{p999:.1},\"missing\":{missing},\"out_of_order\":{},\"errors\":{}}}",
+             \"p999_us\":{p999:.1},\"missing\":{missing},\"out_of_order\":{},\"gaps\":{},\
+             \"duplicates\":{},\"errors\":{}{cross_json}}}",
             self.order.len(),
             self.senders,
             self.size,
             self.deliveries,
             self.out_of_order,
+            self.gaps,
+            self.duplicates,
             self.common.errors
         );
         self.common.check()?;
         if missing > 0 || self.out_of_order > 0 {
             return Err(format!(
-                "{missing} missing and {} out-of-order deliveries",
-                self.out_of_order
+                "{missing} missing, {} gaps, {} duplicates ({} out-of-order deliveries)",
+                self.gaps, self.duplicates, self.out_of_order
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sequence;
+
+    #[test]
+    fn sequence_numbers_in_order_ahead_and_behind() {
+        assert_eq!(Sequence::of(0, None), Sequence::InOrder);
+        assert_eq!(Sequence::of(3, None), Sequence::Gap(3));
+        assert_eq!(Sequence::of(5, Some(4)), Sequence::InOrder);
+        assert_eq!(Sequence::of(8, Some(4)), Sequence::Gap(3));
+        assert_eq!(Sequence::of(4, Some(4)), Sequence::Repeat);
+        assert_eq!(Sequence::of(1, Some(4)), Sequence::Repeat);
     }
 }

@@ -28,8 +28,14 @@ impl Common {
     /// Opens `to_open` connections to `args.url`, `args.connect_concurrency`
     /// at a time; the first progress line is due a second after `now`.
     pub fn new(args: &CommonArgs, to_open: usize, now: Instant) -> Common {
+        Common::to_urls(args, vec![(args.url.clone(), to_open)], now)
+    }
+
+    /// Opens connections to several URLs, `count` to each `url`, one batch
+    /// after the other (see [`Opener::batches`]).
+    pub fn to_urls(args: &CommonArgs, batches: Vec<(String, usize)>, now: Instant) -> Common {
         Common {
-            opener: Opener::new(&args.url, to_open, args.connect_concurrency),
+            opener: Opener::batches(batches, args.connect_concurrency),
             progress: Progress::new(now),
             errors: 0,
             first_error: None,

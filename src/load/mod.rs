@@ -107,6 +107,11 @@ pub struct BroadcastArgs {
     /// Messages per second, all senders together.
     #[arg(long, default_value_t = 100)]
     pub rate: u64,
+    /// Another server instance to receive from (repeatable): the senders
+    /// connect to --url, every other connection to these URLs in turn, and
+    /// the latency of deliveries across instances is reported apart.
+    #[arg(long, value_name = "URL")]
+    pub receiver_url: Vec<String>,
 }
 
 /// `edgews load idle`.
