@@ -454,6 +454,14 @@ impl Link {
         }
     }
 
+    /// Whether every publication queued so far was answered by Redis (or
+    /// counted lost): what a shutdown waits for, so that the last events
+    /// (a chat's leaves) reach the other instances.
+    pub fn is_flushed(&self) -> bool {
+        let side = &self.sides[Role::Publisher.index()];
+        matches!(side.state, State::Down { .. }) || side.inflight == 0
+    }
+
     /// Whether `role`'s connection is being opened or open.
     pub fn is_connecting_or_open(&self, role: Role) -> bool {
         !matches!(self.sides[role.index()].state, State::Down { .. })
@@ -692,7 +700,9 @@ impl Link {
         let channel_len = self.config.prefix.len() + key.len();
         let envelope_len = envelope::encoded_len(key.len(), payload.len());
         let side = &mut self.sides[Role::Publisher.index()];
-        let full = side.pending() > 0
+        // without a publication in flight the queue takes any one (the
+        // opening commands of a connection being made do not count)
+        let full = side.inflight > 0
             && side.pending() + envelope_len + channel_len + 48 > self.config.queue_bytes;
         if matches!(side.state, State::Down { .. }) || full {
             self.stats.lost_out += 1;
@@ -754,3 +764,7 @@ fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(len.to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod tests;
