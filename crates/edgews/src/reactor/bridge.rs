@@ -60,6 +60,36 @@ struct BridgeSocket {
     established: bool,
 }
 
+/// How long a Redis connection may stay silent before the kernel probes
+/// it, and then between probes: a Redis host that vanished (no reset, no
+/// FIN) is noticed within 10 + 3 × 5 s instead of never, for a subscriber
+/// that waits for messages.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// How long written data may stay unacknowledged before the kernel drops
+/// the connection (`TCP_USER_TIMEOUT`), instead of retransmitting for
+/// about 15 minutes: publications to an unreachable Redis count as lost
+/// after 30 s at most.
+const UNACKED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sets keepalive probes and the unacknowledged-data timeout on a Redis
+/// connection; a failure leaves the defaults (logged).
+fn watch_for_dead_peer(tcp: &TcpStream) {
+    let socket = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    let result = socket
+        .set_tcp_keepalive(&keepalive)
+        .and_then(|()| socket.set_tcp_user_timeout(Some(UNACKED_TIMEOUT)));
+    if let Err(e) = result {
+        log::debug!("redis: keepalive not set: {e}");
+    }
+}
+
 /// The token of `role`'s socket.
 fn token(role: Role) -> Token {
     match role {
@@ -110,6 +140,18 @@ impl<H: Handler> Reactor<H> {
         } else if self.hub.bridge.is_some() {
             self.hub.link.process.set_bridge_up(false);
         }
+    }
+
+    /// While shutting down, the worker holding the link stays until Redis
+    /// answered every publication (the leaves of the connections just
+    /// closed, here and on the other workers, whose requests may still
+    /// wait in the inbox), or the shutdown timeout passes.
+    pub(super) fn bridge_busy(&self) -> bool {
+        let Some(link) = self.hub.bridge.as_deref() else {
+            return false;
+        };
+        let inbox = &self.hub.link;
+        !link.is_flushed() || inbox.process.is_signalled(inbox.index)
     }
 
     /// A readiness event on one of the link's sockets.
@@ -286,6 +328,7 @@ impl<H: Handler> Reactor<H> {
         };
         let mut tcp = TcpStream::connect(addr)?;
         let _ = tcp.set_nodelay(true);
+        watch_for_dead_peer(&tcp);
         self.poll.registry().register(
             &mut tcp,
             token(role),

@@ -518,7 +518,8 @@ impl<H: Handler> Reactor<H> {
         self.shutdown_deadline.is_some_and(|deadline| {
             self.hub.now >= deadline
                 || (self.hub.conns.iter().all(|(_, c)| c.life.is_draining())
-                    && !self.waits_for_other_workers())
+                    && !self.waits_for_other_workers()
+                    && !self.bridge_busy())
         })
     }
 
