@@ -84,6 +84,12 @@ pub enum Command {
         /// room is refused with 503.
         #[arg(long, default_value_t = 10_000, value_name = "N")]
         max_rooms: usize,
+        /// With --redis: how often this instance tells the others who is
+        /// in its rooms; an instance silent for 3 × this + 5 s is taken for
+        /// gone and its members leave the rooms here (5 s: at most one more
+        /// interval).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        presence_interval: std::time::Duration,
         #[command(flatten)]
         redis: crate::redis_args::RedisArgs,
         #[command(flatten)]

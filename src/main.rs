@@ -96,6 +96,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             max_text,
             max_room_members,
             max_rooms,
+            presence_interval,
             redis,
             server,
         } => {
@@ -103,6 +104,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 max_text: bounded("--max-text", max_text, 1, MAX_TEXT)?,
                 max_room_members: bounded("--max-room-members", max_room_members, 1, MAX_COUNT)?,
                 max_rooms: bounded("--max-rooms", max_rooms, 1, MAX_COUNT)?,
+                presence_interval: checked_presence_interval(presence_interval)?,
             };
             let mode = Mode::new("chat", &server, OverRate::ErrorReply)
                 .with_message_cap(config.max_message_size())
@@ -123,6 +125,16 @@ const MAX_CONTROL: u64 = 16 << 20;
 const MAX_TEXT: u64 = 1 << 20;
 /// The largest count a mode option takes (topics, rooms, members): 2^24.
 const MAX_COUNT: usize = 1 << 24;
+
+/// `--presence-interval`, at least 100 ms (tests use short ones).
+fn checked_presence_interval(d: std::time::Duration) -> Result<std::time::Duration, BadConfig> {
+    if d < std::time::Duration::from_millis(100) {
+        return Err(BadConfig(
+            "invalid configuration: --presence-interval must be at least 100ms".into(),
+        ));
+    }
+    Ok(d)
+}
 
 /// `value` if it lies in `min..=max`; otherwise a clear refusal.
 fn bounded<T>(flag: &str, value: T, min: T, max: T) -> Result<usize, BadConfig>

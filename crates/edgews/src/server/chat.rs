@@ -103,6 +103,11 @@ pub struct ChatConfig {
     pub max_room_members: usize,
     /// Most rooms with at least one member, server-wide. Default 10 000.
     pub max_rooms: usize,
+    /// With `--redis`: how often this instance tells the others who is
+    /// in each of its rooms. An instance not heard from in a room for
+    /// three of these (and 5 s more) is taken for gone: its members leave
+    /// the room here. Default 30 s.
+    pub presence_interval: std::time::Duration,
 }
 
 impl ChatConfig {
@@ -122,6 +127,7 @@ impl Default for ChatConfig {
             max_text: 4 << 10,
             max_room_members: 1_000,
             max_rooms: 10_000,
+            presence_interval: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -145,6 +151,9 @@ pub struct Chat {
     /// This worker's members, by room (the topic of the same name).
     topics: Topics,
     members: HashMap<ConnId, Member>,
+    /// With `--redis`, on the worker holding the link: when to publish the
+    /// rooms' presence and forget silent instances next.
+    pub(super) presence_at: Option<std::time::Instant>,
 }
 
 impl Chat {
@@ -168,6 +177,7 @@ impl Chat {
             rooms,
             topics: Topics::with_limits(limits),
             members: HashMap::new(),
+            presence_at: None,
         }
     }
 
@@ -179,6 +189,11 @@ impl Chat {
     /// The rooms of the whole process.
     pub fn rooms(&self) -> &ChatRooms {
         &self.rooms
+    }
+
+    /// What this server allows.
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
     }
 
     /// The names in `room` (on every worker), one per connection, sorted.
@@ -498,6 +513,14 @@ impl Handler for Chat {
 
     fn on_bridge_subscribed(&mut self, ctx: &mut Context<'_>, key: &str) {
         self.on_room_subscribed(ctx, key);
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.presence_at
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Context<'_>, now: std::time::Instant) {
+        self.refresh_presence(ctx, now);
     }
 }
 

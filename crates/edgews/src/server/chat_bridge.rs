@@ -31,6 +31,12 @@ use crate::redis::envelope::Kind;
 use crate::redis::link::Bridged;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Beyond three presence intervals, how much longer (at most one more
+/// interval) an instance may stay silent before its members are taken out:
+/// delays in Redis, a busy loop.
+const SILENCE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The prefix of a chat room's key on Redis.
 pub const ROOM_KEY_PREFIX: &str = "room:";
@@ -90,6 +96,7 @@ impl Chat {
         let mut events = Vec::new();
         let mut answer = None;
         let Some(r) = rooms.get(room) else { return };
+        r.hear(from, ctx.now());
         match record {
             RoomRecord::Join { name } => {
                 r.remote.push((from, name.clone()));
@@ -158,6 +165,45 @@ impl Chat {
             }
         };
         publish(ctx, room, &RoomRecord::Presence { names, ask: true });
+        let interval = self.config().presence_interval;
+        self.presence_at.get_or_insert(ctx.now() + interval);
+    }
+
+    /// Every presence interval (on the worker holding the link): tells the
+    /// other instances who is in each room here, and takes the members of
+    /// instances silent for three intervals out of the rooms, with leave
+    /// events, so that an instance that died without its leaves does not
+    /// stay listed.
+    pub(super) fn refresh_presence(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        let interval = self.config().presence_interval;
+        self.presence_at = Some(now + interval);
+        let silent_since = now.checked_sub(interval * 3 + SILENCE_MARGIN.min(interval));
+        let mut presences = Vec::new();
+        let mut rooms = self.rooms().lock();
+        let mut gone = Vec::new();
+        for (room, r) in rooms.rooms_mut() {
+            presences.push((room.clone(), r.local_names()));
+            if let Some(since) = silent_since {
+                for name in r.forget_silent(since) {
+                    gone.push(json!({"type": "leave", "room": room, "name": name}));
+                }
+            }
+        }
+        for event in &gone {
+            let seq = rooms.next_seq();
+            let room = event["room"].as_str().unwrap_or_default().to_string();
+            relay(ctx, &room, event, seq);
+        }
+        drop(rooms);
+        if !gone.is_empty() {
+            log::info!(
+                "redis: {} chat members of silent instances left their rooms",
+                gone.len()
+            );
+        }
+        for (room, names) in presences {
+            publish(ctx, &room, &RoomRecord::Presence { names, ask: false });
+        }
     }
 }
 

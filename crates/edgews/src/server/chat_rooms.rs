@@ -45,9 +45,42 @@ pub(crate) struct Room {
     members: Vec<(ConnId, String)>,
     /// Who is in the room on other instances (`--redis`), by instance id.
     pub remote: Vec<(u64, String)>,
+    /// When each other instance with members here was last heard from in
+    /// this room.
+    pub heard: Vec<(u64, std::time::Instant)>,
 }
 
 impl Room {
+    /// Records that `instance` spoke in this room at `now`.
+    pub fn hear(&mut self, instance: u64, now: std::time::Instant) {
+        match self.heard.iter_mut().find(|(i, _)| *i == instance) {
+            Some(entry) => entry.1 = now,
+            None => self.heard.push((instance, now)),
+        }
+    }
+
+    /// Forgets the instances not heard from since `since`; returns the
+    /// names of their members (who left the room as far as this instance
+    /// can tell).
+    pub fn forget_silent(&mut self, since: std::time::Instant) -> Vec<String> {
+        let gone: Vec<u64> = self
+            .heard
+            .iter()
+            .filter(|(_, at)| *at < since)
+            .map(|(i, _)| *i)
+            .collect();
+        self.heard.retain(|(i, _)| !gone.contains(i));
+        let mut names = Vec::new();
+        self.remote.retain(|(i, n)| {
+            let silent = gone.contains(i);
+            if silent {
+                names.push(n.clone());
+            }
+            !silent
+        });
+        names
+    }
+
     /// The names of the members on this instance, one per connection.
     pub fn local_names(&self) -> Vec<String> {
         self.members.iter().map(|(_, n)| n.clone()).collect()
@@ -155,6 +188,11 @@ impl Locked<'_> {
         rooms.get_mut(room)
     }
 
+    /// Every room, with its name.
+    pub fn rooms_mut(&mut self) -> impl Iterator<Item = (&String, &mut Room)> {
+        self.0.rooms.iter_mut()
+    }
+
     /// `room`, if it has members.
     pub fn get(&mut self, room: &str) -> Option<&mut Room> {
         self.0.rooms.get_mut(room)
@@ -197,5 +235,25 @@ mod tests {
         drop(locked);
         assert_eq!((rooms.room_count(), rooms.member_count()), (1, 1));
         assert_eq!(rooms.names("a"), ["di"]);
+    }
+
+    #[test]
+    fn instances_silent_since_a_moment_are_forgotten_with_their_members() {
+        let t0 = std::time::Instant::now();
+        let later = t0 + std::time::Duration::from_secs(10);
+        let mut room = Room {
+            remote: vec![(1, "al".into()), (2, "bo".into()), (1, "cy".into())],
+            ..Room::default()
+        };
+        room.hear(1, t0);
+        room.hear(2, t0);
+        room.hear(2, later);
+        assert_eq!(room.forget_silent(later), ["al", "cy"]);
+        assert_eq!(room.remote, [(2, "bo".to_string())]);
+        assert_eq!(room.heard, [(2, later)]);
+        assert!(
+            room.forget_silent(later).is_empty(),
+            "nothing left to forget"
+        );
     }
 }
