@@ -18,11 +18,13 @@
 //! - Messages an instance missed (a gap in the sender's numbers) are
 //!   announced in the room as `{"type":"lost","room","count"}` before the
 //!   next event from that sender.
-//!
-//! Not handled: an instance that dies without its members' leaves
-//! reaching Redis stays in the member lists here until the room empties
-//! on this instance (or that instance comes back under a new id, and its
-//! members are listed anew).
+//! - Every `presence_interval` (30 s by default, `--presence-interval`)
+//!   each instance publishes its members of each room again
+//!   (`"ask":false`). An instance not heard from in a room for three
+//!   intervals (and at most 5 s more) is taken for gone: its members leave
+//!   the room here, with leave events. So an instance killed before its
+//!   leaves reached Redis is listed for at most that long. The cost: one
+//!   small publication per room and interval per instance.
 
 use super::chat::Chat;
 use crate::protocol::{FrameEncoding, SharedFrame};
