@@ -47,6 +47,12 @@ pub(crate) enum BridgeCommand {
 #[derive(Debug, Default)]
 pub(crate) struct BridgeSockets {
     sockets: [Option<BridgeSocket>; 2],
+    /// Reading the subscriber stopped because another worker's inbox is
+    /// over its high-water mark (flow control, as for a publishing
+    /// client): Redis holds the messages meanwhile, up to its own
+    /// `client-output-buffer-limit pubsub`, past which it disconnects us
+    /// (a counted loss).
+    pub paused: bool,
     /// The server's addresses, resolved once at start (no DNS lookups in
     /// the loop); attempts go round them.
     pub addrs: Vec<SocketAddr>,
@@ -185,6 +191,12 @@ impl<H: Handler> Reactor<H> {
     /// `hung_up`, until the end of the stream however short the reads.
     fn read_bridge(&mut self, role: Role, hung_up: bool) {
         loop {
+            if role == Role::Subscriber && !hung_up && self.relays_congested() {
+                self.bridge.paused = true;
+                self.relay_retry_at
+                    .get_or_insert(self.hub.now + super::relay::RELAY_RETRY);
+                return;
+            }
             let Some(entry) = self.bridge.sockets[role.index()].as_mut() else {
                 return;
             };
@@ -241,6 +253,25 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// Whether another worker's inbox is over its high-water mark.
+    fn relays_congested(&self) -> bool {
+        let link = &self.hub.link;
+        link.is_shared()
+            && link
+                .process
+                .is_congested(link.index, super::process::RELAY_HIGH_WATER)
+    }
+
+    /// Reads the subscriber again once the inboxes drained (called where
+    /// waiting publishers are resumed).
+    pub(super) fn resume_bridge(&mut self) {
+        if !self.bridge.paused {
+            return;
+        }
+        self.bridge.paused = false;
+        self.read_bridge(Role::Subscriber, false);
+    }
+
     /// Closes `role`'s socket; the link retries after its back-off.
     fn drop_bridge_socket(&mut self, role: Role, failure: Failure) {
         if let Some(mut entry) = self.bridge.sockets[role.index()].take() {
@@ -278,7 +309,11 @@ impl<H: Handler> Reactor<H> {
         }
         while let Some(event) = self.hub.bridge.as_deref_mut().and_then(Link::poll_event) {
             match event {
-                LinkEvent::Message(message) => self.deliver_bridged(message),
+                LinkEvent::Message(message) => {
+                    self.deliver_bridged(message);
+                    // no connection is being processed: nobody to stop
+                    self.hub.relay_congested = false;
+                }
                 LinkEvent::Subscribed(key) => {
                     let mut ctx = Context::new(&mut self.hub, None);
                     self.handler.on_bridge_subscribed(&mut ctx, &key);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub const RELAY_LOST_REASON: &str = "server overloaded: a message for you was lost";
 
 /// How often a worker looks whether congested inboxes drained.
-const RELAY_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
+pub(super) const RELAY_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl<H: Handler> Reactor<H> {
     /// Makes this reactor worker `index` of `process`, accepting on
@@ -199,7 +199,7 @@ impl<H: Handler> Reactor<H> {
     /// worker is told when another drains: this costs a look per
     /// millisecond, and only while some publisher waits).
     pub(super) fn resume_relay_waiting(&mut self) {
-        if self.relay_waiting.is_empty() {
+        if self.relay_waiting.is_empty() && !self.bridge.paused {
             return;
         }
         let link = &self.hub.link;
@@ -215,6 +215,7 @@ impl<H: Handler> Reactor<H> {
         self.relay_retry_at = None;
         let waiting = std::mem::take(&mut self.relay_waiting);
         self.ready.extend(waiting);
+        self.resume_bridge();
     }
 
     /// Publishes this worker's counters for the others' `/metrics`: when
