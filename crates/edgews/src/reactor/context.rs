@@ -176,6 +176,9 @@ impl<'a> Context<'a> {
 
     /// [`broadcast`](Context::broadcast) of a [`Message`] (no second UTF-8
     /// check: a relay of the message being handled costs one encoding).
+    /// With `--redis` ([`ServerConfig::redis`](crate::ServerConfig::redis))
+    /// it also goes to every other instance's connections, through Redis
+    /// ([`BROADCAST_KEY`](super::BROADCAST_KEY)).
     pub fn broadcast_message(
         &mut self,
         message: &Message<'_>,
@@ -200,8 +203,11 @@ impl<'a> Context<'a> {
     /// [`Handler::on_relayed`](super::Handler::on_relayed)), with one frame
     /// encoded for the whole process; text must be UTF-8 (checked by
     /// [`Message`]'s constructors). Without workers, the same as
-    /// [`send_shared_message`](Context::send_shared_message). Returns the
-    /// number of recipients here.
+    /// [`send_shared_message`](Context::send_shared_message). With
+    /// `--redis`, also published to the other instances (on
+    /// [`Channel::All`]: the broadcast key; on a topic: `topic:NAME`; see
+    /// [`bridge_publish`](Context::bridge_publish)). Returns the number of
+    /// recipients here.
     pub fn publish_message(
         &mut self,
         ids: impl IntoIterator<Item = ConnId>,

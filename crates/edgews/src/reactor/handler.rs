@@ -33,7 +33,8 @@ pub trait Handler {
     /// Answers a plain HTTP request (not an upgrade). The default serves
     /// `GET /healthz` (`200 ok`) and `GET /metrics` (Prometheus text; any
     /// client that reaches the port can read it) and answers other GETs
-    /// with 426, other methods with 405.
+    /// with 426, other methods with 405. `GET /readyz` never comes here:
+    /// the reactor answers it (503 while the Redis link is down, else 200).
     fn on_http(
         &mut self,
         ctx: &mut Context<'_>,
