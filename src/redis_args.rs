@@ -13,8 +13,10 @@ pub struct RedisArgs {
     /// Share broadcasts, topics and rooms with every edgews instance using
     /// this Redis server: redis://[[user]:password@]host[:port][/db], or
     /// rediss:// over TLS. Without it the instance stands alone.
-    #[arg(long, value_name = "URL", value_parser = parse_url)]
-    pub redis: Option<RedisUrl>,
+    // parsed in `link_config`, not by clap, whose errors quote the value
+    // (and the password with it)
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
     /// Put before every Redis channel name (broadcast, topic:NAME,
     /// room:NAME), so that deployments can share one Redis server.
     #[arg(long, default_value = "edgews:", value_name = "PREFIX")]
@@ -35,17 +37,16 @@ pub struct RedisArgs {
     pub redis_ca_file: Option<PathBuf>,
 }
 
-fn parse_url(s: &str) -> Result<RedisUrl, String> {
-    s.parse().map_err(|e| format!("{e}"))
-}
-
 impl RedisArgs {
     /// The link's configuration, when `--redis` is given; `permanent_keys`
     /// are subscribed for the link's whole life.
     pub fn link_config(&self, permanent_keys: &[&str]) -> Result<Option<LinkConfig>, BadConfig> {
-        let Some(url) = self.redis.clone() else {
+        let Some(url) = &self.redis else {
             return Ok(None);
         };
+        let url: RedisUrl = url
+            .parse()
+            .map_err(|e| BadConfig(format!("invalid configuration: --redis: {e}")))?;
         let mut config = LinkConfig::new(url);
         config.prefix = self.redis_prefix.clone();
         config.max_message = usize::try_from(self.redis_max_message).unwrap_or(usize::MAX);

@@ -123,7 +123,15 @@ impl<H: Handler> Reactor<H> {
         let Some(config) = self.hub.config.redis.as_deref() else {
             return Ok(());
         };
-        let addrs: Vec<SocketAddr> = config.url.addr_string().to_socket_addrs()?.collect();
+        let host = &config.url.host;
+        let addrs: Vec<SocketAddr> = config
+            .url
+            .addr_string()
+            .to_socket_addrs()
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("redis: cannot resolve {host}: {e}"))
+            })?
+            .collect();
         if addrs.is_empty() {
             return Err(std::io::Error::new(
                 ErrorKind::NotFound,

@@ -488,7 +488,17 @@ impl Link {
         self.stats.lost_out += std::mem::take(&mut side.inflight);
         let url = &self.config.url;
         let ms = delay.as_millis();
-        if failure.auth {
+        if failure.auth && failure.reason.contains("NOPERM") {
+            if !side.failure_logged {
+                log::error!(
+                    "redis: permission denied at {url} ({}): {}; check that the ACL user may use \
+                     the channels under --redis-prefix; retrying every {} s",
+                    role.name(),
+                    failure.reason,
+                    super::backoff::MAX_RETRY.as_secs()
+                );
+            }
+        } else if failure.auth {
             if !side.failure_logged {
                 log::error!(
                     "redis: authentication failed at {url} ({}): {}; check the password in \
@@ -588,7 +598,16 @@ impl Link {
                     Value::Integer(_) => self.stats.published += 1,
                     Value::Error(e) => {
                         self.stats.lost_out += 1;
-                        log::warn!("redis: PUBLISH refused: {}", String::from_utf8_lossy(&e));
+                        // once per connection: a refusal (an ACL, an
+                        // out-of-memory Redis) tends to repeat for each
+                        if !side.failure_logged {
+                            side.failure_logged = true;
+                            log::warn!(
+                                "redis: PUBLISH refused: {}; refused publications are counted in \
+                                 edgews_redis_lost_out_total",
+                                String::from_utf8_lossy(&e)
+                            );
+                        }
                     }
                     _ => return Err(Failure::io("unexpected reply to PUBLISH")),
                 }
@@ -603,10 +622,13 @@ impl Link {
         let items = match value {
             Value::Array(Some(items)) => items,
             Value::Error(e) => {
-                return Err(Failure::io(format!(
-                    "Redis refused a subscription: {}",
-                    String::from_utf8_lossy(&e)
-                )))
+                let text = String::from_utf8_lossy(&e).into_owned();
+                // NOPERM: the ACL user may not use our channels, which only
+                // an operator can change: retried at the slow pace
+                return Err(Failure {
+                    auth: text.starts_with("NOPERM") || text.starts_with("NOAUTH"),
+                    reason: format!("Redis refused a subscription: {text}"),
+                });
             }
             _ => return Err(Failure::io("unexpected reply on the subscriber")),
         };

@@ -1094,6 +1094,21 @@ fn a_refused_subscription_is_a_failure() {
     assert!(!failure.auth);
 }
 
+#[test]
+fn a_subscription_the_acl_forbids_is_retried_at_the_slow_pace_not_in_a_storm() {
+    let t0 = Instant::now();
+    let mut link = subscribed_link(&["news"], t0);
+    let failure = link
+        .handle_input(
+            Role::Subscriber,
+            b"-NOPERM this user has no permissions to access the 'edgews:news' channel\r\n",
+        )
+        .expect_err("refused");
+    assert!(failure.auth, "only an operator can fix an ACL");
+    link.handle_disconnect(Role::Subscriber, t0, failure);
+    assert_eq!(link.poll_timeout(), Some(t0 + MAX_RETRY));
+}
+
 // --- receiving -------------------------------------------------------------
 
 #[test]

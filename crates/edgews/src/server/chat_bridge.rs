@@ -26,7 +26,7 @@
 //!   leaves reached Redis is listed for at most that long. The cost: one
 //!   small publication per room and interval per instance.
 
-use super::chat::Chat;
+use super::chat::{check_name, Chat};
 use crate::protocol::{FrameEncoding, SharedFrame};
 use crate::reactor::{Channel, Context};
 use crate::redis::envelope::Kind;
@@ -81,9 +81,12 @@ impl Chat {
         let Some(room) = bridged.key.strip_prefix(ROOM_KEY_PREFIX) else {
             return;
         };
-        let Ok(record) = serde_json::from_slice::<RoomRecord>(&bridged.payload) else {
-            log::debug!("redis: a record on room {room:?} that is not one: dropped");
-            return;
+        let record = match serde_json::from_slice::<RoomRecord>(&bridged.payload) {
+            Ok(record) if self.acceptable(&record) => record,
+            _ => {
+                log::debug!("redis: a bad or over-limit record on room {room:?}: dropped");
+                return;
+            }
         };
         let from = bridged.instance;
         let mut rooms = self.rooms().lock();
@@ -99,8 +102,12 @@ impl Chat {
         let mut answer = None;
         let Some(r) = rooms.get(room) else { return };
         r.hear(from, ctx.now());
+        let max_remote = self.config().max_room_members;
         match record {
             RoomRecord::Join { name } => {
+                if r.remote.len() >= max_remote {
+                    return; // bounded whatever the others send
+                }
                 r.remote.push((from, name.clone()));
                 events.push(json!({"type": "join", "room": room, "name": name}));
             }
@@ -134,6 +141,8 @@ impl Chat {
                     }
                     !theirs
                 });
+                let room_left = max_remote.saturating_sub(r.remote.len());
+                let names: Vec<String> = names.into_iter().take(room_left).collect();
                 r.remote.extend(names.iter().map(|n| (from, n.clone())));
                 for (kind, name) in differences(&old, &names) {
                     events.push(json!({"type": kind, "room": room, "name": name}));
@@ -150,6 +159,22 @@ impl Chat {
         drop(rooms);
         if let Some(names) = answer {
             publish(ctx, room, &RoomRecord::Presence { names, ask: false });
+        }
+    }
+
+    /// Whether a record from another instance keeps this server's own
+    /// limits: names as a local member's, text no longer than `max_text`.
+    /// Redis access is the trust boundary, yet a record over the limits
+    /// (another instance configured otherwise, or a forged one) must not
+    /// reach members here.
+    fn acceptable(&self, record: &RoomRecord) -> bool {
+        let name_ok = |name: &str| check_name("name", name).is_ok();
+        match record {
+            RoomRecord::Join { name } | RoomRecord::Leave { name } => name_ok(name),
+            RoomRecord::Message { from, text, .. } => {
+                name_ok(from) && text.len() <= self.config().max_text
+            }
+            RoomRecord::Presence { names, .. } => names.iter().all(|n| name_ok(n)),
         }
     }
 
