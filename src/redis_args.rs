@@ -31,6 +31,10 @@ pub struct RedisArgs {
     /// edgews_redis_lost_out_total, and seen as a gap by them).
     #[arg(long, default_value = "8MiB", value_parser = parse_size, value_name = "SIZE")]
     pub redis_queue: u64,
+    /// File holding the Redis password (its first line), instead of the
+    /// URL's: the command line is visible to every local user.
+    #[arg(long, value_name = "FILE")]
+    pub redis_password_file: Option<PathBuf>,
     /// PEM file of the certificate authorities that verify a rediss://
     /// server (default: the system's roots).
     #[arg(long, value_name = "PEM")]
@@ -44,9 +48,25 @@ impl RedisArgs {
         let Some(url) = &self.redis else {
             return Ok(None);
         };
-        let url: RedisUrl = url
+        let mut url: RedisUrl = url
             .parse()
             .map_err(|e| BadConfig(format!("invalid configuration: --redis: {e}")))?;
+        if let Some(path) = &self.redis_password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                BadConfig(format!(
+                    "invalid configuration: --redis-password-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let password = text.lines().next().unwrap_or("").to_string();
+            if password.is_empty() {
+                return Err(BadConfig(format!(
+                    "invalid configuration: --redis-password-file {} is empty",
+                    path.display()
+                )));
+            }
+            url.password = Some(password);
+        }
         let mut config = LinkConfig::new(url);
         config.prefix = self.redis_prefix.clone();
         config.max_message = usize::try_from(self.redis_max_message).unwrap_or(usize::MAX);

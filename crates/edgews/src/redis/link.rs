@@ -23,8 +23,8 @@
 //!   is used all the same, so every subscriber elsewhere sees the gap and
 //!   counts it too (`lost_in`). Queued and unanswered publications when
 //!   the publisher's connection drops are counted in `lost_out` as well.
-//! - Received messages are checked: a bad envelope is counted in
-//!   `invalid` and dropped; our own (the instance id is ours) are
+//! - Received messages are checked: a bad envelope, or a payload over
+//!   `max_message`, is counted in `invalid` and dropped; our own (the instance id is ours) are
 //!   skipped, since they were delivered here directly; duplicates are
 //!   dropped; gaps are counted and reported with the next message.
 
@@ -661,7 +661,9 @@ impl Link {
             return; // unsubscribed meanwhile: nobody here wants it
         };
         let envelope = match Envelope::decode(bytes) {
-            Ok(e) if e.topic == key => e,
+            // over our own bound: another instance configured otherwise, or
+            // a forged message (configure one --redis-max-message for all)
+            Ok(e) if e.topic == key && e.payload.len() <= self.config.max_message => e,
             _ => {
                 self.stats.invalid += 1;
                 return;
