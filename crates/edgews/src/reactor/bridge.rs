@@ -469,7 +469,7 @@ impl Context<'_> {
             return link.publish(key, kind, payload);
         }
         if payload.len() > config.max_message {
-            self.hub.stats.redis.oversize += 1;
+            self.hub.stats.redis.link.oversize += 1;
             return Published::Oversize;
         }
         self.tell_bridge(BridgeCommand::Publish {

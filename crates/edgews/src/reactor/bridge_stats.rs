@@ -9,23 +9,14 @@ impl Stats {
     /// link also counts the publications it kept local; other workers
     /// count theirs in `oversize` themselves).
     pub(crate) fn set_redis(&mut self, link: &LinkStats, up: bool) {
-        let r = &mut self.redis;
-        r.connected = u64::from(up);
-        r.reconnects = link.reconnects;
-        r.published = link.published;
-        r.received = link.received;
-        r.lost_out = link.lost_out;
-        r.lost_in = link.lost_in;
-        r.oversize = link.oversize;
-        r.invalid = link.invalid;
-        r.duplicates = link.duplicates;
-        r.own = link.own;
+        self.redis.connected = u64::from(up);
+        self.redis.link = link.clone();
     }
 
     /// The `edgews_redis_*` series, when the process has `--redis`.
     pub(crate) fn redis_prometheus(&self, out: &mut String) {
-        let r = &self.redis;
-        if r.enabled == 0 {
+        let (r, enabled, connected) = (&self.redis.link, self.redis.enabled, self.redis.connected);
+        if enabled == 0 {
             return;
         }
         let series: [(&str, &str, &str, u64); 10] = [
@@ -33,7 +24,7 @@ impl Stats {
                 "connected",
                 "gauge",
                 "1 while both Redis connections (publisher, subscriber) are open.",
-                r.connected,
+                connected,
             ),
             (
                 "reconnects_total",

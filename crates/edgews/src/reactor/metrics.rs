@@ -86,33 +86,16 @@ pub struct Stats {
 }
 
 /// The Redis link's counters, as `/metrics` shows them: set by the worker
-/// holding the link, except `oversize`, which every worker counts for the
-/// publications it kept local.
+/// holding the link, except `link.oversize`, which every worker counts for
+/// the publications it kept local.
 #[derive(Debug, Default, Clone)]
 pub struct RedisStats {
     /// Workers with `--redis` (the block shows only when non-zero).
     pub enabled: u64,
     /// 1 while both Redis connections are open.
     pub connected: u64,
-    /// Connection attempts after the first.
-    pub reconnects: u64,
-    /// Publications Redis accepted.
-    pub published: u64,
-    /// Messages from other instances accepted.
-    pub received: u64,
-    /// Publications not sent (queue full, Redis down) or unanswered when
-    /// the connection dropped.
-    pub lost_out: u64,
-    /// Messages from other instances that never came (sequence gaps).
-    pub lost_in: u64,
-    /// Publications kept local for their size.
-    pub oversize: u64,
-    /// Received messages that were no envelope of ours.
-    pub invalid: u64,
-    /// Received messages seen before.
-    pub duplicates: u64,
-    /// Our own publications coming back through Redis (skipped).
-    pub own: u64,
+    /// The link's own counters.
+    pub link: crate::redis::link::LinkStats,
 }
 
 impl Stats {
@@ -164,15 +147,15 @@ impl Stats {
         adopted,
         redis.enabled,
         redis.connected,
-        redis.reconnects,
-        redis.published,
-        redis.received,
-        redis.lost_out,
-        redis.lost_in,
-        redis.oversize,
-        redis.invalid,
-        redis.duplicates,
-        redis.own,
+        redis.link.reconnects,
+        redis.link.published,
+        redis.link.received,
+        redis.link.lost_out,
+        redis.link.lost_in,
+        redis.link.oversize,
+        redis.link.invalid,
+        redis.link.duplicates,
+        redis.link.own,
     );
 
     /// Adds `other`'s counts to these (the workers of one process).
@@ -417,6 +400,6 @@ mod tests {
         let values: [u64; SCALARS] = std::array::from_fn(|i| i as u64 + 1);
         s.set_scalars(values);
         assert_eq!(s.scalars(), values);
-        assert_eq!((s.accepted, s.redis.own), (1, SCALARS as u64));
+        assert_eq!((s.accepted, s.redis.link.own), (1, SCALARS as u64));
     }
 }
