@@ -400,16 +400,19 @@ impl<H: Handler> Reactor<H> {
                 .strip_prefix(TOPIC_KEY_PREFIX)
                 .map(|topic| Channel::Topic(topic.into()))
         };
-        let message = match bridged.kind {
-            Kind::Text => String::from_utf8(bridged.payload.clone())
-                .ok()
-                .map(Message::text),
-            Kind::Binary => Some(Message::binary(bridged.payload.clone())),
-            Kind::Chat => None,
-        };
         let mut ctx = Context::new(&mut self.hub, None);
-        let (Some(channel), Some(message)) = (channel, message) else {
+        let (Some(channel), Kind::Text | Kind::Binary) = (channel, bridged.kind) else {
             self.handler.on_bridged(&mut ctx, &bridged);
+            return;
+        };
+        let kind = match bridged.kind {
+            Kind::Text => crate::protocol::MessageKind::Text,
+            _ => crate::protocol::MessageKind::Binary,
+        };
+        // the envelope's decoding checked a text payload's UTF-8 already;
+        // `new` checks it again (cheap next to the delivery) rather than
+        // trusting it unchecked
+        let Ok(message) = Message::new(kind, bridged.payload) else {
             return;
         };
         let frame = SharedFrame::message(FrameEncoding::PLAIN, &message);
