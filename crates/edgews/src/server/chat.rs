@@ -69,7 +69,7 @@
 //! message over `6 × max_text + 1024` bytes is refused unparsed, and the
 //! parse builds no tree: it copies only strings with escapes.
 
-use super::chat_bridge::{self, room_key, RoomRecord};
+use super::chat_bridge::{room_key, RoomRecord};
 use super::chat_message::parse_message;
 use super::chat_rooms::ChatRooms;
 pub use super::query::query_param;
@@ -232,13 +232,16 @@ impl Chat {
         let seq = rooms.next_seq();
         // relayed under the lock: every worker gets the room's events in order
         relay_event(ctx, &member.room, &event, seq, None);
+        if ctx.is_bridged() {
+            let record = RoomRecord::Message {
+                from: member.name.clone(),
+                ts,
+                text: message.text.into_owned(),
+            };
+            rooms.queue_record(&member.room, record);
+        }
         drop(rooms);
-        let record = RoomRecord::Message {
-            from: member.name.clone(),
-            ts,
-            text: message.text.into_owned(),
-        };
-        chat_bridge::publish(ctx, &member.room, &record);
+        self.publish_records(ctx);
         Ok(())
     }
 
@@ -436,15 +439,15 @@ impl Handler for Chat {
         let seq = rooms.next_seq();
         let event = json!({"type": "join", "room": room, "name": name});
         relay_event(ctx, &room, &event, seq, Some(id));
+        if ctx.is_bridged() {
+            rooms.queue_record(&room, RoomRecord::Join { name: name.clone() });
+        }
         drop(rooms);
         let _ = self.topics.subscribe(id, &room);
-        if ctx.is_bridged() {
-            if self.topics.subscriber_count(&room) == 1 {
-                ctx.bridge_subscribe(&room_key(&room));
-            }
-            let record = RoomRecord::Join { name: name.clone() };
-            chat_bridge::publish(ctx, &room, &record);
+        if ctx.is_bridged() && self.topics.subscriber_count(&room) == 1 {
+            ctx.bridge_subscribe(&room_key(&room));
         }
+        self.publish_records(ctx);
         self.members.insert(
             id,
             Member {
@@ -474,19 +477,22 @@ impl Handler for Chat {
         };
         self.topics.remove_connection(id);
         let mut rooms = self.rooms.lock();
-        if rooms.leave(&member.room, id).is_some() {
+        let bridged = ctx.is_bridged();
+        // with --redis, relayed even when the room emptied: the relay is
+        // what tells the worker holding the link to publish the leave
+        if rooms.leave(&member.room, id).is_some() || bridged {
             let seq = rooms.next_seq();
             let event = json!({"type": "leave", "room": member.room, "name": member.name});
             relay_event(ctx, &member.room, &event, seq, None);
         }
-        drop(rooms);
-        if ctx.is_bridged() {
-            let record = RoomRecord::Leave { name: member.name };
-            chat_bridge::publish(ctx, &member.room, &record);
-            if self.topics.subscriber_count(&member.room) == 0 {
-                ctx.bridge_unsubscribe(&room_key(&member.room));
-            }
+        if bridged {
+            rooms.queue_record(&member.room, RoomRecord::Leave { name: member.name });
         }
+        drop(rooms);
+        if bridged && self.topics.subscriber_count(&member.room) == 0 {
+            ctx.bridge_unsubscribe(&room_key(&member.room));
+        }
+        self.publish_records(ctx);
     }
 
     fn on_relayed(&mut self, ctx: &mut Context<'_>, relayed: &Relayed) {
@@ -501,6 +507,7 @@ impl Handler for Chat {
                 && members.get(id).is_some_and(|m| m.joined_seq < relayed.seq)
         });
         ctx.send_relayed(ids, relayed);
+        self.publish_records(ctx);
     }
 
     fn on_relay_lost(&mut self, ctx: &mut Context<'_>, channel: &Channel) {

@@ -27,6 +27,7 @@
 //!   small publication per room and interval per instance.
 
 use super::chat::{check_name, Chat};
+use super::chat_rooms::Locked;
 use crate::protocol::{FrameEncoding, SharedFrame};
 use crate::reactor::{Channel, Context};
 use crate::redis::envelope::Kind;
@@ -58,13 +59,20 @@ pub(crate) fn room_key(room: &str) -> String {
     format!("{ROOM_KEY_PREFIX}{room}")
 }
 
-/// Publishes `record` on `room` to the other instances (with `--redis`).
-pub(crate) fn publish(ctx: &mut Context<'_>, room: &str, record: &RoomRecord) {
-    if !ctx.is_bridged() {
-        return;
-    }
+/// Publishes `record` on `room` to the other instances; on the worker
+/// holding the link, with the rooms locked, after the queued records (see
+/// [`Chat::publish_records`]).
+fn send(ctx: &mut Context<'_>, room: &str, record: &RoomRecord) {
     if let Ok(json) = serde_json::to_vec(record) {
         ctx.bridge_publish(&room_key(room), Kind::Chat, &json);
+    }
+}
+
+/// Publishes the queued records, oldest first (the rooms locked, on the
+/// worker holding the link).
+fn send_queued(ctx: &mut Context<'_>, rooms: &mut Locked<'_>) {
+    for (room, record) in rooms.take_records() {
+        send(ctx, &room, &record);
     }
 }
 
@@ -156,10 +164,26 @@ impl Chat {
             let seq = rooms.next_seq();
             relay(ctx, room, event, seq);
         }
-        drop(rooms);
         if let Some(names) = answer {
-            publish(ctx, room, &RoomRecord::Presence { names, ask: false });
+            send_queued(ctx, &mut rooms);
+            send(ctx, room, &RoomRecord::Presence { names, ask: false });
         }
+    }
+
+    /// On the worker holding the link: publishes the records every
+    /// worker queued with its room events, in event order. The others
+    /// queue theirs under the rooms' lock and relay the event, which
+    /// brings the holder here; a presence is published under the same
+    /// lock after the queue is empty. So what the other instances read
+    /// follows the events here in order: a presence never overtakes the
+    /// join of a member it already lists (which would list it twice), nor
+    /// a leave (which would list it after it left).
+    pub(super) fn publish_records(&mut self, ctx: &mut Context<'_>) {
+        if !ctx.holds_bridge() {
+            return;
+        }
+        let mut rooms = self.rooms().lock();
+        send_queued(ctx, &mut rooms);
     }
 
     /// Whether a record from another instance keeps this server's own
@@ -184,14 +208,14 @@ impl Chat {
         let Some(room) = key.strip_prefix(ROOM_KEY_PREFIX) else {
             return;
         };
-        let names = {
-            let mut rooms = self.rooms().lock();
-            match rooms.get(room) {
-                Some(r) => r.local_names(),
-                None => return,
-            }
+        let mut rooms = self.rooms().lock();
+        send_queued(ctx, &mut rooms);
+        let Some(r) = rooms.get(room) else {
+            return;
         };
-        publish(ctx, room, &RoomRecord::Presence { names, ask: true });
+        let names = r.local_names();
+        send(ctx, room, &RoomRecord::Presence { names, ask: true });
+        drop(rooms);
         let interval = self.config().presence_interval;
         self.presence_at.get_or_insert(ctx.now() + interval);
     }
@@ -207,6 +231,7 @@ impl Chat {
         let silent_since = now.checked_sub(interval * 3 + SILENCE_MARGIN.min(interval));
         let mut presences = Vec::new();
         let mut rooms = self.rooms().lock();
+        send_queued(ctx, &mut rooms);
         let mut gone = Vec::new();
         for (room, r) in rooms.rooms_mut() {
             presences.push((room.clone(), r.local_names()));
@@ -221,15 +246,15 @@ impl Chat {
             let room = event["room"].as_str().unwrap_or_default().to_string();
             relay(ctx, &room, event, seq);
         }
+        for (room, names) in presences {
+            send(ctx, &room, &RoomRecord::Presence { names, ask: false });
+        }
         drop(rooms);
         if !gone.is_empty() {
             log::info!(
                 "redis: {} chat members of silent instances left their rooms",
                 gone.len()
             );
-        }
-        for (room, names) in presences {
-            publish(ctx, &room, &RoomRecord::Presence { names, ask: false });
         }
     }
 }

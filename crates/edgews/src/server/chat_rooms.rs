@@ -13,6 +13,7 @@
 //! a new member an old event still waiting in an inbox.
 
 use super::chat::ChatConfig;
+use super::chat_bridge::RoomRecord;
 use super::topics::SubscribeError;
 use crate::reactor::ConnId;
 use std::collections::HashMap;
@@ -34,6 +35,10 @@ struct Rooms {
     rooms: HashMap<String, Room>,
     /// The number of the last event in any room.
     seq: u64,
+    /// With `--redis`: the records for the other instances, in event
+    /// order, until the worker holding the link publishes them (see
+    /// `chat_bridge.rs`).
+    outbox: Vec<(String, RoomRecord)>,
 }
 
 /// One room: its members on every worker and its message count.
@@ -191,6 +196,17 @@ impl Locked<'_> {
     /// Every room, with its name.
     pub fn rooms_mut(&mut self) -> impl Iterator<Item = (&String, &mut Room)> {
         self.0.rooms.iter_mut()
+    }
+
+    /// Queues `record` on `room` for the other instances, in the order of
+    /// the room events (call it with the event, under the same lock).
+    pub fn queue_record(&mut self, room: &str, record: RoomRecord) {
+        self.0.outbox.push((room.to_string(), record));
+    }
+
+    /// The queued records, oldest first.
+    pub fn take_records(&mut self) -> Vec<(String, RoomRecord)> {
+        std::mem::take(&mut self.0.outbox)
     }
 
     /// `room`, if it has members.
