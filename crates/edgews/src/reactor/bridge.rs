@@ -25,6 +25,10 @@ use mio::{Interest, Token};
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 
+/// How long, at most, the worker holding the link stays after the
+/// shutdown deadline to hand the last publications to Redis.
+const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The key of broadcasts ([`Channel::All`]) on Redis.
 pub const BROADCAST_KEY: &str = "broadcast";
 
@@ -166,6 +170,39 @@ impl<H: Handler> Reactor<H> {
         };
         let inbox = &self.hub.link;
         !link.is_flushed() || inbox.process.is_signalled(inbox.index)
+    }
+
+    /// After the last connections were dropped (at the shutdown deadline,
+    /// their handlers' last publications queued: a chat's leaves), the
+    /// worker holding the link goes on for at most [`FINAL_FLUSH`]: until
+    /// the other workers ended (their last requests in its inbox) and Redis
+    /// answered every publication.
+    pub(super) fn flush_bridge_before_exit(&mut self) {
+        if self.hub.bridge.is_none() {
+            return;
+        }
+        let until = std::time::Instant::now() + FINAL_FLUSH;
+        let mut events = mio::Events::with_capacity(16);
+        loop {
+            self.hub.now = std::time::Instant::now();
+            self.drain_inbox();
+            self.drive_bridge();
+            let others = self.hub.link.process.running() > 1;
+            if (!others && !self.bridge_busy()) || self.hub.now >= until {
+                return;
+            }
+            let wait = Some(std::time::Duration::from_millis(5));
+            if self.poll.poll(&mut events, wait).is_err() {
+                return;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    super::token::REDIS_PUBLISHER => self.on_bridge_event(Role::Publisher, event),
+                    super::token::REDIS_SUBSCRIBER => self.on_bridge_event(Role::Subscriber, event),
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// A readiness event on one of the link's sockets.
@@ -456,6 +493,13 @@ impl Context<'_> {
     /// Redis (`--redis`).
     pub fn is_bridged(&self) -> bool {
         self.hub.config.redis.is_some()
+    }
+
+    /// Whether this worker holds the process's Redis link (worker 0 with
+    /// `--redis`): where a handler's process-wide publications are best
+    /// ordered.
+    pub fn holds_bridge(&self) -> bool {
+        self.hub.bridge.is_some()
     }
 
     /// Publishes `payload` on `key` to the other instances through Redis

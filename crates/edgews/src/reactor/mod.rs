@@ -346,6 +346,7 @@ impl<H: Handler> Reactor<H> {
             }
             if self.finished() {
                 self.drop_all();
+                self.flush_bridge_before_exit();
                 self.publish_stats();
                 break Ok(());
             }
