@@ -5,6 +5,8 @@
 //! `scripts/test-all.sh` runs first). Each test starts its own
 //! redis-server on a free loopback port with its own temporary directory
 //! and no persistence (tests/support/redis.rs), and kills it at the end.
+//! The helpers (instances, waits, clients, chat members) are in
+//! tests/support/redis.rs too, shared with tests/redis_more.rs.
 //! Clients are the project's own `edgews::client`; what Redis sees is read
 //! from Redis itself (`PUBSUB CHANNELS`, `PUBSUB NUMSUB`), what an instance
 //! counts from its `/metrics`, its health from `/healthz` and `/readyz`.
@@ -25,249 +27,19 @@
 
 mod support;
 
-use edgews::client::{Client, ClientConfig, ClientError};
+use edgews::client::Client;
 use edgews::protocol::CloseCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::measure::poll_every;
-use support::process::{http_get, Launch, ServerProcess};
-use support::redis::{free_port, RedisServer};
-
-/// A bound for what should happen soon: a message arriving, a count
-/// settling, a subscription showing in Redis.
-const SOON: Duration = Duration::from_secs(5);
-/// A bound for a reconnection to Redis: the back-off is capped at 5 s, plus
-/// jitter.
-const RECONNECT: Duration = Duration::from_secs(10);
-/// How long "nothing more arrives" is watched.
-const QUIET: Duration = Duration::from_millis(300);
-
-// ------------------------------------------------------------- helpers
-
-/// `edgews MODE --workers 2 --redis URL EXTRA…` on an ephemeral port.
-fn instance(mode: &str, url: &str, extra: &[&str]) -> ServerProcess {
-    instance_with_workers(mode, url, 2, extra)
-}
-
-/// `edgews MODE --workers N --redis URL EXTRA…` on an ephemeral port.
-fn instance_with_workers(mode: &str, url: &str, workers: u16, extra: &[&str]) -> ServerProcess {
-    Launch::new(mode)
-        .args(["--workers", &workers.to_string(), "--redis", url])
-        .args(extra)
-        .start()
-}
-
-/// The status code `GET path` is answered with.
-fn status(server: &ServerProcess, path: &str) -> u16 {
-    let (head, _) = http_get(server.addr, path, &[]);
-    head.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path}: no status in {head:?}"))
-}
-
-/// The value of a metric (summed over workers); panics when it is missing.
-fn metric(server: &ServerProcess, name: &str) -> f64 {
-    server.metric(name).unwrap_or_else(|| {
-        panic!(
-            "{name} is not in /metrics:\n{}\nlog:\n{}",
-            server.metrics(),
-            server.stderr_text()
-        )
-    })
-}
-
-/// Polls `cond` (every 50 ms) until it holds; panics after `limit` with
-/// `what` and the logs of `servers`.
-fn wait_for(limit: Duration, what: &str, servers: &[&ServerProcess], cond: impl FnMut() -> bool) {
-    if poll_every(Duration::from_millis(50), limit, cond).is_none() {
-        panic!("not within {limit:?}: {what}\n{}", logs(servers));
-    }
-}
-
-/// Waits until `name` on `server` satisfies `cond`; returns its value.
-fn wait_metric(
-    server: &ServerProcess,
-    name: &str,
-    limit: Duration,
-    cond: impl Fn(f64) -> bool,
-) -> f64 {
-    let mut last = None;
-    let settled = poll_every(Duration::from_millis(50), limit, || {
-        last = server.metric(name);
-        last.is_some_and(&cond)
-    });
-    assert!(
-        settled.is_some(),
-        "{name} on {} stayed at {last:?} for {limit:?}; log:\n{}",
-        server.addr,
-        server.stderr_text()
-    );
-    last.unwrap()
-}
-
-/// Waits until every instance is connected to Redis and ready.
-fn wait_ready(servers: &[&ServerProcess], limit: Duration) {
-    for s in servers {
-        wait_for(limit, "/readyz 200 and connected", servers, || {
-            status(s, "/readyz") == 200 && s.metric("edgews_redis_connected") == Some(1.0)
-        });
-    }
-}
-
-/// Waits until exactly `n` connections subscribe to `channel` in Redis.
-fn wait_subscribers(redis: &RedisServer, channel: &str, n: u64, servers: &[&ServerProcess]) {
-    let mut last = 0;
-    let settled = poll_every(Duration::from_millis(50), RECONNECT, || {
-        last = redis.subscribers(channel);
-        last == n
-    });
-    assert!(
-        settled.is_some(),
-        "{channel} has {last} subscribers in Redis, not {n} (channels: {:?})\n{}",
-        redis.channels("*"),
-        logs(servers)
-    );
-}
-
-/// A WebSocket client of `server` on `path`; reads time out after SOON.
-fn connect(server: &ServerProcess, path: &str) -> Client {
-    let config = ClientConfig {
-        read_timeout: Some(SOON),
-        ..ClientConfig::default()
-    };
-    Client::connect_with(&format!("ws://{}{path}", server.addr), config)
-        .unwrap_or_else(|e| panic!("connect to {path} on {}: {e}", server.addr))
-}
-
-/// The next text message.
-fn recv_text(client: &mut Client, who: &str) -> String {
-    match client.recv_message() {
-        Ok(m) => m
-            .as_text()
-            .unwrap_or_else(|| panic!("{who}: a binary message"))
-            .to_string(),
-        Err(e) => panic!("{who}: no message: {e}"),
-    }
-}
-
-/// The next message, as JSON.
-fn recv_json(client: &mut Client, who: &str) -> Value {
-    let text = recv_text(client, who);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{who}: {e}: {text}"))
-}
-
-/// Nothing arrives within [`QUIET`].
-fn assert_silent(client: &mut Client, who: &str) {
-    client.stream().set_read_timeout(Some(QUIET)).unwrap();
-    match client.recv_message() {
-        Err(ClientError::Timeout) => {}
-        Ok(m) => panic!("{who}: expected silence, got {m:?}"),
-        Err(e) => panic!("{who}: expected silence, got {e}"),
-    }
-    client.stream().set_read_timeout(Some(SOON)).unwrap();
-}
-
-/// Reads text messages until `done(all read so far)` holds; each read
-/// waits at most `each`.
-fn read_until(
-    client: &mut Client,
-    who: &str,
-    each: Duration,
-    mut done: impl FnMut(&[String]) -> bool,
-) -> Vec<String> {
-    client.stream().set_read_timeout(Some(each)).unwrap();
-    let mut got = Vec::new();
-    while !done(&got) {
-        match client.recv_message() {
-            Ok(m) => got.push(
-                m.as_text()
-                    .unwrap_or_else(|| panic!("{who}: a binary message"))
-                    .to_string(),
-            ),
-            Err(e) => panic!(
-                "{who}: {e} after {} messages; the last ones: {:?}",
-                got.len(),
-                &got[got.len().saturating_sub(5)..]
-            ),
-        }
-    }
-    client.stream().set_read_timeout(Some(SOON)).unwrap();
-    got
-}
-
-/// The message `seq` of `sender`: `SENDER/SEQ`.
-fn numbered(sender: &str, seq: u64) -> String {
-    format!("{sender}/{seq}")
-}
-
-/// The sequence numbers `got` holds from `sender` (texts `SENDER/SEQ…`),
-/// checked to be strictly increasing: each at most once, in the sender's
-/// order.
-fn seqs_from(got: &[String], sender: &str, who: &str) -> Vec<u64> {
-    let prefix = format!("{sender}/");
-    let seqs: Vec<u64> = got
-        .iter()
-        .filter_map(|t| t.strip_prefix(&prefix))
-        .map(|rest| {
-            let n = rest.split('/').next().unwrap();
-            n.parse()
-                .unwrap_or_else(|_| panic!("{who}: unexpected {rest:?}"))
-        })
-        .collect();
-    if let Some(w) = seqs.windows(2).find(|w| w[0] >= w[1]) {
-        panic!(
-            "{who}: {sender}'s messages twice or out of order: {} then {}",
-            w[0], w[1]
-        );
-    }
-    seqs
-}
-
-/// Whether `got` holds `SENDER/SEQ` as a whole text or a prefix of one.
-fn has(got: &[String], sender: &str, seq: u64) -> bool {
-    let want = numbered(sender, seq);
-    got.iter()
-        .any(|t| t == &want || t.starts_with(&format!("{want}/")))
-}
-
-/// Sends `SENDER/SEQ` for each seq in `seqs`.
-fn send_numbered(client: &mut Client, sender: &str, seqs: impl IntoIterator<Item = u64>) {
-    for seq in seqs {
-        client.send_text(&numbered(sender, seq)).expect("send");
-    }
-}
-
-/// Of `sent` messages from `from` to `to`, `delivered` crossed: the others
-/// must be counted lost, on the way out of `from` (not sent to Redis) or
-/// on the way into `to` (a gap in the sequence); a loss may be counted on
-/// both sides. The counters may lag a little behind the deliveries.
-fn assert_losses_counted(from: &ServerProcess, to: &ServerProcess, delivered: u64, sent: u64) {
-    let (mut out, mut into) = (0.0, 0.0);
-    let counted = poll_every(Duration::from_millis(50), SOON, || {
-        out = metric(from, "edgews_redis_lost_out_total");
-        into = metric(to, "edgews_redis_lost_in_total");
-        delivered as f64 + out + into >= sent as f64
-    });
-    println!("{delivered} of {sent} crossed; counted lost: {out} out of the sender's instance, {into} into the receiver's");
-    assert!(
-        counted.is_some(),
-        "{delivered} of {sent} crossed, yet only {out} + {into} were counted lost\n{}",
-        logs(&[from, to])
-    );
-}
-
-/// The logs of the instances, for a failure message.
-fn logs(servers: &[&ServerProcess]) -> String {
-    servers
-        .iter()
-        .map(|s| format!("--- instance on {}:\n{}", s.addr, s.stderr_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
+use support::process::{Launch, ServerProcess};
+use support::redis::{
+    assert_losses_counted, assert_silent, connect, delivery, free_port, has, instance,
+    instance_with_workers, metric, numbered, publish, read_until, recv_json, recv_text,
+    send_numbered, seqs_from, status, wait_for, wait_metric, wait_ready, wait_subscribers, Member,
+    RedisServer, RECONNECT, SOON,
+};
 // ------------------------------------------------------------ the harness
 
 #[test]
@@ -453,23 +225,6 @@ fn broadcast_without_include_sender_never_returns_the_senders_own_message_throug
 
 // ----------------------------------------------------------------- pubsub
 
-/// A publication of `data` on `topic`.
-fn publish(client: &mut Client, topic: &str, data: &str) {
-    let frame = json!({"op": "publish", "topic": topic, "data": data});
-    client.send_text(&frame.to_string()).expect("publish");
-}
-
-/// The data of the next delivery, which must be on `topic`.
-fn delivery(client: &mut Client, who: &str, topic: &str) -> String {
-    let v = recv_json(client, who);
-    assert_eq!(v["type"], "message", "{who}: {v}");
-    assert_eq!(v["topic"], topic, "{who}: {v}");
-    v["data"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{who}: {v}"))
-        .to_string()
-}
-
 #[test]
 fn pubsub_reaches_subscribers_on_another_instance_once_in_order_and_only_needed_channels_are_subscribed(
 ) {
@@ -616,129 +371,6 @@ fn a_message_over_redis_max_message_is_delivered_locally_only_and_counted() {
 }
 
 // ------------------------------------------------------------------- chat
-
-/// What one chat member saw: the members (its welcome's, with the joins
-/// and leaves applied), every event, the messages and the lost counts.
-#[derive(Debug, Default)]
-struct Room {
-    members: Vec<String>,
-    events: Vec<Value>,
-    messages: Vec<Value>,
-    lost: Vec<u64>,
-}
-
-impl Room {
-    fn knows(&self, name: &str) -> bool {
-        self.members.iter().any(|m| m == name)
-    }
-
-    /// The texts of the messages from `from`, in order.
-    fn texts_from(&self, from: &str) -> Vec<String> {
-        self.messages
-            .iter()
-            .filter(|m| m["from"] == from)
-            .map(|m| m["text"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    /// The ids of the messages, in order.
-    fn ids(&self) -> Vec<u64> {
-        self.messages
-            .iter()
-            .map(|m| m["id"].as_u64().expect("a numeric id"))
-            .collect()
-    }
-
-    fn apply(&mut self, who: &str, room: &str, v: Value) {
-        let name = || v["name"].as_str().unwrap_or_else(|| panic!("{who}: {v}"));
-        assert_eq!(v["room"], room, "{who}: {v}");
-        match v["type"].as_str() {
-            Some("join") => self.members.push(name().to_string()),
-            Some("leave") => {
-                if let Some(at) = self.members.iter().position(|m| m == name()) {
-                    self.members.remove(at);
-                }
-            }
-            Some("message") => {
-                for field in ["id", "ts"] {
-                    assert!(v[field].is_u64(), "{who}: no numeric {field}: {v}");
-                }
-                assert!(v["from"].is_string() && v["text"].is_string(), "{who}: {v}");
-                self.messages.push(v.clone());
-            }
-            Some("lost") => self
-                .lost
-                .push(v["count"].as_u64().unwrap_or_else(|| panic!("{who}: {v}"))),
-            _ => panic!("{who}: unexpected event {v}"),
-        }
-        self.events.push(v);
-    }
-}
-
-/// A member of a room on an instance.
-struct Member {
-    who: String,
-    room: String,
-    client: Client,
-    seen: Room,
-}
-
-impl Member {
-    /// Joins `room` as `name`; the welcome is checked and its members kept.
-    fn join(server: &ServerProcess, room: &str, name: &str) -> Member {
-        let who = format!("{name} on {}", server.addr);
-        let mut client = connect(server, &format!("/ws?room={room}&name={name}"));
-        let welcome = recv_json(&mut client, &who);
-        assert_eq!(welcome["type"], "welcome", "{who}: {welcome}");
-        assert_eq!(welcome["room"], room, "{who}: {welcome}");
-        assert_eq!(welcome["name"], name, "{who}: {welcome}");
-        let members = welcome["members"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{who}: {welcome}"))
-            .iter()
-            .map(|m| m.as_str().unwrap().to_string())
-            .collect();
-        Member {
-            who,
-            room: room.to_string(),
-            client,
-            seen: Room {
-                members,
-                ..Room::default()
-            },
-        }
-    }
-
-    /// Reads events until `done` holds of what it saw, within `limit`.
-    fn read_until(&mut self, limit: Duration, done: impl Fn(&Room) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{}: not within {limit:?}; saw {:#?}",
-                self.who,
-                self.seen
-            );
-            self.client.stream().set_read_timeout(Some(left)).unwrap();
-            let v = match self.client.recv_message() {
-                Ok(m) => serde_json::from_str(m.as_text().expect("text")).expect("JSON"),
-                Err(e) => panic!("{}: {e}; saw {:#?}", self.who, self.seen),
-            };
-            self.seen.apply(&self.who, &self.room, v);
-        }
-        self.client.stream().set_read_timeout(Some(SOON)).unwrap();
-    }
-
-    fn say(&mut self, text: &str) {
-        let m = json!({"type": "message", "room": self.room, "text": text});
-        self.client.send_text(&m.to_string()).expect("send");
-    }
-
-    fn assert_silent(&mut self) {
-        assert_silent(&mut self.client, &self.who);
-    }
-}
 
 #[test]
 fn chat_members_on_two_instances_see_each_others_presence_messages_and_leaves() {
