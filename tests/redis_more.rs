@@ -13,7 +13,11 @@
 //! worker it joined on; a binary broadcast staying
 //! binary, byte for byte, across instances; `/readyz` on the
 //! `--metrics-listen` listener following Redis; a permessage-deflate
-//! subscriber receiving another instance's publications intact.
+//! subscriber receiving another instance's publications intact; Redis'
+//! own `client-output-buffer-limit pubsub` cutting the subscriber of an
+//! instance stopped (SIGSTOP) under a flood: the instance reconnects, its
+//! client stays open, gets the rest in order, and the hole is counted
+//! lost.
 //!
 //! Every wait has a deadline of a few seconds; no test asserts a duration
 //! beyond those deadlines.
@@ -25,14 +29,16 @@ use edgews::protocol::MessageKind;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 use support::measure::poll_every;
 use support::process::{http_get, ServerProcess};
 use support::redis::{
-    assert_silent, connect, delivery, free_port, instance, logs, metric, publish, recv_text,
-    status, wait_for, wait_metric, wait_ready, wait_subscribers, Member, RedisServer, RECONNECT,
-    SOON,
+    assert_silent, connect, delivery, free_port, has, instance, instance_with_workers, logs,
+    metric, numbered, publish, read_until, recv_text, seqs_from, status, stop, wait_for,
+    wait_metric, wait_ready, wait_subscribers, Member, RedisServer, RECONNECT, SOON,
 };
 
 /// The status code `GET path` on `addr` is answered with.
@@ -617,4 +623,184 @@ fn a_subscriber_that_negotiated_permessage_deflate_receives_another_instances_pu
     }
     wait_metric(&b, "edgews_redis_received_total", SOON, |v| v == 5.0);
     wait_metric(&a, "edgews_redis_received_total", SOON, |v| v == 5.0);
+}
+
+// ------------------------------------------ Redis' output buffer limit
+
+/// The names of the subscribing connections Redis lists (`CLIENT LIST`,
+/// edgews names them `edgews-INSTANCE-subscriber`), sorted.
+fn subscriber_names(redis: &RedisServer) -> Vec<String> {
+    let mut names: Vec<String> = redis
+        .command(&["CLIENT", "LIST"])
+        .lines()
+        .flat_map(|l| l.split(' '))
+        .filter_map(|field| field.strip_prefix("name="))
+        .filter(|name| name.ends_with("-subscriber"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn redis_cutting_a_stopped_instances_subscriber_at_its_output_buffer_limit_is_a_loss_like_any_other(
+) {
+    // B stopped (SIGSTOP) while A floods the broadcast channel: Redis'
+    // output buffer for B's subscriber passes its 256 KB hard limit and
+    // Redis itself drops the connection (no CLIENT KILL). Continued, B
+    // delivers what its socket still held, sees the end, reconnects, and
+    // counts the hole as a gap when the first message after it arrives.
+    const WARM: u64 = 10;
+    // the flood goes in batches of 1 MB (1000 × 1 KiB) until Redis has cut
+    // B, at most 32 MB: before Redis' own buffer grows, the loopback
+    // socket buffers take their part (Redis' send buffer autotunes up to
+    // tcp_wmem's 4 MB: about 3.7 MB of it here)
+    const BATCH: u64 = 1000;
+    const MAX_FLOOD: u64 = 32 * BATCH;
+    const AFTER: u64 = 20;
+    let redis = RedisServer::start();
+    assert_eq!(
+        redis.command(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 256kb 0 0"
+        ]),
+        "OK"
+    );
+    let limits = redis.command(&["CONFIG", "GET", "client-output-buffer-limit"]);
+    assert!(limits.contains("pubsub 262144 0 0"), "{limits}");
+
+    // B first, alone: the one subscriber Redis lists is B's
+    let b = instance_with_workers("broadcast", &redis.url(), 1, &[]);
+    wait_ready(&[&b], RECONNECT);
+    wait_subscribers(&redis, "edgews:broadcast", 1, &[&b]);
+    let names = subscriber_names(&redis);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let b_subscriber = names[0].clone();
+    let a = instance("broadcast", &redis.url(), &[]);
+    let both = [&a, &b];
+    wait_ready(&both, RECONNECT);
+    wait_subscribers(&redis, "edgews:broadcast", 2, &both);
+
+    let mut sender = connect(&a, "/");
+    let receiver = connect(&b, "/");
+    // the receiver reads on a thread of its own all along (its reads block
+    // while B is stopped): until the last message (known once the flood is
+    // over), each read bounded
+    let last = Arc::new(AtomicU64::new(u64::MAX));
+    let reading = thread::spawn({
+        let last = last.clone();
+        move || {
+            let mut receiver = receiver;
+            let got = read_until(&mut receiver, "receiver on B", RECONNECT, |g| {
+                has(g, "a", last.load(Ordering::SeqCst))
+            });
+            (receiver, got)
+        }
+    });
+    let pad = "p".repeat(1000);
+    let send = |sender: &mut Client, seqs: std::ops::Range<u64>| {
+        for seq in seqs {
+            sender
+                .send_text(&format!("{}/{pad}", numbered("a", seq)))
+                .expect("send");
+        }
+    };
+    // the first message crosses: B's base for A's numbers
+    send(&mut sender, 0..WARM);
+    wait_metric(&b, "edgews_redis_received_total", SOON, |v| {
+        v == WARM as f64
+    });
+
+    // Redis logs its own disconnection, naming the client
+    let cut_logged = || {
+        redis
+            .log()
+            .lines()
+            .find(|l| l.contains("output buffer limits") && l.contains(&b_subscriber))
+            .map(str::to_string)
+    };
+    let stopped = stop(&b);
+    let flood_started = Instant::now();
+    let mut next = WARM;
+    while next < WARM + MAX_FLOOD && cut_logged().is_none() {
+        send(&mut sender, next..next + BATCH);
+        next += BATCH;
+    }
+    let flood = next - WARM;
+    let mut cut = None;
+    let seen = poll_every(Duration::from_millis(50), SOON, || {
+        cut = cut_logged();
+        cut.is_some()
+    });
+    println!(
+        "{flood} messages sent in {:?}; Redis: {cut:?}",
+        flood_started.elapsed()
+    );
+    assert!(
+        seen.is_some(),
+        "Redis never cut B's subscriber {b_subscriber}; its clients:\n{}\nits log:\n{}",
+        redis.command(&["CLIENT", "LIST"]),
+        redis.log()
+    );
+    assert!(
+        !subscriber_names(&redis).contains(&b_subscriber),
+        "{b_subscriber} still listed:\n{}",
+        redis.command(&["CLIENT", "LIST"])
+    );
+    stopped.resume();
+
+    // B sees the loss, reconnects, and is ready again
+    wait_for(SOON, "B logs the subscriber's loss", &both, || {
+        b.stderr_text()
+            .contains("redis: connection lost (subscriber)")
+    });
+    wait_metric(&b, "edgews_redis_reconnects_total", RECONNECT, |v| v >= 1.0);
+    wait_ready(&both, RECONNECT);
+    assert_eq!(status(&b, "/readyz"), 200);
+    wait_subscribers(&redis, "edgews:broadcast", 2, &both);
+
+    let sent = WARM + flood + AFTER;
+    last.store(sent - 1, Ordering::SeqCst);
+    send(&mut sender, WARM + flood..sent);
+    let (mut receiver, got) = reading.join().expect("the receiver on B");
+    // still open: nothing more, no close
+    assert_silent(&mut receiver, "receiver on B");
+    let seqs = seqs_from(&got, "a", "receiver on B");
+    let delivered = seqs.len() as u64;
+    let lost_in = wait_metric(&b, "edgews_redis_lost_in_total", SOON, |v| v >= 1.0);
+    let received = metric(&b, "edgews_redis_received_total");
+    let lost_out = metric(&a, "edgews_redis_lost_out_total");
+    println!(
+        "receiver on B: {delivered} of {sent}; B counted {received} received, {lost_in} lost \
+         in; A {lost_out} lost out; B's log:\n{}",
+        b.stderr_text()
+    );
+    for seq in (0..WARM).chain(WARM + flood..sent) {
+        assert!(seqs.contains(&seq), "a/{seq} missing: {seqs:?}");
+    }
+    assert!(delivered < sent, "nothing lost: Redis never cut B");
+    // Redis cut a stream: B missed one run of the flood, from where the
+    // sockets' share ended to where B, reconnected, got A's publications
+    // again (A may still be publishing its backlog of the flood then)
+    let holes: Vec<(u64, u64)> = seqs
+        .windows(2)
+        .filter(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0] + 1, w[1] - 1))
+        .collect();
+    println!("missed on B: {holes:?}");
+    if lost_out == 0.0 {
+        assert_eq!(holes.len(), 1, "not one hole in the flood: {holes:?}");
+    }
+    assert_eq!(received, delivered as f64, "B's count of what it received");
+    // exact: B saw A's first and last numbers, so every number between
+    // that did not arrive is in a gap (A's own losses, lost_out, too:
+    // their numbers are used all the same)
+    assert_eq!(
+        delivered as f64 + lost_in,
+        sent as f64,
+        "{delivered} delivered + {lost_in} counted lost on B, of {sent} sent"
+    );
+    assert_eq!(metric(&b, "edgews_redis_duplicates_total"), 0.0);
 }

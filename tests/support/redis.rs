@@ -23,7 +23,8 @@
 //! [`wait_ready`], [`wait_metric`]), what Redis subscribes
 //! ([`wait_subscribers`]), clients and what they receive ([`connect`],
 //! [`read_until`], [`assert_silent`]), pub/sub frames ([`publish`],
-//! [`delivery`]) and chat members ([`Member`], what they saw: [`Room`]).
+//! [`delivery`]) and chat members ([`Member`], what they saw: [`Room`]);
+//! an instance stopped (SIGSTOP) until its guard continues it ([`stop`]).
 //!
 //! When `redis-server` is not installed, starting one panics and says to
 //! run `scripts/install-redis.sh` (which `scripts/test-all.sh` runs): the
@@ -389,6 +390,52 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// An `edgews` process stopped with SIGSTOP by [`stop`]: continued
+/// (SIGCONT) by [`resume`](Stopped::resume), or on drop, so that a failed
+/// assertion never leaves it stopped.
+pub struct Stopped {
+    pid: u32,
+    resumed: bool,
+}
+
+/// Stops `server`'s process (SIGSTOP): its sockets stay open, nothing is
+/// read, written or answered (not even `/metrics`: ask it nothing) until
+/// the returned guard resumes it.
+pub fn stop(server: &ServerProcess) -> Stopped {
+    signal_pid(server.pid, "-STOP");
+    Stopped {
+        pid: server.pid,
+        resumed: false,
+    }
+}
+
+impl Stopped {
+    /// Continues the process (SIGCONT).
+    pub fn resume(mut self) {
+        self.resumed = true;
+        signal_pid(self.pid, "-CONT");
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if !self.resumed {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Sends `signal` (e.g. `-STOP`) to process `pid` with kill(1).
+fn signal_pid(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}: {status}");
 }
 
 /// A connection subscribed to some channels.
