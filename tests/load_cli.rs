@@ -4,7 +4,9 @@
 
 mod support;
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 use support::process::{start, BIN};
 
 fn load(args: &[&str]) -> (bool, String) {
@@ -44,6 +46,48 @@ fn load_echo_and_load_idle_run_against_the_server() {
         "10",
     ]);
     assert!(ok, "{text}");
+}
+
+/// Runs `edgews load ARGS` with the load's own debug log on, killing it
+/// if it has not exited within `limit`: success, and stdout with stderr.
+fn load_within(args: &[&str], limit: Duration) -> (bool, String) {
+    let mut child = Command::new(BIN)
+        .arg("load")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("EDGEWS_LOG", "info,edgews::load=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run edgews load");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for edgews load") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut text = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut text);
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut text);
+    let Some(status) = status else {
+        panic!("edgews load {args:?} still running after {limit:?}:\n{text}");
+    };
+    (status.success(), text)
 }
 
 /// The JSON line `edgews load` prints last (`{"mode":…}`).
@@ -122,4 +166,73 @@ fn load_broadcast_checks_delivery_across_instances() {
     assert!(text.contains("cross-instance latency p50"), "{text}");
     assert!(text.contains("gaps 0"), "{text}");
     assert!(text.contains("duplicates 0"), "{text}");
+}
+
+/// Each batch of connections (one per URL) starts as soon as the one
+/// before has opened: sending starts well within the first second, however
+/// many receiver URLs (it used to wait for the once-a-second progress line
+/// before each batch, four seconds here).
+#[test]
+fn load_broadcast_opens_batch_after_batch_without_waiting() {
+    let server = start("broadcast", &[]);
+    let url = format!("ws://{}/", server.addr);
+    let receivers: Vec<String> = (1..=3)
+        .map(|r| format!("ws://{}/receivers-{r}", server.addr))
+        .collect();
+    let mut args = vec!["broadcast", "--url", &url];
+    for r in &receivers {
+        args.extend(["--receiver-url", r.as_str()]);
+    }
+    args.extend(["--connections", "8", "--senders", "2", "--duration", "1s"]);
+    let (ok, text) = load_within(&args, Duration::from_secs(30));
+    assert!(ok, "{text}");
+    let after: f64 = text
+        .split("sending starts ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no 'sending starts' in:\n{text}"));
+    assert!(
+        after < 2.0,
+        "sending started {after} s after launch:\n{text}"
+    );
+    assert_eq!(json_line(&text)["connections"].as_u64(), Some(8), "{text}");
+}
+
+/// Connections that fail their handshake (refused) and connections that
+/// cannot even start (not a ws:// URL) are counted apart: opening ends and
+/// the run fails at once. (One count for both missed the second kind after
+/// the first, and the run never left its opening.)
+#[test]
+fn load_broadcast_ends_when_connections_fail_both_ways() {
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let url = format!("ws://{refused}/");
+    let (ok, text) = load_within(
+        &[
+            "broadcast",
+            "--url",
+            &url,
+            "--receiver-url",
+            "http://127.0.0.1:1/",
+            "--connections",
+            "6",
+            "--senders",
+            "2",
+            "--duration",
+            "1s",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("connect failed: Connection refused"),
+        "{text}"
+    );
+    let report = json_line(&text);
+    assert_eq!(report["connections"].as_u64(), Some(0), "{text}");
+    // the 2 refused, and too few connections opened to send
+    assert_eq!(report["errors"].as_u64(), Some(3), "{text}");
 }

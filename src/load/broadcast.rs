@@ -176,6 +176,12 @@ impl BroadcastLoad {
                 self.phase = Phase::Sending(now + self.duration);
                 self.send_start = Some(now);
                 self.next_send = Some(now);
+                log::debug!(
+                    "{} connections open to {} URLs: sending starts {:.3} s after launch",
+                    self.order.len(),
+                    self.urls.len(),
+                    now.duration_since(self.start).as_secs_f64()
+                );
             }
             Phase::Opening if self.common.opener.done() => {
                 self.common

@@ -35,7 +35,7 @@ impl Common {
     /// after the other (see [`Opener::batches`]).
     pub fn to_urls(args: &CommonArgs, batches: Vec<(String, usize)>, now: Instant) -> Common {
         Common {
-            opener: Opener::batches(batches, args.connect_concurrency),
+            opener: Opener::batches(batches, args.connect_concurrency, now),
             progress: Progress::new(now),
             errors: 0,
             first_error: None,
@@ -72,10 +72,9 @@ impl Common {
         &self,
         deadlines: impl IntoIterator<Item = Option<Instant>>,
     ) -> Option<Instant> {
-        let now = Instant::now();
         deadlines
             .into_iter()
-            .chain([self.opener.next_pump(now), Some(self.progress.due())])
+            .chain([self.opener.next_pump(), Some(self.progress.due())])
             .flatten()
             .min()
     }
