@@ -19,6 +19,7 @@
 //!   lazy deletion, so traffic costs no timer work.
 
 mod bridge;
+mod bridge_route;
 mod bridge_stats;
 mod buffer;
 mod clock;
@@ -40,7 +41,7 @@ mod timer;
 mod token;
 mod write;
 
-pub use bridge::{BROADCAST_KEY, TOPIC_KEY_PREFIX};
+pub use bridge_route::{BROADCAST_KEY, TOPIC_KEY_PREFIX};
 pub use context::{Context, SendError};
 pub use fds::{raise_fd_limit, FdLimits};
 pub use handler::{Accept, Handler, HttpResponse, OpenInfo};

@@ -130,7 +130,7 @@ pub(crate) enum Delivery {
     /// Another worker is serving `/metrics`: publish the counters now.
     PublishStats,
     /// For the worker holding the Redis link: publish, (un)subscribe.
-    Bridge(super::bridge::BridgeCommand),
+    Bridge(super::bridge_route::BridgeCommand),
 }
 
 /// Relays refused at the bound since the last drain.

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::redis::backoff::{FIRST_RETRY, MAX_RETRY};
+use crate::redis::resp::Value;
 use std::collections::HashSet;
 
 /// Our instance id.
