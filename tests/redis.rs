@@ -35,8 +35,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 use support::process::{Launch, ServerProcess};
 use support::redis::{
-    assert_losses_counted, assert_silent, connect, delivery, free_port, has, instance,
-    instance_with_workers, metric, numbered, publish, read_until, recv_json, recv_text,
+    assert_losses_counted, assert_silent, broadcast_pair, connect, delivery, free_port, has,
+    instance, instance_with_workers, metric, numbered, publish, read_until, recv_json, recv_text,
     send_numbered, seqs_from, status, wait_for, wait_metric, wait_ready, wait_subscribers, Member,
     RedisServer, RECONNECT, SOON,
 };
@@ -202,10 +202,7 @@ fn broadcast_across_three_instances_reaches_every_client_once_in_each_senders_or
 fn broadcast_without_include_sender_never_returns_the_senders_own_message_through_redis() {
     const COUNT: u64 = 100;
     let redis = RedisServer::start();
-    let a = instance("broadcast", &redis.url(), &[]);
-    let b = instance("broadcast", &redis.url(), &[]);
-    wait_ready(&[&a, &b], RECONNECT);
-    wait_subscribers(&redis, "edgews:broadcast", 2, &[&a, &b]);
+    let (a, b) = broadcast_pair(&redis, &[]);
     let mut sender = connect(&a, "/");
     let mut near = connect(&a, "/");
     let mut far = connect(&b, "/");
@@ -539,11 +536,8 @@ fn redis_killed_mid_stream_and_restarted_on_the_same_port_local_delivery_goes_on
 ) {
     const N: u64 = 50;
     let mut redis = RedisServer::start();
-    let a = instance("broadcast", &redis.url(), &[]);
-    let b = instance("broadcast", &redis.url(), &[]);
+    let (a, b) = broadcast_pair(&redis, &[]);
     let both = [&a, &b];
-    wait_ready(&both, RECONNECT);
-    wait_subscribers(&redis, "edgews:broadcast", 2, &both);
     let mut sa = connect(&a, "/");
     let mut ra = connect(&a, "/");
     let mut sb = connect(&b, "/");
@@ -632,11 +626,8 @@ fn redis_killed_mid_stream_and_restarted_on_the_same_port_local_delivery_goes_on
 fn killing_the_subscriber_connections_in_redis_makes_instances_reconnect_resume_and_count_losses() {
     const N: u64 = 400;
     let redis = RedisServer::start();
-    let a = instance("broadcast", &redis.url(), &[]);
-    let b = instance("broadcast", &redis.url(), &[]);
+    let (a, b) = broadcast_pair(&redis, &[]);
     let both = [&a, &b];
-    wait_ready(&both, RECONNECT);
-    wait_subscribers(&redis, "edgews:broadcast", 2, &both);
     let sender = connect(&a, "/");
     let mut near = connect(&a, "/");
     let mut far = connect(&b, "/");
@@ -749,16 +740,12 @@ fn a_stalled_redis_fills_the_bounded_queue_and_what_does_not_fit_is_counted_lost
     // kernel send buffer, tcp_wmem) cannot all wait
     const N: u64 = 1500;
     let redis = RedisServer::start();
-    let a = instance(
-        "broadcast",
-        &redis.url(),
-        // the queue holds at least one largest message
+    // the queue holds at least one largest message
+    let (a, b) = broadcast_pair(
+        &redis,
         &["--redis-queue", "64KiB", "--redis-max-message", "16KiB"],
     );
-    let b = instance("broadcast", &redis.url(), &[]);
     let both = [&a, &b];
-    wait_ready(&both, RECONNECT);
-    wait_subscribers(&redis, "edgews:broadcast", 2, &both);
     let mut sender = connect(&a, "/");
     let near = connect(&a, "/");
     let far = connect(&b, "/");
@@ -801,11 +788,8 @@ fn a_stalled_redis_fills_the_bounded_queue_and_what_does_not_fit_is_counted_lost
 #[test]
 fn garbage_published_on_the_broadcast_channel_is_ignored_and_counted_invalid() {
     let redis = RedisServer::start();
-    let a = instance("broadcast", &redis.url(), &[]);
-    let b = instance("broadcast", &redis.url(), &[]);
+    let (a, b) = broadcast_pair(&redis, &[]);
     let both = [&a, &b];
-    wait_ready(&both, RECONNECT);
-    wait_subscribers(&redis, "edgews:broadcast", 2, &both);
     let mut ra = connect(&a, "/");
     let mut rb = connect(&b, "/");
     for garbage in ["garbage", "", "EW"] {

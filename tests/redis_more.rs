@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 use support::measure::poll_every;
 use support::process::{http_get, ServerProcess};
 use support::redis::{
-    assert_silent, connect, delivery, free_port, has, instance, instance_with_workers, logs,
-    metric, numbered, publish, read_until, recv_text, seqs_from, status, stop, wait_for,
-    wait_metric, wait_ready, wait_subscribers, Member, RedisServer, RECONNECT, SOON,
+    assert_silent, broadcast_pair, connect, delivery, free_port, has, instance,
+    instance_with_workers, logs, metric, numbered, publish, read_until, recv_text, seqs_from,
+    status, stop, wait_for, wait_metric, wait_ready, wait_subscribers, Member, RedisServer,
+    RECONNECT, SOON,
 };
 
 /// The status code `GET path` on `addr` is answered with.
@@ -476,11 +477,7 @@ fn chat_members_who_join_on_any_worker_are_listed_once_on_the_other_instance() {
 #[test]
 fn a_binary_broadcast_arrives_on_the_other_instance_binary_and_byte_for_byte_and_text_stays_text() {
     let redis = RedisServer::start();
-    let a = instance("broadcast", &redis.url(), &[]);
-    let b = instance("broadcast", &redis.url(), &[]);
-    let both = [&a, &b];
-    wait_ready(&both, RECONNECT);
-    wait_subscribers(&redis, "edgews:broadcast", 2, &both);
+    let (a, b) = broadcast_pair(&redis, &[]);
     let mut sender = connect(&a, "/");
     let mut near = connect(&a, "/");
     let mut far = connect(&b, "/");

@@ -663,6 +663,16 @@ pub fn instance(mode: &str, url: &str, extra: &[&str]) -> ServerProcess {
     instance_with_workers(mode, url, 2, extra)
 }
 
+/// Two `edgews broadcast` instances on `redis` (`extra_a` for the first),
+/// both ready and both subscribed to the broadcast channel.
+pub fn broadcast_pair(redis: &RedisServer, extra_a: &[&str]) -> (ServerProcess, ServerProcess) {
+    let a = instance("broadcast", &redis.url(), extra_a);
+    let b = instance("broadcast", &redis.url(), &[]);
+    wait_ready(&[&a, &b], RECONNECT);
+    wait_subscribers(redis, "edgews:broadcast", 2, &[&a, &b]);
+    (a, b)
+}
+
 /// `edgews MODE --workers N --redis URL EXTRA…` on an ephemeral port.
 pub fn instance_with_workers(mode: &str, url: &str, workers: u16, extra: &[&str]) -> ServerProcess {
     Launch::new(mode)
