@@ -26,7 +26,7 @@ mod support;
 
 use edgews::client::{Client, ClientError, Received};
 use edgews::protocol::MessageKind;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -800,4 +800,71 @@ fn redis_cutting_a_stopped_instances_subscriber_at_its_output_buffer_limit_is_a_
         "{delivered} delivered + {lost_in} counted lost on B, of {sent} sent"
     );
     assert_eq!(metric(&b, "edgews_redis_duplicates_total"), 0.0);
+}
+
+// ------------------------------------------------- what other instances send
+
+/// A chat record from instance `from`, number `seq`, on room `room`, as
+/// another instance (or a forger with access to Redis) would publish it.
+fn chat_record(from: u64, seq: u64, room: &str, record: &Value) -> Vec<u8> {
+    let topic = format!("room:{room}");
+    let payload = record.to_string();
+    let mut out = Vec::new();
+    edgews::redis::envelope::Envelope {
+        instance: from,
+        seq,
+        kind: edgews::redis::envelope::Kind::Chat,
+        topic: &topic,
+        payload: payload.as_bytes(),
+    }
+    .encode(&mut out)
+    .expect("a small envelope");
+    out
+}
+
+#[test]
+fn chat_records_from_other_instances_are_held_to_this_instances_limits() {
+    let redis = RedisServer::start();
+    let b = instance(
+        "chat",
+        &redis.url(),
+        &["--max-text", "100", "--max-room-members", "3"],
+    );
+    wait_ready(&[&b], RECONNECT);
+    let mut bob = Member::join(&b, "r", "bob");
+    wait_subscribers(&redis, "edgews:room:r", 1, &[&b]);
+    const X: u64 = 0x5eed;
+    let long_name = "n".repeat(65);
+    let records = [
+        // refused: a name no local member could have, a text over --max-text
+        json!({"t": "join", "name": long_name}),
+        json!({"t": "join", "name": "tab\there"}),
+        json!({"t": "message", "from": "x", "ts": 1, "text": "t".repeat(101)}),
+        // kept: within the limits
+        json!({"t": "message", "from": "x", "ts": 1, "text": "fits"}),
+        // a presence of five names: only 3 members from elsewhere are kept
+        json!({"t": "presence", "names": ["p1", "p2", "p3", "p4", "p5"], "ask": false}),
+        // one more join past the cap: refused
+        json!({"t": "join", "name": "p6"}),
+    ];
+    for (i, record) in records.iter().enumerate() {
+        let envelope = chat_record(X, i as u64 + 1, "r", record);
+        redis.command_bytes(&[b"PUBLISH", b"edgews:room:r", &envelope]);
+    }
+    bob.read_until(SOON, |r| r.knows("p3"));
+    assert_silent(&mut bob.client, "bob");
+    let texts = bob.seen.texts_from("x");
+    assert_eq!(texts, ["fits"], "only the message within --max-text");
+    let mut members = bob.seen.members.clone();
+    members.sort();
+    assert_eq!(
+        members,
+        ["bob", "p1", "p2", "p3"],
+        "three from elsewhere at most"
+    );
+    assert_eq!(
+        metric(&b, "edgews_redis_received_total"),
+        records.len() as f64
+    );
+    assert_eq!(metric(&b, "edgews_redis_lost_in_total"), 0.0);
 }
