@@ -1185,6 +1185,11 @@ fn a_pubsub_message_one_byte_over_max_control_size_is_closed_with_1009_and_costs
         let over = "x".repeat(cap + 1);
         // in one frame: refused at its header
         let whole = [client_frame(true, OpCode::Text, over.as_bytes())];
+        // the first refusal pages in what any first use does (the read
+        // buffer's pages up to the frame's size, the refusal's code): 64
+        // to 192 KiB once, 0 for each later connection; measured here is
+        // what a connection costs, so that first use is not counted
+        let _ = closed_over_the_cap(&server, "/topics/t", &whole);
         let (one_frame, one_growth) = closed_over_the_cap(&server, "/topics/t", &whole);
         // in two, each under the cap: refused at the second's header
         let half = cap / 2 + 1;
@@ -1205,7 +1210,7 @@ fn a_pubsub_message_one_byte_over_max_control_size_is_closed_with_1009_and_costs
         );
         assert_eq!(one_frame, Some(1009));
         assert_eq!(two_frames, Some(1009));
-        assert_eq!(closes, Some(2.0));
+        assert_eq!(closes, Some(3.0), "the warm-up's refusal, then these two");
         // "about the cap": the first fragment is held (≤ the cap), with
         // one read buffer's worth of slack at the smallest cap
         let allowed = cap as u64 + (64 << 10);
