@@ -99,6 +99,14 @@ impl Side {
         }
     }
 
+    /// Forgets what a previous connection left in the buffers.
+    fn reset(&mut self) {
+        self.out.clear();
+        self.sent = 0;
+        self.input.clear();
+        self.opening.clear();
+    }
+
     fn pending(&self) -> usize {
         self.out.len() - self.sent
     }
@@ -229,10 +237,7 @@ impl Link {
         side.state = State::Opening {
             deadline: now + OPEN_TIMEOUT,
         };
-        side.out.clear();
-        side.sent = 0;
-        side.input.clear();
-        side.opening.clear();
+        side.reset();
         let url = &self.config.url;
         if let Some(password) = &url.password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
@@ -316,10 +321,7 @@ impl Link {
         side.state = State::Down {
             retry_at: now + delay,
         };
-        side.out.clear();
-        side.sent = 0;
-        side.input.clear();
-        side.opening.clear();
+        side.reset();
         // queued or unanswered publications: their fate is unknown
         self.stats.lost_out += std::mem::take(&mut side.inflight);
         let url = &self.config.url;
