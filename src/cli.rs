@@ -95,6 +95,15 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Reverse proxy and load balancer: upgrades pass the edge checks here,
+    /// then go to one of the --upstream servers, and the frames are relayed
+    /// as they are (see docs/usage.md).
+    Proxy {
+        #[command(flatten)]
+        proxy: crate::proxy_args::ProxyArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Load generator: drives a server with many connections from one thread.
     #[command(subcommand)]
     Load(crate::load::LoadCommand),
@@ -146,6 +155,13 @@ pub struct ServerArgs {
     /// Origin header, when present, must match the Host header.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
+    /// A reverse proxy in front of this server, as an address or network
+    /// (127.0.0.1, 10.0.0.0/8, ::1; repeatable): from these only, the
+    /// client's address is taken from Forwarded / X-Forwarded-For (the
+    /// rightmost entry that is not itself a trusted proxy), for per-IP
+    /// limits and logs.
+    #[arg(long = "trusted-proxy", value_name = "ADDR", value_parser = parse_network)]
+    pub trusted_proxies: Vec<edgews::forwarded::ProxyNetwork>,
     /// Subprotocol to speak, in order of preference (repeatable).
     #[arg(long = "subprotocol", value_name = "NAME")]
     pub subprotocols: Vec<String>,
@@ -358,6 +374,7 @@ impl ServerArgs {
                 deflate: self.deflate_config(),
                 ..ProtocolConfig::default()
             },
+            trusted_proxies: self.trusted_proxies.iter().cloned().collect(),
             ..ServerConfig::default()
         }
     }
@@ -404,6 +421,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Parses `10s`, `500ms`, `2m`, `0`.
+/// A `--trusted-proxy` network.
+fn parse_network(s: &str) -> Result<edgews::forwarded::ProxyNetwork, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

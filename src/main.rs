@@ -2,14 +2,15 @@
 
 mod cli;
 mod load;
+mod proxy_args;
 mod redis_args;
 mod serve;
 
 use clap::Parser;
 use cli::{BadConfig, Cli, Command, LogFormat};
 use edgews::server::{
-    Broadcast, Chat, ChatConfig, ChatRooms, Echo, OverRate, PubSub, PubSubConfig, TopicCensus,
-    TopicLimits,
+    Broadcast, Chat, ChatConfig, ChatRooms, Echo, OverRate, Proxy, ProxyShared, PubSub,
+    PubSubConfig, TopicCensus, TopicLimits,
 };
 use serve::{serve, Mode};
 use std::io::Write;
@@ -114,6 +115,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             serve(&mode, move || {
                 Chat::with_rooms(config.clone(), rooms.clone())
             })
+        }
+        Command::Proxy { proxy, server } => {
+            if server.deflate != cli::DeflateArg::Off || !server.subprotocols.is_empty() {
+                return Err(BadConfig(
+                    "proxy: --deflate and --subprotocol are the upstream's to negotiate; \
+                     the proxy passes offers and answers through"
+                        .into(),
+                )
+                .into());
+            }
+            let shared = ProxyShared::new(&proxy.config()?);
+            let mode = Mode::new("proxy", &server, OverRate::Close)
+                .with_client_ca(proxy.upstream_ca_file.clone());
+            serve(&mode, move || Proxy::new(shared.clone()))
         }
         Command::Load(command) => load::run(command),
     }

@@ -21,8 +21,9 @@ pub struct Mode<'a> {
     message_cap: Option<u64>,
     /// `--redis`: the link to the other instances.
     redis: Option<edgews::redis::link::LinkConfig>,
-    /// `--redis-ca-file`.
-    redis_ca_file: Option<std::path::PathBuf>,
+    /// `--redis-ca-file` or `--upstream-ca-file`: what outbound TLS
+    /// connections trust.
+    client_ca_file: Option<std::path::PathBuf>,
 }
 
 impl<'a> Mode<'a> {
@@ -33,7 +34,7 @@ impl<'a> Mode<'a> {
             over_rate,
             message_cap: None,
             redis: None,
-            redis_ca_file: None,
+            client_ca_file: None,
         }
     }
 
@@ -45,8 +46,15 @@ impl<'a> Mode<'a> {
         permanent_keys: &[&str],
     ) -> Result<Self, BadConfig> {
         self.redis = args.link_config(permanent_keys)?;
-        self.redis_ca_file = args.redis_ca_file.clone();
+        self.client_ca_file = args.redis_ca_file.clone();
         Ok(self)
+    }
+
+    /// Outbound TLS connections (`wss://` upstreams) trust the CA
+    /// certificates in `ca_file` instead of the system's roots.
+    pub fn with_client_ca(mut self, ca_file: Option<std::path::PathBuf>) -> Self {
+        self.client_ca_file = ca_file;
+        self
     }
 
     pub fn with_message_cap(mut self, cap: u64) -> Self {
@@ -58,7 +66,7 @@ impl<'a> Mode<'a> {
     fn config(&self) -> ServerConfig {
         let mut config = self.args.config();
         config.redis = self.redis.clone();
-        if let Some(ca) = &self.redis_ca_file {
+        if let Some(ca) = &self.client_ca_file {
             config.client_tls.ca_file = Some(ca.clone());
         }
         if let Some(cap) = self.message_cap {

@@ -30,6 +30,7 @@ const TARGETS: &[(&str, Oracle)] = &[
     ("tls", oracles::tls),
     ("resp_decode", oracles::resp_decode),
     ("redis_envelope", oracles::redis_envelope),
+    ("forwarded", oracles::forwarded),
 ];
 
 fn fuzz_dir() -> PathBuf {

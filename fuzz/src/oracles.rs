@@ -24,6 +24,9 @@
 //! - `connection.rs`: `server_connection` and `client_connection`;
 //! - `deflate.rs`: `deflate` (permessage-deflate negotiated from the input,
 //!   then the inflate paths);
+//! - `forwarded.rs`: `forwarded` (client addresses behind reverse proxies,
+//!   read from arbitrary header lines, and the headers written for an
+//!   upstream);
 //! - `utf8_incremental.rs`: `utf8_incremental`;
 //! - `roundtrip.rs`: `roundtrip`;
 //! - `pubsub_chat.rs`: `pubsub_control` and `chat_message`;
@@ -66,6 +69,8 @@ mod connection;
 mod deflate;
 #[path = "oracles/driver.rs"]
 mod driver;
+#[path = "oracles/forwarded.rs"]
+mod forwarded;
 #[path = "oracles/frame_decode.rs"]
 mod frame_decode;
 #[path = "oracles/handshake.rs"]
@@ -85,6 +90,7 @@ mod utf8_incremental;
 
 pub use connection::{client_connection, server_connection};
 pub use deflate::deflate;
+pub use forwarded::forwarded;
 pub use frame_decode::frame_decode;
 pub use handshake::{handshake_request, handshake_response};
 pub use heap::CountingAlloc;

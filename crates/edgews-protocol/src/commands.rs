@@ -325,6 +325,26 @@ impl Connection {
         Ok(())
     }
 
+    /// Server, in front of an upstream (a proxy, see [`crate::upstream`]):
+    /// answers the pending upgrade with `101 Switching Protocols` carrying
+    /// the subprotocol and extensions the upstream agreed to, as they are
+    /// (§4.2.2 item 5). The connection is open; its frames are relayed by
+    /// the caller (see [`crate::relay`]), not read or written by this
+    /// engine, which negotiated nothing itself.
+    pub fn accept_relayed(
+        &mut self,
+        subprotocol: Option<&str>,
+        extensions: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), UsageError> {
+        let hs = self.pending_request()?;
+        let accept = hs.accept.ok_or(UsageError::NoPendingRequest)?;
+        super::handshake::write_accept(out, &accept, subprotocol, extensions);
+        self.handshake = None;
+        self.state = State::Open;
+        Ok(())
+    }
+
     /// Server: refuses the pending request with the error's HTTP status.
     pub fn reject(&mut self, error: &HandshakeError, out: &mut Vec<u8>) -> Result<(), UsageError> {
         self.pending_request()?;

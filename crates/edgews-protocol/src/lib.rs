@@ -71,8 +71,10 @@ pub mod mask;
 #[doc(hidden)]
 pub mod message;
 mod read;
+pub mod relay;
 mod shared;
 mod timers;
+pub mod upstream;
 #[doc(hidden)]
 pub mod utf8;
 

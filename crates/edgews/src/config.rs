@@ -57,6 +57,12 @@ pub struct ServerConfig {
     /// this Redis server (`--redis`; see `crate::redis`). Default none.
     /// `rediss://` verifies the server as `client_tls` says.
     pub redis: Option<crate::redis::link::LinkConfig>,
+    /// Reverse proxies (`--trusted-proxy`) whose `Forwarded` or
+    /// `X-Forwarded-For` headers name the client: from these addresses only,
+    /// an upgrade's client address (for per-IP limits, logs and
+    /// [`Context::peer_addr`](crate::reactor::Context::peer_addr)) is taken
+    /// from those headers. Default: none, the TCP peer is the client.
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +78,7 @@ impl Default for ServerConfig {
             tls: None,
             client_tls: ClientTls::default(),
             redis: None,
+            trusted_proxies: Default::default(),
         }
     }
 }

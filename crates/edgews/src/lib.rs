@@ -43,6 +43,7 @@
 
 pub mod client;
 pub mod config;
+pub mod forwarded;
 pub mod reactor;
 pub mod redis;
 pub mod server;

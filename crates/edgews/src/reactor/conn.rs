@@ -64,6 +64,9 @@ pub(crate) struct Conn {
     /// An event said the peer hung up (or the socket failed): reads go on
     /// until 0 however short they are, since no further edge will come.
     pub hup: bool,
+    /// A proxied connection's side of its pair (`edgews proxy`); its bytes
+    /// go through `proxy_io.rs`, not the engine.
+    pub proxy: Option<Box<super::proxy::ProxyEnd>>,
 }
 
 /// A peer address in 16 bytes instead of `SocketAddr`'s 32: IPv6 peers,
@@ -126,6 +129,9 @@ pub(crate) struct Hub {
     /// The process's link to Redis, on the worker that holds it (see
     /// `bridge.rs`).
     pub bridge: Option<Box<RedisLink>>,
+    /// Upstream connections (and health checks) to open after the
+    /// handler's callback (see `proxy.rs`).
+    pub proxy_dials: Vec<super::proxy::ProxyDial>,
 }
 
 impl Hub {

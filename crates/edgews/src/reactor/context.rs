@@ -430,6 +430,27 @@ impl<'a> Context<'a> {
         self.hub.connect_requests.push(url.to_string());
     }
 
+    /// Asks the reactor to check an upstream's health once this callback
+    /// returns: `GET path` over a new connection (TLS for a `wss://`
+    /// target), answered in [`Handler::on_probe`](super::Handler::on_probe)
+    /// with the status, or why there was none (within the handshake
+    /// timeout).
+    pub fn probe(&mut self, target: &super::ProxyTarget, path: &str) {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edgews-proxy\r\nConnection: close\r\n\r\n",
+            target.addr
+        );
+        self.hub.proxy_dials.push(super::proxy::ProxyDial {
+            client: None,
+            target: target.clone(),
+            request: request.into_bytes(),
+            answer: super::proxy::PendingAnswer {
+                key: Vec::new(),
+                offered: Vec::new(),
+            },
+        });
+    }
+
     /// Asks the reactor to shut down gracefully, as on SIGTERM.
     pub fn shutdown(&mut self) {
         self.hub.stop_requested = true;

@@ -47,10 +47,13 @@ fn upgrade_requested<H: Handler>(
     id: ConnId,
     request: &Request<'_>,
 ) {
+    if lookup(&mut hub.conns, id).is_none() {
+        return;
+    }
+    let peer = client_addr(hub, id, request);
     let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
-    let peer = conn.peer.get();
     let decision = if conn.metrics_only {
         Err(HandshakeError::Refused(404, METRICS_ONLY.into()))
     } else if conn.over_capacity {
@@ -62,6 +65,9 @@ fn upgrade_requested<H: Handler>(
         Ok(accept) => accept,
         Err(e) => return upgrade_refused(hub, id, peer, &e),
     };
+    if let Some(target) = accept.proxy {
+        return super::proxy::hold_for_upstream(hub, id, request, *target, accept.user);
+    }
     let conn = &mut hub.conns[id.index()];
     if conn.engine.accept(&mut hub.scratch).is_err() {
         return;
@@ -82,6 +88,26 @@ fn upgrade_requested<H: Handler>(
         secure,
     };
     handler.on_open(&mut Context::new(hub, Some(id)), id, &info);
+}
+
+/// The client's address: the TCP peer's, or from a trusted proxy the one
+/// its forwarding headers name (`ServerConfig::trusted_proxies`), which then
+/// stands for the peer everywhere (limits, logs, `Context::peer_addr`).
+fn client_addr(hub: &mut Hub, id: ConnId, request: &Request<'_>) -> SocketAddr {
+    let trusted = &hub.config.trusted_proxies;
+    let Some(conn) = lookup(&mut hub.conns, id) else {
+        return SocketAddr::from(([0, 0, 0, 0], 0));
+    };
+    let peer = conn.peer.get();
+    if trusted.is_empty() {
+        return peer;
+    }
+    let client = crate::forwarded::client_addr(peer, request.headers.iter().copied(), trusted);
+    if client != peer {
+        log::debug!("{id} {peer}: client {client} (forwarded)");
+        conn.peer = super::conn::Peer::new(client);
+    }
+    client
 }
 
 /// Answers a refused upgrade with its HTTP status.

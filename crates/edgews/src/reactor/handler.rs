@@ -112,6 +112,25 @@ pub trait Handler {
         let _ = (ctx, key);
     }
 
+    /// A proxied connection ([`Accept::proxy`]) ended, however it ended
+    /// (called exactly once for each accepted with a target): what a
+    /// balancer counts connections and failures with.
+    fn on_proxy_end(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        upstream: usize,
+        outcome: &super::ProxyOutcome,
+    ) {
+        let _ = (ctx, id, upstream, outcome);
+    }
+
+    /// A health check ([`Context::probe`]) of `upstream` finished: the
+    /// HTTP status it answered, or why it could not.
+    fn on_probe(&mut self, ctx: &mut Context<'_>, upstream: usize, result: Result<u16, String>) {
+        let _ = (ctx, upstream, result);
+    }
+
     /// When the handler next wants [`on_timeout`](Handler::on_timeout).
     fn poll_timeout(&self) -> Option<Instant> {
         None
@@ -128,6 +147,12 @@ pub trait Handler {
 pub struct Accept {
     /// Who the connection belongs to, when the upgrade authenticated it.
     pub user: Option<String>,
+    /// Relay the connection to this upstream (`edgews proxy`) instead of
+    /// opening it here: the request goes upstream, the client is answered
+    /// with the upstream's answer, and then the frames are relayed as they
+    /// are. The handler hears [`Handler::on_proxy_end`] instead of
+    /// `on_open` and `on_close`.
+    pub proxy: Option<Box<super::ProxyTarget>>,
 }
 
 /// What [`Handler::on_open`] learns about a new connection.

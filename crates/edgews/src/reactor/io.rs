@@ -56,6 +56,9 @@ impl<H: Handler> Reactor<H> {
     /// Reads until the socket is drained, the per-wakeup cap is reached, or
     /// backpressure pauses the connection.
     pub(super) fn on_readable(&mut self, id: ConnId) {
+        if lookup(&mut self.hub.conns, id).is_some_and(|c| c.proxy.is_some()) {
+            return self.proxy_readable(id);
+        }
         let max_messages = self.hub.config.max_messages_per_turn;
         let mut budget = max_messages;
         if self.is_relay_waiting(id) {
@@ -183,6 +186,9 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
+        if conn.proxy.as_deref().is_some_and(|e| e.relays_or_dials()) {
+            return self.proxy_settle(id);
+        }
         if conn.engine.is_closed() {
             let flushed = conn.queue.is_empty() && !conn.socket.wants_write();
             if flushed && conn.peer_eof {
@@ -238,6 +244,9 @@ impl<H: Handler> Reactor<H> {
     /// that opened gets its `on_close` first if it has not had it.
     pub(super) fn remove(&mut self, id: ConnId) {
         let now = self.hub.now;
+        if lookup(&mut self.hub.conns, id).is_some_and(|c| c.proxy.is_some()) {
+            self.proxy_detach(id);
+        }
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
@@ -259,7 +268,7 @@ impl<H: Handler> Reactor<H> {
 
     /// Reads and drops what a closed connection still receives, until the
     /// peer closes its side.
-    fn drain(&mut self, id: ConnId) {
+    pub(super) fn drain(&mut self, id: ConnId) {
         for _ in 0..MAX_READS_PER_WAKEUP {
             let Some(conn) = lookup(&mut self.hub.conns, id) else {
                 return;
@@ -295,6 +304,10 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
+        if conn.proxy.is_some() {
+            log::debug!("{id} {}: {error}", conn.peer.get());
+            return self.proxy_io_error(id, &error.to_string());
+        }
         let phase = conn.life.phase();
         let dialled_out = conn.engine.role() == Role::Client;
         if dialled_out && matches!(phase, Phase::Dialing | Phase::Handshake) {
@@ -314,6 +327,9 @@ impl<H: Handler> Reactor<H> {
     }
 
     pub(super) fn on_connect_error(&mut self, id: ConnId, error: &io::Error) {
+        if lookup(&mut self.hub.conns, id).is_some_and(|c| c.proxy.is_some()) {
+            return self.proxy_io_error(id, &error.to_string());
+        }
         let mut ctx = super::Context::new(&mut self.hub, Some(id));
         self.handler
             .on_connect_error(&mut ctx, id, &error.to_string());
@@ -338,6 +354,18 @@ impl<H: Handler> Reactor<H> {
                 continue; // superseded by an earlier entry
             }
             conn.timer_at = None;
+            if conn.proxy.is_some() {
+                // proxied: the one deadline is `linger_until` (see proxy.rs)
+                match conn.linger_until {
+                    Some(t) if t <= now_stamp => self.proxy_timeout(id),
+                    Some(t) => {
+                        conn.timer_at = Some(t);
+                        self.timers.push(t, id);
+                    }
+                    None => {}
+                }
+                continue;
+            }
             if conn.linger_until.is_some_and(|t| t <= now_stamp) {
                 log::debug!("{id} {}: dropped after lingering", conn.peer.get());
                 if !conn.life.is_draining() {
@@ -363,6 +391,9 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
+        if conn.proxy.is_some() {
+            return self.proxy_shutdown(id);
+        }
         match conn.engine.state() {
             State::Open => {
                 let engine = &mut conn.engine;

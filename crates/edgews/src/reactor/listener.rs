@@ -214,7 +214,7 @@ impl<H: Handler> Reactor<H> {
         Ok(id)
     }
 
-    fn insert(
+    pub(super) fn insert(
         &mut self,
         mut socket: Socket,
         peer: SocketAddr,
@@ -255,6 +255,7 @@ impl<H: Handler> Reactor<H> {
             hup: false,
             backlog: false,
             metrics_only: false,
+            proxy: None,
         });
         Ok(id)
     }

@@ -33,6 +33,9 @@ mod lifecycle;
 mod listener;
 mod metrics;
 mod process;
+mod proxy;
+mod proxy_close;
+mod proxy_io;
 mod relay;
 mod settings;
 mod socket;
@@ -50,6 +53,7 @@ pub use metrics::{RedisStats, Stats, PRIVATE_CLOSE_CODES};
 pub use process::{
     Channel, Process, Relayed, FRESH_STATS_WAIT, RELAY_BACKLOG_BYTES, RELAY_BACKLOG_MESSAGES,
 };
+pub use proxy::{ProxyOutcome, ProxyTarget, UpstreamCounters};
 pub use relay::RELAY_LOST_REASON;
 pub use token::ConnId;
 
@@ -219,6 +223,7 @@ impl<H: Handler> Reactor<H> {
                 stats: Stats::default(),
                 stop_requested: false,
                 connect_requests: Vec::new(),
+                proxy_dials: Vec::new(),
                 link: process::Link::alone(),
                 bridge: None,
                 relay_congested: false,
@@ -404,6 +409,7 @@ impl<H: Handler> Reactor<H> {
         self.run_timers();
         self.run_handler_timer();
         self.open_requested_connections();
+        self.open_proxy_dials();
         self.flush_dirty();
         if self.hub.stop_requested {
             self.begin_shutdown();

@@ -25,6 +25,7 @@ pub(crate) struct Settings {
     pub client_tls: ClientTls,
     /// Boxed: one pointer where most servers have no Redis.
     pub redis: Option<Box<crate::redis::link::LinkConfig>>,
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 impl Settings {
@@ -42,6 +43,7 @@ impl Settings {
             tls,
             client_tls,
             redis,
+            trusted_proxies,
         } = config;
         Ok(Settings {
             listen,
@@ -54,6 +56,7 @@ impl Settings {
             tls,
             client_tls,
             redis: redis.map(Box::new),
+            trusted_proxies,
         })
     }
 }

@@ -93,7 +93,7 @@ impl<H: Handler> Reactor<H> {
 
 /// Writes `bytes` to an idle connection; queues what the kernel did not take.
 #[inline]
-fn write_or_queue(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn write_or_queue(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }

@@ -193,6 +193,20 @@ impl<H: Handler> Handler for Authenticated<H> {
     fn on_bridge_subscribed(&mut self, ctx: &mut Context<'_>, key: &str) {
         self.inner.on_bridge_subscribed(ctx, key)
     }
+
+    fn on_proxy_end(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        upstream: usize,
+        outcome: &crate::reactor::ProxyOutcome,
+    ) {
+        self.inner.on_proxy_end(ctx, id, upstream, outcome)
+    }
+
+    fn on_probe(&mut self, ctx: &mut Context<'_>, upstream: usize, result: Result<u16, String>) {
+        self.inner.on_probe(ctx, upstream, result)
+    }
 }
 
 #[cfg(test)]

@@ -413,6 +413,27 @@ impl<H: Handler> Handler for Guarded<H> {
     fn on_bridge_subscribed(&mut self, ctx: &mut Context<'_>, key: &str) {
         self.inner.on_bridge_subscribed(ctx, key)
     }
+
+    fn on_proxy_end(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        upstream: usize,
+        outcome: &crate::reactor::ProxyOutcome,
+    ) {
+        // a proxied connection never opens here: its place, reserved by
+        // `admit`, is given back when the relay ends
+        if let Some(peer) = ctx.peer_addr(id) {
+            if let Some(open) = &mut self.shared.lock().connections {
+                open.release(client_ip(peer, None));
+            }
+        }
+        self.inner.on_proxy_end(ctx, id, upstream, outcome)
+    }
+
+    fn on_probe(&mut self, ctx: &mut Context<'_>, upstream: usize, result: Result<u16, String>) {
+        self.inner.on_probe(ctx, upstream, result)
+    }
 }
 
 #[cfg(test)]

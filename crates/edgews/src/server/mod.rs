@@ -1,5 +1,5 @@
 //! Ready-made handlers on top of the [`reactor`](crate::reactor): echo,
-//! broadcast and pub/sub, each a small implementation of [`Handler`], and
+//! broadcast, pub/sub, chat and the proxy, each a small implementation of [`Handler`], and
 //! the topic registry they share.
 
 pub mod auth;
@@ -11,6 +11,8 @@ mod chat_rooms;
 mod echo;
 pub mod guard;
 pub mod limits;
+pub mod proxy;
+mod proxy_health;
 pub mod pubsub;
 mod pubsub_control;
 mod query;
@@ -27,6 +29,7 @@ pub use chat_rooms::ChatRooms;
 pub use echo::Echo;
 pub use guard::{GuardConfig, GuardShared, GuardStats, Guarded, OverRate};
 pub use limits::{RateLimit, TokenBucket};
+pub use proxy::{Balance, Proxy, ProxyConfig, ProxyShared, Upstream};
 pub use pubsub::{PubSub, PubSubConfig};
 pub use pubsub_control::{check_topic, parse_control, Control};
 pub use topics::{SubscribeError, TopicCensus, TopicLimits, Topics};
