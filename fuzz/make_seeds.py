@@ -502,3 +502,27 @@ write(re_, "topic_not_utf8", envelope(2, b"\xff", b"x"))
 write(re_, "text_payload_not_utf8", envelope(1, b"t", b"\xed\xa0\x80"))
 write(re_, "chat_payload_truncated_code_point", envelope(3, b"t", "é".encode()[:1]))
 write(re_, "binary_payload_not_utf8_is_fine", envelope(2, b"t", b"\xed\xa0\x80"))
+
+
+# --- relay_scan: prefix + a stream of frames (fuzz/src/oracles/relay.rs) ----
+# flags: 1 the server sends (unmasked), 2 permessage-deflate (RSV1), 4 a
+# 300-byte message limit
+rs = "relay_scan"
+client_stream = (frame(0x1, b"hello ", fin=False, mask=MASK) + frame(0x9, b"p", mask=MASK)
+                 + frame(0x0, b"world", mask=MASK) + frame(0x2, bytes(300), mask=MASK)
+                 + frame(0x8, close_payload(1000, b"bye"), mask=MASK)
+                 + frame(0x1, b"after the close", mask=MASK))
+write(rs, "client_stream_whole", prefix() + client_stream)
+write(rs, "client_stream_byte_by_byte", prefix(sizes=(0,)) + client_stream)
+write(rs, "client_stream_in_odd_pieces", prefix(sizes=(2, 12, 0x81)) + client_stream)
+write(rs, "server_stream", prefix(sizes=(6,), flags=1)
+      + frame(0x1, b"hi") + frame(0x2, bytes(70000)) + frame(0x8, close_payload(1001)))
+write(rs, "server_masked_fails", prefix(flags=1) + frame(0x1, b"x", mask=MASK))
+write(rs, "client_unmasked_fails", prefix() + frame(0x1, b"x"))
+write(rs, "compressed_with_deflate", prefix(flags=2) + frame(0x1, b"\xf2\x00", mask=MASK, rsv=4))
+write(rs, "compressed_without_deflate", prefix() + frame(0x1, b"\xf2\x00", mask=MASK, rsv=4))
+write(rs, "over_the_limit_across_fragments", prefix(sizes=(9,), flags=4)
+      + frame(0x2, bytes(200), fin=False, mask=MASK) + frame(0x0, bytes(101), mask=MASK))
+write(rs, "continuation_without_start", prefix() + frame(0x0, b"x", mask=MASK))
+write(rs, "close_without_code", prefix(sizes=(1,)) + frame(0x8, b"", mask=MASK))
+write(rs, "close_with_one_byte", prefix() + frame(0x8, b"x", mask=MASK))

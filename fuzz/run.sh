@@ -29,13 +29,13 @@ export RUSTC_BOOTSTRAP=1
 
 all_targets=(frame_decode handshake_request handshake_response server_connection
     client_connection utf8_incremental roundtrip pubsub_control chat_message deflate tls
-    resp_decode redis_envelope)
+    resp_decode redis_envelope forwarded relay_scan)
 
 # the libFuzzer dictionary for each target, if any
 dict_for() {
     case "$1" in
         handshake_request | handshake_response) echo "dicts/http.dict" ;;
-        frame_decode | server_connection | client_connection | utf8_incremental | deflate | tls) echo "dicts/frames.dict" ;;
+        frame_decode | server_connection | client_connection | utf8_incremental | deflate | tls | relay_scan) echo "dicts/frames.dict" ;;
         pubsub_control | chat_message) echo "dicts/json.dict" ;;
         resp_decode) echo "dicts/resp.dict" ;;
         *) echo "" ;;

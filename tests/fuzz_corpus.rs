@@ -31,6 +31,7 @@ const TARGETS: &[(&str, Oracle)] = &[
     ("resp_decode", oracles::resp_decode),
     ("redis_envelope", oracles::redis_envelope),
     ("forwarded", oracles::forwarded),
+    ("relay_scan", oracles::relay_scan),
 ];
 
 fn fuzz_dir() -> PathBuf {

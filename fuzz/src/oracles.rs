@@ -28,6 +28,8 @@
 //!   read from arbitrary header lines, and the headers written for an
 //!   upstream);
 //! - `utf8_incremental.rs`: `utf8_incremental`;
+//! - `relay.rs`: `relay_scan` (the proxy's frame tracker, whole and in
+//!   pieces);
 //! - `roundtrip.rs`: `roundtrip`;
 //! - `pubsub_chat.rs`: `pubsub_control` and `chat_message`;
 //! - `redis.rs`: `resp_decode` (the RESP2 decoder, whole and in pieces)
@@ -81,6 +83,8 @@ mod heap;
 mod pubsub_chat;
 #[path = "oracles/redis.rs"]
 mod redis;
+#[path = "oracles/relay.rs"]
+mod relay;
 #[path = "oracles/roundtrip.rs"]
 mod roundtrip;
 #[path = "oracles/tls.rs"]
@@ -96,6 +100,7 @@ pub use handshake::{handshake_request, handshake_response};
 pub use heap::CountingAlloc;
 pub use pubsub_chat::{chat_message, pubsub_control};
 pub use redis::{redis_envelope, resp_decode};
+pub use relay::relay_scan;
 pub use roundtrip::roundtrip;
 pub use tls::tls;
 pub use utf8_incremental::utf8_incremental;
