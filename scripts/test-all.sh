@@ -5,7 +5,8 @@
 #      fuzz corpus, in every crate of the workspace; and the benchmark
 #      yardstick in benches/peers (its floor server answers as compare.sh
 #      needs);
-#   2. the Autobahn testsuite against our server and our client;
+#   2. the Autobahn testsuite against our server and our client, and
+#      against `edgews proxy` in front of our server;
 #   3. interop with Python `websockets` and Node `ws`;
 #   4. the chat page end to end in headless Chromium.
 # Steps 2 to 4 install what they need themselves (git-ignored virtualenvs and
@@ -32,6 +33,19 @@ tls_rc=0
 AUTOBAHN_TLS=1 tests/autobahn/run.sh || tls_rc=$?
 echo "Autobahn over TLS: $((SECONDS - tls_start)) s (exit $tls_rc)"
 ((tls_rc == 0)) || exit "$tls_rc"
+
+echo "== Autobahn testsuite through edgews proxy (sections 1-10, 12.1, 13.7)"
+# the proxy in front of `edgews echo --deflate dedicated`: every case goes
+# through the frame relay, permessage-deflate negotiated end to end; the
+# results must be the direct server's (tests/autobahn/proxy-server.sh)
+proxy_start=$SECONDS
+proxy_rc=0
+AUTOBAHN_ROLES=server AUTOBAHN_TIMEOUT=1200 \
+    AUTOBAHN_CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.1.*,13.7.*" \
+    AUTOBAHN_SERVER_CMD="$PWD/tests/autobahn/proxy-server.sh" \
+    tests/autobahn/run.sh || proxy_rc=$?
+echo "Autobahn through the proxy: $((SECONDS - proxy_start)) s (exit $proxy_rc)"
+((proxy_rc == 0)) || exit "$proxy_rc"
 
 echo "== interop"
 tests/interop/run.sh

@@ -25,7 +25,12 @@
 #   13. edgews client (--ca-file) -> `ws` server with TLS (https), deflate;
 #   14. the check is real: without the CA, the edgews client refuses the
 #       `websockets` server's certificate, and the `websockets` client
-#       refuses edgews' (certificate verify failed, no data exchanged).
+#       refuses edgews' (certificate verify failed, no data exchanged);
+# and through `edgews proxy` (extensions negotiated end to end):
+#   15-16. the edgews client and the `websockets` client -> edgews proxy ->
+#       `websockets` server with compression;
+#   17. `websockets` client -> edgews proxy over TLS -> edgews echo over
+#       TLS (the proxy verifies the upstream with --upstream-ca-file).
 # setup.sh installs the peers (venv, npm) under git-ignored folders; if it
 # cannot, this fails loudly: the peers are never skipped.
 set -euo pipefail
@@ -169,6 +174,20 @@ start 9409 node "$HERE/node_server.js" --port 9409 --duration 120
 timeout 120 "$CLIENT" ws://127.0.0.1:9409/ || FAILED=1
 check_server_log 9409 deflate || FAILED=1
 
+# `edgews proxy` in front of an independent server: the upgrade, the
+# offers and answers pass through, so permessage-deflate is negotiated
+# between the client and the upstream, and the compressed frames are
+# relayed as they are (the server's log shows them arrive compressed).
+log "15. edgews client -> edgews proxy -> websockets server with compression"
+start 9415 "$PY" "$HERE/py_server.py" --port 9415 --duration 120
+start 9416 env EDGEWS_LOG=warn "$EDGEWS" proxy --listen 127.0.0.1:9416 --workers 1 \
+    --upstream ws://127.0.0.1:9415
+timeout 120 "$CLIENT" ws://127.0.0.1:9416/ || FAILED=1
+check_server_log 9415 deflate || FAILED=1
+
+log "16. websockets client -> edgews proxy -> websockets server with compression"
+timeout 120 "$PY" "$HERE/py_client.py" ws://127.0.0.1:9416/ --expect-deflate || FAILED=1
+
 # --- over TLS ----------------------------------------------------------------
 CERTS="$(mktemp -d "${TMPDIR:-/tmp}/edgews-interop-tls.XXXXXX")"
 "$ROOT/target/release/examples/tls_cert" "$CERTS" > /dev/null
@@ -204,6 +223,14 @@ expect_refused edgews-client-refuses-untrusted 'FAIL tls: connect: .*([Cc]ertifi
     "$CLIENT" wss://127.0.0.1:9411/ || FAILED=1
 expect_refused websockets-client-refuses-untrusted 'FAIL connect: .*CERTIFICATE_VERIFY_FAILED' \
     "$PY" "$HERE/py_client.py" wss://localhost:9410/ --total-timeout 30 || FAILED=1
+
+log "17. websockets client -> edgews proxy over TLS -> edgews echo over TLS (wss:// both hops)"
+start 9417 env EDGEWS_LOG=warn "$EDGEWS" echo --listen 127.0.0.1:9417 --deflate dedicated "${TLS[@]}"
+start 9418 env EDGEWS_LOG=warn "$EDGEWS" proxy --listen 127.0.0.1:9418 --workers 1 "${TLS[@]}" \
+    --upstream wss://127.0.0.1:9417 --upstream-ca-file "$CA"
+timeout 120 "$PY" "$HERE/py_client.py" wss://localhost:9418/ --ca-file "$CA" --expect-deflate \
+    --reject-param server_no_context_takeover --expect-takeover yes \
+    --expect-threshold 128 || FAILED=1
 
 rm -f "$HERE"/.server-*.log
 if [[ $FAILED != 0 ]]; then
