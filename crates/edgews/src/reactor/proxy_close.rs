@@ -181,6 +181,10 @@ impl<H: Handler> Reactor<H> {
                     },
                     None => ProxyOutcome::Abandoned,
                 });
+                if let Some(conn) = lookup(&mut self.hub.conns, id) {
+                    let peer = conn.peer.get();
+                    log::info!("{id} {peer}: proxied connection ended: {outcome:?}");
+                }
                 let mut ctx = super::Context::new(&mut self.hub, None);
                 self.handler
                     .on_proxy_end(&mut ctx, id, end.upstream, &outcome);
