@@ -8,9 +8,11 @@
 #   2. the Autobahn testsuite against our server and our client, and
 #      against `edgews proxy` in front of our server;
 #   3. interop with Python `websockets` and Node `ws`;
-#   4. the chat page end to end in headless Chromium.
-# Steps 2 to 4 install what they need themselves (git-ignored virtualenvs and
-# node_modules, Debian's chromium) and fail loudly if they cannot: nothing is
+#   4. the chat page end to end in headless Chromium;
+#   5. the deployment recipes (nginx -t, systemd-analyze verify, the Docker
+#      build context).
+# Steps 2 to 5 install what they need themselves (git-ignored virtualenvs and
+# node_modules, Debian's chromium and nginx) and fail loudly if they cannot: nothing is
 # skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,6 +48,12 @@ AUTOBAHN_ROLES=server AUTOBAHN_TIMEOUT=1200 \
     tests/autobahn/run.sh || proxy_rc=$?
 echo "Autobahn through the proxy: $((SECONDS - proxy_start)) s (exit $proxy_rc)"
 ((proxy_rc == 0)) || exit "$proxy_rc"
+
+echo "== deployment recipes (docs/deploy.md)"
+# nginx -t on deploy/nginx-edgews.conf, systemd-analyze verify on
+# deploy/edgews.service and its command line run for real, the Docker build
+# context; installs Debian's nginx when missing (scripts/install-nginx.sh)
+scripts/check-deploy.sh
 
 echo "== interop"
 tests/interop/run.sh
