@@ -17,7 +17,8 @@ use std::time::Instant;
 /// Why a send did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// The connection no longer exists.
+    /// The connection no longer exists (or is proxied: its bytes are
+    /// relayed, not written by the handler).
     UnknownConnection,
     /// The protocol does not allow it now (closing, not open, bad payload).
     Usage(UsageError),
@@ -334,7 +335,8 @@ impl<'a> Context<'a> {
             let Some(conn) = lookup(&mut hub.conns, id) else {
                 continue;
             };
-            if !conn.life.is_open() || conn.engine.role() == Role::Client {
+            // a proxied connection's bytes are relayed, never written here
+            if !conn.life.is_open() || conn.engine.role() == Role::Client || conn.proxy.is_some() {
                 continue;
             }
             let Some(encoding) = conn.engine.shared_encoding() else {
@@ -378,7 +380,9 @@ impl<'a> Context<'a> {
         self.hub
             .conns
             .iter()
-            .filter(|(_, c)| c.life.is_open() && c.engine.state() == State::Open)
+            .filter(|(_, c)| {
+                c.life.is_open() && c.engine.state() == State::Open && c.proxy.is_none()
+            })
             .map(|(_, c)| c.id)
     }
 
@@ -464,7 +468,11 @@ impl<'a> Context<'a> {
     ) -> Result<R, SendError> {
         let current = self.current == Some(id);
         let hub = &mut *self.hub;
-        let conn = lookup(&mut hub.conns, id).ok_or(SendError::UnknownConnection)?;
+        // a proxied connection is not the handler's to write to: its bytes
+        // are relayed as they are (see `proxy.rs`)
+        let conn = lookup(&mut hub.conns, id)
+            .filter(|c| c.proxy.is_none())
+            .ok_or(SendError::UnknownConnection)?;
         // While a splice is pending, scratch refers to the read buffer and
         // cannot move to the queue: new output follows it in scratch, and
         // `write_spliced` keeps the order either way.
