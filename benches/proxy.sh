@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # WebSocket reverse proxies, nginx against `edgews proxy`: the proxy's CPU
-# per relayed message and the latency the hop adds, in one run. Loopback
-# only; about 3 minutes at the defaults (plus the build, if one is needed).
+# per relayed message and the latency the hop adds, in one run, beside the
+# floor of what any proxy costs here. Loopback only; about 4 minutes at the
+# defaults (plus the build, if one is needed).
 #
 #   bash benches/proxy.sh
-#   ROUNDS=1 DURATION=2s bash benches/proxy.sh          # a quick try, under a minute
+#   ROUNDS=1 DURATION=2s bash benches/proxy.sh          # a quick try, about a minute
 #   SKIP_BUILD=1 EDGEWS=/tmp/x/edgews bash benches/proxy.sh
 #
 # What runs, pinned as benches/compare.sh pins a server and its load:
@@ -17,12 +18,21 @@
 #             64 KiB message takes 16 reads and writes each way
 #             (NGINX_EXTRA below changes it)
 #   edgews    `edgews proxy --workers 1 --upstream ws://...`, on CPU 0
+#   floor     `edgews-peers relay-floor --upstream ...`, on CPU 0: no proxy
+#             but a yardstick (benches/peers/src/relay_floor.rs), as
+#             `floor` is in benches/compare.sh. A plain TCP relay on one
+#             thread and one edge-triggered epoll loop: one read and one
+#             write per chunk of up to 64 KiB, TCP_NODELAY, no parsing (the
+#             upgrade and the frames pass as bytes), no timers, no limits.
+#             Its µs/msg is what any WebSocket proxy must spend in the
+#             kernel on this machine: the bound on nginx and edgews
 #   load      `edgews load echo` (pipeline 1, binary), on CPU 1, through
-#             nginx, through edgews proxy, and straight to the upstream
-#             ("direct", the baseline for latency)
+#             nginx, through edgews proxy, through the floor, and straight
+#             to the upstream ("direct", the baseline for latency)
 # For each of SETTINGS (connections:size), ROUNDS rounds, interleaved:
-# nginx, edgews, direct, then the next setting, then the next round. Both
-# proxies stay up throughout (an idle one blocks in epoll and costs nothing).
+# nginx, edgews, floor, direct, then the next setting, then the next round.
+# The proxies stay up throughout (an idle one blocks in epoll and costs
+# nothing).
 #
 # Per round: the loader's msg/s and round-trip p50/p99 over its measured
 # DURATION (after WARMUP), and the proxy's CPU time over that window: time
@@ -37,11 +47,16 @@
 #   proxy CPU     the proxy's use of CPU 0; near 100%, the proxy was the limit
 #   µs/msg        proxy CPU time per message (both directions): its cost
 #   edgews/nginx  the ratio of µs/msg: below 1, edgews proxy is cheaper
+#   /floor        the ratio of µs/msg to the floor row of the same setting:
+#                 1 would be a proxy whose own code cost nothing; what is
+#                 over 1 is the proxy's own work (and the kernel work it
+#                 adds: more reads, writes and epoll calls than the floor's)
 #   p50, p99      round-trip latency in µs; +p50 and +p99: over the direct
 #                 row of the same setting, i.e. what the proxy hop adds
 #
 # `edgews proxy` comes with issue 18: with a binary that lacks it, the
-# edgews rows are skipped (said so) and the rest runs. A run that fails
+# edgews rows are skipped (said so) and the rest runs; so are the floor rows
+# without an edgews-peers binary that has `relay-floor`. A run that fails
 # (loader exit status, errors, missing connections, a dead proxy) shows as
 # FAILED and the script exits 1. Every process started here is stopped on
 # exit. Raw JSON lines, logs and the table go to OUT_DIR (target/proxy).
@@ -49,14 +64,16 @@
 # Environment:
 #   SETTINGS="100:20 100:1KiB 10:64KiB"   connections:size
 #   ROUNDS=3, DURATION=5s, WARMUP=1s
-#   TARGETS="nginx edgews direct"         rows, in this order each round
+#   TARGETS="nginx edgews floor direct"   rows, in this order each round
 #   PROXY_ARGS=""          more flags for `edgews proxy`
 #   NGINX_EXTRA=""         more directives for nginx's location block, e.g.
 #                          'proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buffers_size 128k;'
-#   BASE_PORT=19800        ports BASE_PORT..BASE_PORT+2 on 127.0.0.1
-#   SKIP_BUILD=0           1: use the binary as it is
+#   BASE_PORT=19800        ports BASE_PORT..BASE_PORT+3 on 127.0.0.1
+#   SKIP_BUILD=0           1: use the binaries as they are
 #   EDGEWS                 default target/release/edgews (CARGO_TARGET_DIR
 #                          honoured); copied before anything starts
+#   PEERS                  the floor's binary, default
+#                          target/release/edgews-peers; copied as EDGEWS is
 #   NGINX                  default nginx on PATH or /usr/sbin/nginx
 #                          (scripts/install-nginx.sh installs Debian's)
 set -euo pipefail
@@ -65,7 +82,7 @@ set -euo pipefail
 cd_root
 
 read -r -a SETTINGS <<<"${SETTINGS:-100:20 100:1KiB 10:64KiB}"
-read -r -a TARGETS <<<"${TARGETS:-nginx edgews direct}"
+read -r -a TARGETS <<<"${TARGETS:-nginx edgews floor direct}"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
@@ -76,12 +93,14 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
 EDGEWS=${EDGEWS:-$TARGET/release/edgews}
+PEERS=${PEERS:-$TARGET/release/edgews-peers}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 OUT_DIR=${OUT_DIR:-$ROOT/target/proxy}
 
 UP_PORT=$BASE_PORT
 NGINX_PORT=$(( BASE_PORT + 1 ))
 PROXY_PORT=$(( BASE_PORT + 2 ))
+FLOOR_PORT=$(( BASE_PORT + 3 ))
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $BASE_PORT =~ ^[1-9][0-9]*$ ]] || die "BASE_PORT must be a port number"
@@ -89,7 +108,8 @@ for s in "${SETTINGS[@]}"; do
     [[ $s =~ ^[1-9][0-9]*:[0-9]+(B|KiB|MiB)?$ ]] || die "SETTINGS are CONNECTIONS:SIZE (got '$s')"
 done
 for t in "${TARGETS[@]}"; do
-    [[ $t == nginx || $t == edgews || $t == direct ]] || die "TARGETS are nginx, edgews, direct (got '$t')"
+    [[ $t == nginx || $t == edgews || $t == floor || $t == direct ]] ||
+        die "TARGETS are nginx, edgews, floor, direct (got '$t')"
 done
 LIMIT=$(( $(secs "$WARMUP") + $(secs "$DURATION") + 60 ))
 WARMUP_S=$(ms_to_s "$(msecs "$WARMUP")")
@@ -105,6 +125,7 @@ need_fds 4096
 if [[ $SKIP_BUILD != 1 ]]; then
     echo "== building (release)"
     cargo build --release --bin edgews
+    if [[ " ${TARGETS[*]} " == *" floor "* ]]; then cargo build --release -p edgews-peers; fi
 fi
 [[ -x $EDGEWS ]] || die "no $EDGEWS (cargo build --release, or set EDGEWS)"
 
@@ -121,12 +142,27 @@ SUM_EDGEWS=$(short_sum "$TMP/bin/edgews")
 EDGEWS_SRC=$EDGEWS
 EDGEWS=$TMP/bin/edgews
 
+# Drops row $1 from TARGETS, adding $2 to SKIPPED.
+skip_row() {
+    local t kept=()
+    for t in "${TARGETS[@]}"; do [[ $t == "$1" ]] || kept+=("$t"); done
+    TARGETS=("${kept[@]}")
+    SKIPPED+="${SKIPPED:+; }$2"
+}
+
 SKIPPED=
 if [[ " ${TARGETS[*]} " == *" edgews "* ]] && ! "$EDGEWS" proxy --help >/dev/null 2>&1; then
-    SKIPPED="edgews rows skipped: this binary has no \`edgews proxy\` mode"
-    kept=()
-    for t in "${TARGETS[@]}"; do [[ $t == edgews ]] || kept+=("$t"); done
-    TARGETS=("${kept[@]}")
+    skip_row edgews "edgews rows skipped: this binary has no \`edgews proxy\` mode"
+fi
+FLOOR_DESC="not run"
+if [[ " ${TARGETS[*]} " == *" floor "* ]]; then
+    if [[ -x $PEERS ]] && "$PEERS" relay-floor --help >/dev/null 2>&1; then
+        cp "$PEERS" "$TMP/bin/edgews-peers"
+        FLOOR_DESC="$PEERS relay-floor (sha256 $(short_sum "$TMP/bin/edgews-peers"))"
+        PEERS=$TMP/bin/edgews-peers
+    else
+        skip_row floor "floor rows skipped: no $PEERS with \`relay-floor\` (cargo build --release -p edgews-peers, or set PEERS)"
+    fi
 fi
 
 # Dies if something listens on port $1 already.
@@ -201,11 +237,21 @@ start_edgews_proxy() {
     wait_port "${PID[edgews]}" "$PROXY_PORT" || die "edgews proxy did not come up; see $LOGS/edgews-proxy.log"
 }
 
+# The floor: a plain TCP relay to the upstream, one thread.
+start_floor() {
+    port_free "$FLOOR_PORT"
+    taskset -c 0 "$PEERS" relay-floor --listen "127.0.0.1:$FLOOR_PORT" \
+        --upstream "127.0.0.1:$UP_PORT" >>"$LOGS/relay-floor.log" 2>&1 &
+    PID[floor]=$!
+    wait_port "${PID[floor]}" "$FLOOR_PORT" || die "the relay floor did not come up; see $LOGS/relay-floor.log"
+}
+
 # The pids whose CPU time is the proxy's, for row $1.
 pids_of() {
     case $1 in
         nginx) echo "${PID[nginx]} $NGINX_WORKERS" ;;
         edgews) echo "${PID[edgews]}" ;;
+        floor) echo "${PID[floor]}" ;;
         direct) ;;
     esac
 }
@@ -232,6 +278,7 @@ run_one() {
     case $row in
         nginx) url=ws://127.0.0.1:$NGINX_PORT/ ;;
         edgews) url=ws://127.0.0.1:$PROXY_PORT/ ;;
+        floor) url=ws://127.0.0.1:$FLOOR_PORT/ ;;
         direct) url=ws://127.0.0.1:$UP_PORT/ ;;
     esac
     for p in "${PID[upstream]}" $(pids_of "$row"); do running "$p" || dead=1; done
@@ -297,6 +344,7 @@ date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')
 commit:   $REV
 binary:   $EDGEWS_SRC (sha256 $SUM_EDGEWS)
 nginx:    $("$NGINX" -v 2>&1 | sed 's/.*version: //') ($NGINX), worker_processes 1
+floor:    $FLOOR_DESC
 machine:  $(nproc) CPUs, $(cpu_model); kernel $(uname -r)
 settings: connections:size ${SETTINGS[*]}; pipeline 1; $ROUNDS rounds of $DURATION (warm-up $WARMUP); rows ${TARGETS[*]}
 pinning:  proxies on CPU 0; upstream \`edgews echo --workers 1\` and the load generator on CPU 1
@@ -311,6 +359,7 @@ for row in "${TARGETS[@]}"; do
     case $row in
         nginx) start_nginx ;;
         edgews) start_edgews_proxy ;;
+        floor) start_floor ;;
     esac
 done
 
@@ -351,8 +400,8 @@ for r in recs:
     if r["row"] not in rows:
         rows.append(r["row"])
 
-print("| setting | row | msg/s | proxy CPU | µs/msg | edgews/nginx | p50 µs | p99 µs | +p50 µs | +p99 µs | rounds |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| setting | row | msg/s | proxy CPU | µs/msg | edgews/nginx | /floor | p50 µs | p99 µs | +p50 µs | +p99 µs | rounds |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for conns, size in settings:
     cell = {}
     for row in rows:
@@ -373,12 +422,15 @@ for conns, size in settings:
         ratio = ""
         if row == "edgews" and c["us"] and cell.get("nginx", {}).get("us"):
             ratio = f'{c["us"] / cell["nginx"]["us"]:.2f}'
+        floor = ""
+        if row in ("nginx", "edgews") and c["us"] and cell.get("floor", {}).get("us"):
+            floor = f'{c["us"] / cell["floor"]["us"]:.2f}'
         plus = ["", ""]
         if row != "direct" and direct.get("p50") is not None and c["p50"] is not None:
             plus = [f'{c["p50"] - direct["p50"]:+.0f}', f'{c["p99"] - direct["p99"]:+.0f}']
         pct = "" if row == "direct" else fmt(c["pct"], ".0f") + "%"
         us = "" if row == "direct" else fmt(c["us"], ".2f")
-        print(f'| {conns} x {size}{" B" if size.isdigit() else ""} | {row} | {fmt(c["rate"], ",.0f")} | {pct} | {us} | {ratio} '
+        print(f'| {conns} x {size}{" B" if size.isdigit() else ""} | {row} | {fmt(c["rate"], ",.0f")} | {pct} | {us} | {ratio} | {floor} '
               f'| {fmt(c["p50"], ".0f")} | {fmt(c["p99"], ".0f")} | {plus[0]} | {plus[1]} | {c["rounds"]} |')
 EOF
 } | tee "$TABLE"

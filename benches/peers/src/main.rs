@@ -16,9 +16,12 @@
 //! edgews-peers ratchet           --listen 127.0.0.1:9006
 //! edgews-peers tokio-websockets-tls --listen 127.0.0.1:9007 --tls-cert cert.pem --tls-key key.pem
 //! edgews-peers handshake-load    --url wss://127.0.0.1:9007/ --ca-file ca.pem --parallel 4 --duration 5
+//! edgews-peers relay-floor       --listen 127.0.0.1:9008 --upstream 127.0.0.1:9001
 //! ```
 //!
 //! `floor` is no WebSocket library but a yardstick: see `floor.rs`.
+//! `relay-floor` is its like for reverse proxies (benches/proxy.sh): a plain
+//! TCP relay to `--upstream` that parses nothing; see `relay_floor.rs`.
 //! `tokio-websockets-tls` is the tokio-websockets echo behind tokio-rustls
 //! (wss://; see tls.rs). `handshake-load` is no server but a client that
 //! opens and closes connections as fast as it can (handshake_load.rs), for
@@ -30,6 +33,7 @@ mod fastws;
 mod floor;
 mod handshake_load;
 mod ratchet;
+mod relay_floor;
 mod tls;
 mod tokio_ws;
 mod tungstenite;
@@ -76,6 +80,19 @@ enum Peer {
     /// handshake_load.rs).
     #[command(name = "handshake-load")]
     HandshakeLoad(handshake_load::Args),
+    /// Not a WebSocket server: the kernel-work floor of a reverse proxy, a
+    /// plain TCP relay (see relay_floor.rs).
+    #[command(name = "relay-floor")]
+    RelayFloor(RelayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RelayArgs {
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// Address to relay each connection to.
+    #[arg(long)]
+    upstream: SocketAddr,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +124,7 @@ fn main() -> ExitCode {
         Peer::TokioWebsocketsTls(a) => tls::server_config(&a.tls_cert, &a.tls_key)
             .and_then(|config| on_tokio(tls::serve(a.listen.listen, config))),
         Peer::HandshakeLoad(a) => handshake_load::run(a),
+        Peer::RelayFloor(a) => relay_floor::serve(a.listen.listen, a.upstream),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
