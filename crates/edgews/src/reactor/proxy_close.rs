@@ -207,6 +207,9 @@ impl<H: Handler> Reactor<H> {
             // still waiting for the upstream's answer
             return self.upstream_unreachable(id, "closed before answering".into(), false);
         }
+        if end.side != Side::Client && end.tracker.is_none() {
+            return self.remove(id); // a dial its client no longer waits for
+        }
         if end.side != Side::Client {
             // an upstream whose client left: it hears 1001 (or nothing,
             // if the client had closed properly and its close went on)

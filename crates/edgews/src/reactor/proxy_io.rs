@@ -38,9 +38,11 @@ impl<H: Handler> Reactor<H> {
             let Some(end) = conn.proxy.as_deref() else {
                 return;
             };
-            // the client waits for the upstream's answer before it is read
+            // a client waiting for the upstream's answer is read only to
+            // notice its leaving: what it sends is kept (one read at most)
+            // and relayed once the upstream has answered
             let unanswered = end.side == Side::Client && end.tracker.is_none();
-            if end.waiting_on_other || conn.life.is_dialing() || unanswered {
+            if end.waiting_on_other || conn.life.is_dialing() {
                 return self.settle(id);
             }
             let kept = match conn.leftover.take() {
@@ -50,14 +52,16 @@ impl<H: Handler> Reactor<H> {
                 }
                 None => 0,
             };
+            if unanswered && kept >= RELAY_READ {
+                self.keep_proxy_rest(id, 0..kept);
+                return self.settle(id);
+            }
             let limit = (kept + RELAY_READ).min(self.read_buf.len());
             let (n, drained) = match conn.socket.read_input(&mut self.read_buf[kept..limit]) {
                 Ok(TlsRead::Eof) => return self.proxy_eof(id),
                 Ok(TlsRead::Data { len, drained }) => (len, drained),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.keep_proxy_rest(id, 0..kept);
-                    return self.settle(id);
-                }
+                // what was kept is still to be relayed
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     self.keep_proxy_rest(id, 0..kept);
                     continue;
@@ -66,7 +70,10 @@ impl<H: Handler> Reactor<H> {
             };
             let hup = conn.hup;
             let filled = kept + n;
-            let consumed = self.proxy_input(id, filled);
+            let consumed = match (unanswered, filled) {
+                (true, _) | (_, 0) => 0,
+                _ => self.proxy_input(id, filled),
+            };
             self.keep_proxy_rest(id, consumed..filled);
             if drained && !hup {
                 return self.settle(id);

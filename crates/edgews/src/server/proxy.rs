@@ -119,15 +119,16 @@ impl ProxyShared {
         let n = self.upstreams.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let order = (0..n).map(|i| &self.upstreams[(start + i) % n]);
-        let chosen = match self.balance {
+        // an upstream out of rotation and due for its retry gets this
+        // connection as its trial (one per back-off), whatever else is up
+        let trial = order.clone().find(|u| u.lock().take_trial(now));
+        let chosen = trial.or_else(|| match self.balance {
             Balance::RoundRobin => order.clone().find(|u| u.lock().is_up()),
             Balance::LeastConnections => order
                 .clone()
                 .filter(|u| u.lock().is_up())
                 .min_by_key(|u| u.active.load(Ordering::Relaxed)),
-        };
-        // none up: one that is due for its retry gets this connection
-        let chosen = chosen.or_else(|| order.clone().find(|u| u.lock().take_trial(now)))?;
+        })?;
         chosen.active.fetch_add(1, Ordering::Relaxed);
         chosen.connections_total.fetch_add(1, Ordering::Relaxed);
         Some(chosen)
