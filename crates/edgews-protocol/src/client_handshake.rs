@@ -148,6 +148,38 @@ pub struct Agreed {
     pub deflate: Option<DeflateParams>,
 }
 
+/// The first header named `name` (case-insensitive) of a parsed head.
+pub(crate) fn header_value<'h>(headers: &[httparse::Header<'h>], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// §4.1, the client's checks 2 to 4 on a `101` answer's headers:
+/// `Upgrade: websocket`, `Connection: Upgrade`, and the accept value that
+/// `key` calls for. Shared with the proxy's check of an upstream's answer
+/// (`upstream.rs`).
+pub(crate) fn check_switching(
+    headers: &[httparse::Header<'_>],
+    key: &[u8],
+) -> Result<(), ResponseError> {
+    // 2. and 3.: Upgrade: websocket, Connection: Upgrade
+    let upgrade_ok = header_value(headers, "upgrade").is_some_and(|v| has_token(v, "websocket"));
+    let connection_ok =
+        header_value(headers, "connection").is_some_and(|v| has_token(v, "upgrade"));
+    if !upgrade_ok || !connection_ok {
+        return Err(ResponseError::NotUpgrade);
+    }
+    // 4. the accept value must be base64(sha1(key + GUID))
+    let expected: [u8; ACCEPT_LEN] = accept_key(key);
+    let accept = header_value(headers, "sec-websocket-accept").map(<[u8]>::trim_ascii);
+    if accept != Some(&expected[..]) {
+        return Err(ResponseError::BadAccept);
+    }
+    Ok(())
+}
+
 /// Validates a complete response head (§4.1, "the client MUST validate the
 /// server's response as follows"), given the subprotocols we offered and
 /// whether we offered permessage-deflate.
@@ -169,24 +201,7 @@ pub fn validate_response(
     if status != 101 {
         return Err(ResponseError::Status(status));
     }
-    let header = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
-    // 2. and 3.: Upgrade: websocket, Connection: Upgrade
-    let upgrade_ok = header("upgrade").is_some_and(|v| has_token(v, "websocket"));
-    let connection_ok = header("connection").is_some_and(|v| has_token(v, "upgrade"));
-    if !upgrade_ok || !connection_ok {
-        return Err(ResponseError::NotUpgrade);
-    }
-    // 4. the accept value must be base64(sha1(key + GUID))
-    let expected: [u8; ACCEPT_LEN] = accept_key(key);
-    if header("sec-websocket-accept").map(<[u8]>::trim_ascii) != Some(&expected[..]) {
-        return Err(ResponseError::BadAccept);
-    }
+    check_switching(response.headers, key)?;
     // 5. every extension must be one we offered (RFC 7692 §7.1 for ours)
     let extensions = response
         .headers
@@ -195,7 +210,7 @@ pub fn validate_response(
         .map(|h| h.value);
     let deflate = validate_deflate(extensions, offered_deflate)?;
     // 6. a subprotocol must be one we offered
-    let subprotocol = match header("sec-websocket-protocol") {
+    let subprotocol = match header_value(response.headers, "sec-websocket-protocol") {
         None => None,
         Some(p) => {
             let p = String::from_utf8_lossy(p.trim_ascii()).into_owned();

@@ -7,9 +7,9 @@
 //! offered subprotocols and extensions go unchanged too, so both are
 //! negotiated end to end and the frames between need no re-encoding.
 
-use super::accept::accept_key;
+use super::client_handshake::{check_switching, header_value};
+use super::error::ResponseError;
 use super::handshake::Request;
-use super::http::has_token;
 
 /// Headers not passed upstream: the forwarding headers (the proxy writes
 /// them again, extended with its own hop) and the proxy's own credentials.
@@ -80,24 +80,15 @@ pub fn read_answer(buf: &[u8], key: &[u8], offered: &[&str]) -> Answer {
     if status != 101 {
         return Answer::Status(status);
     }
-    let header = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
     // §4.1, the client's checks 2 to 4
-    let upgrade_ok = header("upgrade").is_some_and(|v| has_token(v, "websocket"));
-    let connection_ok = header("connection").is_some_and(|v| has_token(v, "upgrade"));
-    if !upgrade_ok || !connection_ok {
-        return Answer::Invalid("101 without Upgrade: websocket");
-    }
-    if header("sec-websocket-accept").map(<[u8]>::trim_ascii) != Some(&accept_key(key)[..]) {
-        return Answer::Invalid("wrong Sec-WebSocket-Accept");
+    match check_switching(response.headers, key) {
+        Ok(()) => {}
+        Err(ResponseError::BadAccept) => return Answer::Invalid("wrong Sec-WebSocket-Accept"),
+        Err(_) => return Answer::Invalid("101 without Upgrade: websocket"),
     }
     // check 6: a subprotocol must be one the client offered
-    let subprotocol = match header("sec-websocket-protocol").map(std::str::from_utf8) {
+    let protocol = header_value(response.headers, "sec-websocket-protocol");
+    let subprotocol = match protocol.map(std::str::from_utf8) {
         None => None,
         Some(Ok(p)) if offered.contains(&p.trim()) => Some(p.trim().to_string()),
         Some(_) => return Answer::Invalid("a subprotocol the client did not offer"),
