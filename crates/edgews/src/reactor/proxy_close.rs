@@ -47,10 +47,10 @@ impl<H: Handler> Reactor<H> {
         self.settle(dst);
     }
 
-    /// `src` broke the protocol: it is failed with the error's code (a
-    /// client) or 1002 (an upstream), and the other end hears 1001 (the
-    /// upstream, of a failed client) or 1011 (the client, of a failed
-    /// upstream).
+    /// `src` broke the protocol. A client: its upstream hears the error's
+    /// code at once, and the client gets it after the upstream's answer
+    /// (`ProxyEnd::owed_close`), or at once when it has no upstream. An
+    /// upstream: it is failed with 1002, and its client hears 1011.
     pub(super) fn stream_failed(&mut self, src: ConnId, error: &ProtocolError) {
         let Some(conn) = lookup(&mut self.hub.conns, src) else {
             return;
@@ -74,6 +74,7 @@ impl<H: Handler> Reactor<H> {
             return self.inject_close(upstream, code, &format!("client: {reason}"), true);
         }
         let (own, theirs, reason) = match side {
+            // no upstream to hear it (its own ending is under way)
             Side::Client => (error.close_code(), CloseCode::GOING_AWAY, "client failed"),
             _ => (
                 CloseCode::PROTOCOL_ERROR,
