@@ -7,6 +7,7 @@
 
 pub mod measure;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod tls;
 
