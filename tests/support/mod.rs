@@ -144,6 +144,14 @@ impl RawClient {
         }
     }
 
+    /// Wraps a connected (or accepted) stream, as it is.
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connects and completes the opening handshake for `path`.
     pub fn open(addr: SocketAddr, path: &str) -> RawClient {
         let mut c = RawClient::connect(addr);
@@ -189,6 +197,14 @@ impl RawClient {
         }
         let body = self.buf.drain(..len.min(self.buf.len())).collect();
         Some((head, body))
+    }
+
+    /// Exactly `n` bytes, as they came (masks and all).
+    pub fn read_exact_bytes(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().expect("read") > 0, "EOF before {n} bytes");
+        }
+        self.buf.drain(..n).collect()
     }
 
     /// Reads the next frame; `None` at EOF (or on a read error).

@@ -8,7 +8,7 @@
 
 use super::measure::{mib_delta, wait_until, MIB};
 use super::process::{http_exchange, Launch, ServerProcess, BIN};
-use super::{client_frame, take_frame, upgrade_request, Frame, RawClient};
+use super::{client_frame, upgrade_request, Frame, RawClient};
 use edgews::protocol::accept::accept_key;
 use edgews::protocol::frame::{encode_frame, encode_header, OpCode};
 use std::io::{self, Read, Write};
@@ -195,13 +195,9 @@ impl RawUpstream {
         let stream = self.incoming.recv_timeout(limit).ok()?;
         stream.set_read_timeout(Some(SOON)).unwrap();
         stream.set_nodelay(true).unwrap();
-        let mut peer = UpstreamPeer {
-            stream,
-            head: String::new(),
-            buf: Vec::new(),
-        };
-        peer.head = peer.read_head().expect("a request head");
-        Some(peer)
+        let mut conn = RawClient::from_stream(stream);
+        let head = conn.read_http_head().expect("a request head");
+        Some(UpstreamPeer { head, conn })
     }
 
     /// The next connection, answered 101 (with `extra` header lines).
@@ -223,10 +219,23 @@ impl Drop for RawUpstream {
 
 /// One connection the proxy made to a [`RawUpstream`].
 pub struct UpstreamPeer {
-    pub stream: TcpStream,
     /// The request head the proxy sent.
     pub head: String,
-    buf: Vec<u8>,
+    /// The connection, read and written as a raw peer.
+    conn: RawClient,
+}
+
+impl std::ops::Deref for UpstreamPeer {
+    type Target = RawClient;
+    fn deref(&self) -> &RawClient {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for UpstreamPeer {
+    fn deref_mut(&mut self) -> &mut RawClient {
+        &mut self.conn
+    }
 }
 
 impl UpstreamPeer {
@@ -264,43 +273,6 @@ impl UpstreamPeer {
         self.send(&bytes);
     }
 
-    /// Writes bytes.
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("upstream write");
-    }
-
-    /// Exactly `n` bytes, as they came (masks and all).
-    pub fn read_exact_bytes(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            assert!(
-                self.fill().expect("upstream read") > 0,
-                "EOF before {n} bytes"
-            );
-        }
-        self.buf.drain(..n).collect()
-    }
-
-    /// The next frame (unmasked); `None` at EOF or on an error.
-    pub fn read_frame(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(frame) = take_frame(&mut self.buf) {
-                return Some(frame);
-            }
-            if self.fill().ok()? == 0 {
-                return None;
-            }
-        }
-    }
-
-    /// Reads frames until a close frame; its code.
-    pub fn read_close_code(&mut self) -> Option<u16> {
-        loop {
-            if let Some(code) = self.read_frame()?.close_code() {
-                return Some(code);
-            }
-        }
-    }
-
     /// A client broke the protocol: the proxy's close names the client's
     /// fault (its code, reason `client: ...`), and nothing of the bad frame
     /// came before it. Answers it with the same code.
@@ -312,30 +284,6 @@ impl UpstreamPeer {
         let reason = String::from_utf8_lossy(&frame.payload[2..]).into_owned();
         assert!(reason.starts_with("client: "), "{reason:?}");
         self.send(&server_frame(true, OpCode::Close, &close_payload(code, "")));
-    }
-
-    /// Whether the proxy closes this connection within `limit`.
-    pub fn sees_eof_within(&mut self, limit: Duration) -> bool {
-        sees_eof(&mut self.stream, limit)
-    }
-
-    fn read_head(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head: Vec<u8> = self.buf.drain(..end + 4).collect();
-                return Some(String::from_utf8_lossy(&head).into_owned());
-            }
-            if self.fill().ok()? == 0 {
-                return None;
-            }
-        }
-    }
-
-    fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 64 * 1024];
-        let n = self.stream.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
     }
 }
 
