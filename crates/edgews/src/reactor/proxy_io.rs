@@ -122,9 +122,10 @@ impl<H: Handler> Reactor<H> {
         let other = end.other;
         end.count(scanned.forward);
         // a client that failed gets our close in place of the upstream's
-        let owed = other
-            .and_then(|dst| owed_close(hub, dst))
-            .filter(|_| scanned.close.is_some());
+        let owed = scanned
+            .close
+            .and(other)
+            .and_then(|dst| owed_close(hub, dst));
         let forward = match owed {
             Some(_) => scanned.close_at,
             None => scanned.forward,
