@@ -17,6 +17,7 @@ use support::measure::{poll_until, MIB};
 use support::process::{
     http_exchange, http_get, metric_value, series_of, start, Launch, ServerProcess,
 };
+use support::proxy::token;
 use support::{client_frame, upgrade_request, RawClient};
 
 /// Every mode of the binary.
@@ -406,21 +407,6 @@ fn broadcast_to_three_receivers_that_never_read_stays_within_memory_and_closes_t
 // ------------------------------------------------------------- 4. secrets
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
-/// An HS256 token for `sub`, valid for an hour, signed with `secret`.
-fn token(sub: &str, secret: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("a token")
-}
 
 #[test]
 fn tokens_never_reach_the_log_nor_a_refusal_even_at_debug_level() {

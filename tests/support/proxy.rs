@@ -11,14 +11,14 @@ use super::process::{http_exchange, Launch, ServerProcess, BIN};
 use super::{client_frame, upgrade_request, Frame, RawClient};
 use edgews::protocol::accept::accept_key;
 use edgews::protocol::frame::{encode_frame, encode_header, OpCode};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Generous bound for anything expected to happen "soon".
 pub const SOON: Duration = Duration::from_secs(10);
@@ -285,28 +285,6 @@ impl UpstreamPeer {
         assert!(reason.starts_with("client: "), "{reason:?}");
         self.send(&server_frame(true, OpCode::Close, &close_payload(code, "")));
     }
-}
-
-/// Whether `stream`'s peer closes it within `limit` (data is skipped).
-pub fn sees_eof(stream: &mut TcpStream, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut sink = [0u8; 4096];
-    while Instant::now() < deadline {
-        match stream.read(&mut sink) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 /// A TCP connection to `addr` from the loopback address `from`
