@@ -167,6 +167,10 @@ pub enum Parsed<'a> {
     Http(Request<'a>),
 }
 
+/// Header slots `parse_request` keeps on the stack: the default
+/// `max_headers` (2 KiB).
+const STACK_HEADERS: usize = 64;
+
 /// Parses and validates a complete request head (ending in `\r\n\r\n`).
 pub fn parse_request<'a>(
     head: &'a [u8],
@@ -175,8 +179,17 @@ pub fn parse_request<'a>(
     if head.len() > config.max_head_size {
         return Err(HandshakeError::HeadTooLarge);
     }
-    let mut slots = vec![httparse::EMPTY_HEADER; config.max_headers];
-    let mut parsed = httparse::Request::new(&mut slots);
+    // the header slots on the stack at the default limit (no allocation
+    // per upgrade); a larger configured limit gets them from the heap
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let slots = if config.max_headers <= STACK_HEADERS {
+        &mut on_stack[..config.max_headers]
+    } else {
+        on_heap.resize(config.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    let mut parsed = httparse::Request::new(slots);
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed("incomplete head")),

@@ -1433,3 +1433,15 @@ fn a_request_prints_without_its_query_or_credentials() {
     assert!(printed.contains("/chat?<query hidden>"), "{printed}");
     assert!(printed.contains("User-Agent"), "{printed}");
 }
+
+#[test]
+fn a_limit_above_the_stack_slots_takes_that_many_headers_and_no_more() {
+    let config = ProtocolConfig {
+        max_headers: 100,
+        max_head_size: 1 << 20,
+        ..Default::default()
+    };
+    upgrade(&upgrade_with_extra_headers(100 - BASE.len()), &config);
+    let error = refused(&upgrade_with_extra_headers(101 - BASE.len()), &config);
+    assert_eq!(error, HandshakeError::TooManyHeaders);
+}

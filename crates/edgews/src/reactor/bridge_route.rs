@@ -6,7 +6,6 @@
 use super::context::Context;
 use super::handler::Handler;
 use super::process::{Channel, Delivery, Relayed};
-use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{FrameEncoding, Message, SharedFrame};
 use crate::redis::envelope::Kind;
@@ -70,8 +69,9 @@ impl<H: Handler> Reactor<H> {
         ctx.relay(channel.clone(), frame.clone(), 0, None, false);
         match channel {
             Channel::All => {
-                let ids: Vec<ConnId> = ctx.open_connections().collect();
-                ctx.share_message(ids, &message, Some(&frame));
+                let ids = ctx.take_recipients(None);
+                ctx.share_message(ids.iter().copied(), &message, Some(&frame));
+                ctx.hub.recipients = ids;
             }
             Channel::Topic(_) => {
                 let origin = ctx.worker();

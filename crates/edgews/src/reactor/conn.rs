@@ -55,6 +55,9 @@ pub(crate) struct Conn {
     pub dirty: bool,
     /// The peer closed its side (read returned 0).
     pub peer_eof: bool,
+    /// The closing handshake is complete: the peer's close frame came
+    /// (it started the handshake, or answered ours).
+    pub close_received: bool,
     /// `leftover` holds whole messages the per-turn cap left unprocessed:
     /// process them before reading again.
     pub backlog: bool,
@@ -132,6 +135,12 @@ pub(crate) struct Hub {
     /// Upstream connections (and health checks) to open after the
     /// handler's callback (see `proxy.rs`).
     pub proxy_dials: Vec<super::proxy::ProxyDial>,
+    /// A broadcast's recipients, kept between broadcasts (see
+    /// `Context::broadcast_message`); empty, with its capacity, in between.
+    pub recipients: Vec<ConnId>,
+    /// Connections a handler asked to drop without a close frame
+    /// (`Context::abort`), removed after this turn's writes.
+    pub aborts: Vec<ConnId>,
 }
 
 impl Hub {

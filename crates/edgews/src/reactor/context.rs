@@ -154,6 +154,18 @@ impl<'a> Context<'a> {
         self.with_output(id, |engine, out| engine.send_ping(payload, out))
     }
 
+    /// Ends `id` without a closing handshake: no close frame, the TCP
+    /// connection closed once this turn's output has had its write. The
+    /// handler's `on_close` follows, as for a peer that vanished (1006,
+    /// [`CloseCause::Eof`](crate::protocol::CloseCause::Eof)). For clients
+    /// and tests that must behave like a dropped peer (`edgews load connect
+    /// --abrupt`); a server should [`close`](Context::close).
+    pub fn abort(&mut self, id: ConnId) {
+        if lookup(&mut self.hub.conns, id).is_some() && !self.hub.aborts.contains(&id) {
+            self.hub.aborts.push(id);
+        }
+    }
+
     /// Starts the closing handshake with `id`.
     pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
         let now = self.hub.now;
@@ -186,17 +198,27 @@ impl<'a> Context<'a> {
         except: Option<ConnId>,
     ) -> Result<usize, SendError> {
         self.bridge_message(&Channel::All, message);
-        let ids: Vec<ConnId> = self
-            .open_connections()
-            .filter(|&id| Some(id) != except)
-            .collect();
-        if !self.hub.link.is_shared() {
-            return self.send_shared_message(ids, message);
-        }
-        // every worker's connections: one frame for the whole process
-        let plain = SharedFrame::message(FrameEncoding::PLAIN, message);
-        self.relay(Channel::All, plain.clone(), 0, except, false);
-        Ok(self.share_message(ids, message, Some(&plain)))
+        let ids = self.take_recipients(except);
+        let sent = if self.hub.link.is_shared() {
+            // every worker's connections: one frame for the whole process
+            let plain = SharedFrame::message(FrameEncoding::PLAIN, message);
+            self.relay(Channel::All, plain.clone(), 0, except, false);
+            self.share_message(ids.iter().copied(), message, Some(&plain))
+        } else {
+            self.share_message(ids.iter().copied(), message, None)
+        };
+        self.hub.recipients = ids;
+        Ok(sent)
+    }
+
+    /// The open connections but `except`, gathered into a vector kept from
+    /// one broadcast to the next (no allocation per message, whatever the
+    /// audience); give it back to `hub.recipients` when done.
+    pub(super) fn take_recipients(&mut self, except: Option<ConnId>) -> Vec<ConnId> {
+        let mut ids = std::mem::take(&mut self.hub.recipients);
+        ids.clear();
+        ids.extend(self.open_connections().filter(|&id| Some(id) != except));
+        ids
     }
 
     /// Sends `message` to each of `ids` (open server-side connections on

@@ -3,6 +3,7 @@
 use super::conn::{lookup, Hub};
 use super::context::Context;
 use super::handler::{Handler, HttpResponse, OpenInfo};
+use super::show::Addr;
 use super::token::ConnId;
 use crate::protocol::{CloseCause, Closed, Event, HandshakeError, Message, Request};
 use std::net::SocketAddr;
@@ -76,7 +77,7 @@ fn upgrade_requested<H: Handler>(
     conn.user = accept.user.map(Box::new);
     hub.stats.opened += 1;
     // the path only: the query may carry a token (`?token=`)
-    log::info!("{id} {peer}: open {}", request.path());
+    log::info!("{id} {}: open {}", Addr(peer), request.path());
     // a copy: the handler gets the hub mutably through its context
     let user = conn.user.clone();
     let secure = conn.socket.is_tls();
@@ -201,10 +202,11 @@ fn closed_after_open<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, clo
     let Some(conn) = lookup(&mut hub.conns, id) else {
         return;
     };
+    conn.close_received = matches!(closed.cause, CloseCause::Peer | CloseCause::Local);
     if !conn.life.end() {
         return; // never opened, or its on_close was called already
     }
-    let peer = conn.peer.get();
+    let peer = Addr(conn.peer.get());
     hub.stats.record_close(closed.code.0);
     match &closed.cause {
         CloseCause::Failed(e) => log::warn!("{id} {peer}: failed with {}: {e}", closed.code),

@@ -195,6 +195,16 @@ impl<H: Handler> Reactor<H> {
                 return self.remove(id);
             }
             let server = conn.engine.role() == Role::Server;
+            if flushed && server && conn.close_received && !conn.socket.is_tls() {
+                // §7.1.1: the server closes the TCP connection first. The
+                // closing handshake is complete and nothing may follow the
+                // peer's close frame (§5.5.1), so no unread input can turn
+                // our FIN into a reset: close now instead of shutting down
+                // and waiting for its FIN (a shutdown, a wake-up and a read
+                // less per connection). TLS lingers: its peer may still
+                // send a close_notify.
+                return self.remove(id);
+            }
             // a TLS server says close_notify before its FIN
             let said_goodbye = if server && flushed && !conn.life.is_draining() {
                 conn.socket.close_tls()

@@ -37,6 +37,10 @@ pub(crate) fn bind_with(addr: SocketAddr, shared: bool) -> io::Result<mio::net::
         socket.set_reuse_port(true)?;
     }
     socket.set_nonblocking(true)?;
+    // small messages must not wait for Nagle's algorithm; Linux copies
+    // TCP_NODELAY to every accepted socket, which saves a `setsockopt`
+    // per connection (`insert` sets it on outbound ones)
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
@@ -221,8 +225,10 @@ impl<H: Handler> Reactor<H> {
         engine: Connection,
         life: Lifecycle,
     ) -> io::Result<ConnId> {
-        // small messages must not wait for Nagle's algorithm
-        let _ = socket.tcp.set_nodelay(true);
+        if life.is_dialing() {
+            // accepted sockets have TCP_NODELAY from their listener (`bind_with`)
+            let _ = socket.tcp.set_nodelay(true);
+        }
         let entry = self.hub.conns.vacant_entry();
         let id = ConnId::new(entry.key(), self.next_generation);
         // generations stay below u32::MAX - 1 and ≡ this worker's index
@@ -252,6 +258,7 @@ impl<H: Handler> Reactor<H> {
             read_paused: false,
             dirty: false,
             peer_eof: false,
+            close_received: false,
             hup: false,
             backlog: false,
             metrics_only: false,
@@ -263,4 +270,27 @@ impl<H: Handler> Reactor<H> {
 
 fn invalid_input(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    /// `insert` relies on this for accepted connections (Linux).
+    #[test]
+    fn accepted_sockets_have_tcp_nodelay_from_their_listener() {
+        let listener = super::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let accepted = (0..1000)
+            .find_map(|_| match listener.accept() {
+                Ok((stream, _)) => Some(stream),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    None
+                }
+                Err(e) => panic!("accept: {e}"),
+            })
+            .expect("the connection was accepted");
+        assert!(accepted.nodelay().unwrap());
+    }
 }

@@ -38,6 +38,9 @@ mod proxy_close;
 mod proxy_io;
 mod relay;
 mod settings;
+mod show;
+#[doc(hidden)]
+pub mod sim;
 mod socket;
 mod splice;
 mod timer;
@@ -224,6 +227,8 @@ impl<H: Handler> Reactor<H> {
                 stop_requested: false,
                 connect_requests: Vec::new(),
                 proxy_dials: Vec::new(),
+                recipients: Vec::new(),
+                aborts: Vec::new(),
                 link: process::Link::alone(),
                 bridge: None,
                 relay_congested: false,
@@ -369,6 +374,9 @@ impl<H: Handler> Reactor<H> {
         } else {
             Some(Duration::ZERO)
         };
+        // what this turn logged goes out now, in one write when the
+        // logger batches (the edgews binary's does), not one per line
+        log::logger().flush();
         match self.poll.poll(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
@@ -406,6 +414,7 @@ impl<H: Handler> Reactor<H> {
         self.drain_inbox();
         self.drive_bridge();
         self.flush_dirty();
+        self.run_aborts();
         self.run_timers();
         self.run_handler_timer();
         self.open_requested_connections();
@@ -419,7 +428,16 @@ impl<H: Handler> Reactor<H> {
         self.drain_inbox();
         self.drive_bridge();
         self.flush_dirty();
+        self.run_aborts();
         Ok(())
+    }
+
+    /// Drops the connections handlers aborted (`Context::abort`); their
+    /// `on_close` may abort more.
+    fn run_aborts(&mut self) {
+        while let Some(id) = self.hub.aborts.pop() {
+            self.remove(id);
+        }
     }
 
     /// The earliest instant the loop must wake without I/O.

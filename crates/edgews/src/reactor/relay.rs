@@ -93,11 +93,9 @@ impl<H: Handler> Reactor<H> {
         let mut ctx = Context::new(&mut self.hub, None);
         match &relayed.channel {
             Channel::All => {
-                let ids: Vec<ConnId> = ctx
-                    .open_connections()
-                    .filter(|&id| Some(id) != relayed.except)
-                    .collect();
-                ctx.send_relayed(ids, relayed);
+                let ids = ctx.take_recipients(relayed.except);
+                ctx.send_relayed(ids.iter().copied(), relayed);
+                self.hub.recipients = ids;
             }
             Channel::Topic(_) => self.handler.on_relayed(&mut ctx, relayed),
         }

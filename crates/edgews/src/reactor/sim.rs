@@ -1,0 +1,2 @@
+//! Simulated connections without sockets, for the million-connection
+//! benchmark (being written).
