@@ -2,6 +2,7 @@
 
 mod cli;
 mod load;
+mod log_batch;
 mod proxy_args;
 mod redis_args;
 mod serve;
@@ -13,13 +14,15 @@ use edgews::server::{
     PubSubConfig, TopicCensus, TopicLimits,
 };
 use serve::{serve, Mode};
-use std::io::Write;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match run(cli) {
+    let result = run(cli);
+    log_batch::flush_now();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgews: {e}");
@@ -33,23 +36,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr at the level EDGEWS_LOG (or RUST_LOG) sets; info by default.
+/// Logs to stderr at the level EDGEWS_LOG (or RUST_LOG) sets; info by
+/// default. Lines are batched: the reactor writes them once per loop turn
+/// (see log_batch.rs).
 fn init_logging(format: LogFormat) {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     let env = env_logger::Env::new().filter_or("EDGEWS_LOG", level);
-    let mut builder = env_logger::Builder::from_env(env);
-    builder.format_target(false);
-    if format == LogFormat::Json {
-        builder.format(|buf, record| {
-            let line = serde_json::json!({
-                "ts": buf.timestamp_millis().to_string(),
-                "level": record.level().as_str(),
-                "msg": record.args().to_string(),
-            });
-            writeln!(buf, "{line}")
-        });
-    }
-    builder.init();
+    let filter = env_logger::Builder::from_env(env).build();
+    let style = match format {
+        LogFormat::Json => log_batch::Style::Json,
+        LogFormat::Text => log_batch::Style::Text {
+            colour: std::io::stderr().is_terminal(),
+        },
+    };
+    log_batch::install(filter, style);
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
