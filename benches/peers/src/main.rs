@@ -17,6 +17,11 @@
 //! edgews-peers tokio-websockets-tls --listen 127.0.0.1:9007 --tls-cert cert.pem --tls-key key.pem
 //! edgews-peers handshake-load    --url wss://127.0.0.1:9007/ --ca-file ca.pem --parallel 4 --duration 5
 //! edgews-peers relay-floor       --listen 127.0.0.1:9008 --upstream 127.0.0.1:9001
+//! edgews-peers connect-floor     --listen 127.0.0.1:9009
+//! edgews-peers fanout-tokio-tungstenite --listen 127.0.0.1:9010
+//! edgews-peers fanout-fastwebsockets    --listen 127.0.0.1:9011
+//! edgews-peers fanout-tokio-websockets  --listen 127.0.0.1:9012
+//! edgews-peers fanout-floor             --listen 127.0.0.1:9013
 //! ```
 //!
 //! `floor` is no WebSocket library but a yardstick: see `floor.rs`.
@@ -25,13 +30,29 @@
 //! `tokio-websockets-tls` is the tokio-websockets echo behind tokio-rustls
 //! (wss://; see tls.rs). `handshake-load` is no server but a client that
 //! opens and closes connections as fast as it can (handshake_load.rs), for
-//! benches/tls.sh.
+//! benches/tls.sh. `connect-floor` is `floor`'s like for a connection's
+//! whole life (accept, upgrade, echo, close), with no buffer per
+//! connection; see `connect_floor.rs`.
+//!
+//! The `fanout-*` peers are the broadcast servers to set beside `edgews
+//! broadcast` (driven by `edgews load broadcast`): every text or binary
+//! message goes to every other open connection, not back to its sender,
+//! in order per sender. The three tokio ones share a registry of
+//! per-connection channels (fanout.rs); `fanout-floor` is the yardstick
+//! (fanout_floor.rs).
 //!
 //! Prints `listening ADDR` on stdout once the socket is bound.
 
+mod connect_floor;
+mod fanout;
+mod fanout_fastws;
+mod fanout_floor;
+mod fanout_tokio_ws;
+mod fanout_tungstenite;
 mod fastws;
 mod floor;
 mod handshake_load;
+mod lean;
 mod ratchet;
 mod relay_floor;
 mod tls;
@@ -84,6 +105,24 @@ enum Peer {
     /// plain TCP relay (see relay_floor.rs).
     #[command(name = "relay-floor")]
     RelayFloor(RelayArgs),
+    /// Not a WebSocket server: the kernel-work floor of a connection's
+    /// life, upgrade to close (see connect_floor.rs).
+    #[command(name = "connect-floor")]
+    ConnectFloor(ListenArgs),
+    /// Broadcast on tokio-tungstenite: each message to every other
+    /// connection (see fanout_tungstenite.rs).
+    #[command(name = "fanout-tokio-tungstenite")]
+    FanoutTokioTungstenite(ListenArgs),
+    /// Broadcast on fastwebsockets (see fanout_fastws.rs).
+    #[command(name = "fanout-fastwebsockets")]
+    FanoutFastwebsockets(ListenArgs),
+    /// Broadcast on tokio-websockets (see fanout_tokio_ws.rs).
+    #[command(name = "fanout-tokio-websockets")]
+    FanoutTokioWebsockets(ListenArgs),
+    /// Not a WebSocket server: the kernel-work floor of broadcast (see
+    /// fanout_floor.rs).
+    #[command(name = "fanout-floor")]
+    FanoutFloor(ListenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +164,26 @@ fn main() -> ExitCode {
             .and_then(|config| on_tokio(tls::serve(a.listen.listen, config))),
         Peer::HandshakeLoad(a) => handshake_load::run(a),
         Peer::RelayFloor(a) => relay_floor::serve(a.listen.listen, a.upstream),
+        Peer::ConnectFloor(a) => connect_floor::serve(a.listen),
+        Peer::FanoutFloor(a) => fanout_floor::serve(a.listen),
+        Peer::FanoutTokioTungstenite(a) => {
+            let peers = fanout::Peers::new();
+            on_tokio(serve(a.listen, move |s| {
+                fanout_tungstenite::handle(s, peers.clone())
+            }))
+        }
+        Peer::FanoutFastwebsockets(a) => {
+            let peers = fanout::Peers::new();
+            on_tokio(serve(a.listen, move |s| {
+                fanout_fastws::handle(s, peers.clone())
+            }))
+        }
+        Peer::FanoutTokioWebsockets(a) => {
+            let peers = fanout::Peers::new();
+            on_tokio(serve(a.listen, move |s| {
+                fanout_tokio_ws::handle(s, peers.clone())
+            }))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
