@@ -37,7 +37,7 @@ pub(crate) struct Conn {
     /// pointer, since most connections have none.
     #[allow(clippy::box_collection)] // 8 bytes in every slot instead of 24
     pub user: Option<Box<String>>,
-    /// The earliest deadline this connection has in the timer heap.
+    /// The earliest deadline this connection has in the timer wheel.
     pub timer_at: Option<Stamp>,
     /// The engine's [`timer_phase`](Connection::timer_phase) when its
     /// deadline was last looked at.

@@ -2,11 +2,13 @@
 //! settling a connection after it was processed (timers, backpressure,
 //! removal).
 
+use super::clock::Stamp;
 use super::conn::lookup;
 use super::dispatch::dispatch;
 use super::handler::Handler;
 use super::lifecycle::Phase;
 use super::splice::InputSpan;
+use super::timer;
 use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::{CloseCode, Role, State};
@@ -177,7 +179,7 @@ impl<H: Handler> Reactor<H> {
 
     /// After a connection was processed: removes it when closed and
     /// flushed, pauses reading over the backpressure cap, and keeps its
-    /// timer in the heap.
+    /// timer in the wheel.
     pub(super) fn settle(&mut self, id: ConnId) {
         let now = self.hub.now;
         let clock = &self.hub.clock;
@@ -233,21 +235,15 @@ impl<H: Handler> Reactor<H> {
             log::debug!("{id}: {} bytes of output held, reading paused", held(conn));
             conn.read_paused = true;
         }
-        let phase = conn.engine.timer_phase();
-        if conn.timer_at.is_some() && conn.linger_until.is_none() && phase == conn.timer_phase {
-            // the common case, after a message: the engine's deadline can
-            // only have moved later, and the armed timer will see to it
-            return;
-        }
-        conn.timer_phase = phase;
-        let engine_next = conn.engine.poll_timeout().map(|t| clock.stamp(t));
-        let next = [engine_next, conn.linger_until].into_iter().flatten().min();
-        if let Some(next) = next {
-            if conn.timer_at.is_none_or(|at| next < at) {
-                conn.timer_at = Some(next);
-                self.timers.push(next, id);
-            }
-        }
+        timer::rearm(
+            &mut self.timers,
+            id,
+            &mut conn.timer_at,
+            &mut conn.timer_phase,
+            &conn.engine,
+            conn.linger_until,
+            clock,
+        );
     }
 
     /// Takes a connection out of the slab, closing its socket. A connection
@@ -353,47 +349,64 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// Handles the due timers a batch at a time, the batch's slots loaded
+    /// before any is handled (`timer::warm`): at a million connections a
+    /// slot is out of cache when its timer fires, and their misses overlap.
     pub(super) fn run_timers(&mut self) {
-        let now = self.hub.now;
-        let now_stamp = self.hub.clock.stamp(now);
-        while let Some((at, id)) = self.timers.pop_due(now_stamp) {
-            let Some(conn) = lookup(&mut self.hub.conns, id) else {
-                continue;
-            };
-            if conn.timer_at != Some(at) {
-                continue; // superseded by an earlier entry
+        let now_stamp = self.hub.clock.stamp(self.hub.now);
+        loop {
+            let due = self.timers.take_due(now_stamp);
+            if due.is_empty() {
+                return self.timers.return_due(due);
             }
-            conn.timer_at = None;
-            if conn.proxy.is_some() {
-                // proxied: the one deadline is `linger_until` (see proxy.rs)
-                match conn.linger_until {
-                    Some(t) if t <= now_stamp => self.proxy_timeout(id),
-                    Some(t) => {
-                        conn.timer_at = Some(t);
-                        self.timers.push(t, id);
-                    }
-                    None => {}
-                }
-                continue;
+            timer::warm(&self.hub.conns, &due, |c| {
+                (c.id, c.timer_at, c.engine.timer_phase())
+            });
+            for &(at, id) in &due {
+                self.fire_timer(at, id, now_stamp);
             }
-            if conn.linger_until.is_some_and(|t| t <= now_stamp) {
-                log::debug!("{id} {}: dropped after lingering", conn.peer.get());
-                if !conn.life.is_draining() {
-                    // output the peer never read; a drained close is clean
-                    self.hub.stats.timer_closes += 1;
-                }
-                conn.queue = Default::default();
-                self.remove(id);
-                continue;
-            }
-            let hub = &mut self.hub;
-            let conn = &mut hub.conns[id.index()];
-            if let Some(event) = conn.engine.handle_timeout(now, &mut hub.scratch) {
-                dispatch(hub, &mut self.handler, id, event);
-            }
-            self.flush_current(id);
-            self.settle(id);
+            self.timers.return_due(due);
         }
+    }
+
+    /// One due timer entry: nothing when superseded by an earlier one, else
+    /// the connection's linger, its proxy deadline or its engine's.
+    fn fire_timer(&mut self, at: Stamp, id: ConnId, now_stamp: Stamp) {
+        let now = self.hub.now;
+        let Some(conn) = lookup(&mut self.hub.conns, id) else {
+            return;
+        };
+        if !timer::fire(&mut conn.timer_at, at) {
+            return; // superseded by an earlier entry
+        }
+        if conn.proxy.is_some() {
+            // proxied: the one deadline is `linger_until` (see proxy.rs)
+            match conn.linger_until {
+                Some(t) if t <= now_stamp => self.proxy_timeout(id),
+                Some(t) => {
+                    conn.timer_at = Some(t);
+                    self.timers.push(t, id);
+                }
+                None => {}
+            }
+            return;
+        }
+        if conn.linger_until.is_some_and(|t| t <= now_stamp) {
+            log::debug!("{id} {}: dropped after lingering", conn.peer.get());
+            if !conn.life.is_draining() {
+                // output the peer never read; a drained close is clean
+                self.hub.stats.timer_closes += 1;
+            }
+            conn.queue = Default::default();
+            return self.remove(id);
+        }
+        let hub = &mut self.hub;
+        let conn = &mut hub.conns[id.index()];
+        if let Some(event) = conn.engine.handle_timeout(now, &mut hub.scratch) {
+            dispatch(hub, &mut self.handler, id, event);
+        }
+        self.flush_current(id);
+        self.settle(id);
     }
 
     pub(super) fn close_for_shutdown(&mut self, id: ConnId) {

@@ -15,7 +15,7 @@
 //!   write; output for other connections is queued and flushed once per
 //!   loop iteration with `writev`;
 //! - the clock is read once per iteration for all the work of that
-//!   iteration (and once more to compute the poll timeout); timers live in a heap with
+//!   iteration (and once more to compute the poll timeout); timers live in a wheel with
 //!   lazy deletion, so traffic costs no timer work.
 
 mod bridge;
