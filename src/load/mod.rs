@@ -3,6 +3,7 @@
 
 mod broadcast;
 mod common;
+mod connect;
 mod echo;
 mod idle;
 mod opener;
@@ -21,12 +22,18 @@ pub enum LoadCommand {
     /// Closed loop: each connection sends a message and waits for its echo
     /// (or keeps --pipeline in flight); every echo is checked byte for byte.
     Echo(EchoArgs),
-    /// Senders publish at a fixed rate to a broadcast server; every
-    /// connection checks it receives every other sender's messages in order.
+    /// Senders publish at a fixed rate to a broadcast server (or, with
+    /// --topic, to a pubsub topic); every connection checks it receives
+    /// every other sender's messages in order.
     Broadcast(BroadcastArgs),
     /// Opens connections and holds them idle, to read the server's memory
     /// per connection.
     Idle(IdleArgs),
+    /// Connection setup: --connections clients each run cycles back to
+    /// back (connect and upgrade, one message and its echo, then the close
+    /// handshake or, with --abrupt, the end of TCP); reports upgrades and
+    /// cycles per second and their latencies.
+    Connect(ConnectArgs),
 }
 
 /// Options every scenario takes.
@@ -101,7 +108,9 @@ pub struct BroadcastArgs {
     /// Connections that send (the first ones opened); all of them receive.
     #[arg(long, default_value_t = 1)]
     pub senders: usize,
-    /// Message size, at least 20 bytes (sender, sequence, timestamp).
+    /// Message size, at least 20 bytes (sender, sequence, timestamp). With
+    /// --topic, the size of each publication's `data` (a JSON string, at
+    /// least 42 bytes), pubsub's envelope around it not included.
     #[arg(long, default_value = "64", value_parser = parse_size)]
     pub size: u64,
     /// Messages per second, all senders together.
@@ -112,6 +121,13 @@ pub struct BroadcastArgs {
     /// the latency of deliveries across instances is reported apart.
     #[arg(long, value_name = "URL")]
     pub receiver_url: Vec<String>,
+    /// Drive `edgews pubsub` instead of `edgews broadcast`: every
+    /// connection subscribes to this topic once open and counts as ready
+    /// when pubsub acknowledges it; the senders publish to it
+    /// (`{"op":"publish",...}`), and the receivers take each message out of
+    /// pubsub's envelope (`{"type":"message",...}`).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
 }
 
 /// `edgews load idle`.
@@ -136,12 +152,47 @@ pub struct IdleArgs {
     pub send: u64,
 }
 
+/// `edgews load connect`. `--connections` is the number of clients, each
+/// with one connection at a time; `--connect-concurrency` does not apply.
+/// Unless `RUST_LOG` or `EDGEWS_LOG` says otherwise, the log shows warnings
+/// only: at info, the reactor would log every cycle's close.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Size of the one binary message each connection sends and checks
+    /// (e.g. 20, 1KiB); its first 8 bytes carry the cycle's number.
+    #[arg(long, default_value = "20", value_parser = parse_size)]
+    pub size: u64,
+    /// Time to run before measuring.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// End each connection right after the echo by closing TCP, without a
+    /// close frame (the client closes first; the server sees 1006).
+    #[arg(long)]
+    pub abrupt: bool,
+}
+
 /// Runs a scenario; fails when it saw errors (a wrong echo, a lost message).
 pub fn run(command: LoadCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         LoadCommand::Echo(args) => drive(echo::EchoLoad::new(&args)?, &args.common),
         LoadCommand::Broadcast(args) => drive(broadcast::BroadcastLoad::new(&args)?, &args.common),
         LoadCommand::Idle(args) => drive(idle::IdleLoad::new(&args)?, &args.common),
+        LoadCommand::Connect(args) => {
+            quiet_per_connection_log();
+            drive(connect::ConnectLoad::new(&args)?, &args.common)
+        }
+    }
+}
+
+/// Keeps the log to warnings unless `RUST_LOG` or `EDGEWS_LOG` is set: a
+/// scenario that opens and closes thousands of connections a second would
+/// spend its time writing the reactor's info line about each close.
+fn quiet_per_connection_log() {
+    let asked = std::env::var_os("RUST_LOG").is_some() || std::env::var_os("EDGEWS_LOG").is_some();
+    if !asked {
+        log::set_max_level(log::max_level().min(log::LevelFilter::Warn));
     }
 }
 
