@@ -165,6 +165,18 @@ running() {
     [[ ${line%% *} != Z ]]
 }
 
+# Prints the resident memory of process $1 in kB (VmRSS in
+# /proc/PID/status); prints nothing if it cannot be read.
+vmrss_kb() {
+    local st=
+    read -r -d '' st 2>/dev/null <"/proc/$1/status" || true
+    [[ $st == *$'\n'VmRSS:* ]] || return 0
+    st=${st##*$'\n'VmRSS:}
+    st=${st%%kB*}
+    st=${st//[!0-9]/}
+    [[ -z $st ]] || echo "$st"
+}
+
 # --- CPU and the machine ------------------------------------------------------------
 
 # Sets SAMPLE to "UTIME STIME" of process $1: user and system time of all its
@@ -236,8 +248,12 @@ revision() {
 # Prints the Python definitions that py_run puts before a script:
 #   read_load(out, rc, who, strip, lenient) -> (load, why): the JSON line a
 #       loader wrote to file out, and why its run failed so far
-#   echo_why(load, why, conns), idle_why(load, why, conns, rss_why): add what
-#       fails an echo or an idle (`load idle`) run
+#   echo_why(load, why, conns), idle_why(load, why, conns, rss_why),
+#   connect_why(load, why, conns), broadcast_why(load, why, conns): add what
+#       fails an echo, idle, connect (`load connect`) or broadcast run
+#   window_cpu(sample, rate): the server's CPU over a measured window, from
+#       "CLK_TCK U0 S0 T0 U1 S1 T1" (cpu_sample ... wall at both ends)
+#   strace_calls(path): calls per syscall in an `strace -c` summary
 #   err_tail(err): the last lines of file err
 #   append(raw, rec): appends the record rec to file raw
 #   finish(line, why, errtail): prints the run's line and exits 1 if it failed
@@ -291,6 +307,70 @@ def idle_why(load, why, conns, rss_why="no RSS growth read"):
         why.append(f'{load.get("connections")} of {conns} connections')
     if load.get("bytes_per_connection", 0) <= 0:
         why.append(rss_why)
+
+def connect_why(load, why, conns):
+    """Adds to why what fails a `load connect` run: errors, no cycles, fewer
+    than conns connections (nothing without a JSON line)."""
+    if load is None:
+        return
+    if load.get("errors", 1):
+        why.append(f'{load.get("errors")} errors')
+    if load.get("cycles", 0) <= 0:
+        why.append("no connection cycles")
+    if load.get("connections") != conns:
+        why.append(f'{load.get("connections")} of {conns} connections')
+
+def broadcast_why(load, why, conns):
+    """Adds to why what fails a `load broadcast` run: errors, missing or
+    out-of-order deliveries, none at all, fewer than conns connections."""
+    if load is None:
+        return
+    if load.get("errors", 1):
+        why.append(f'{load.get("errors")} errors')
+    if load.get("missing", 1) or load.get("out_of_order", 1):
+        why.append(f'{load.get("missing")} missing, {load.get("out_of_order")} out of order')
+    if load.get("deliveries", 0) <= 0:
+        why.append("no deliveries")
+    if load.get("connections") != conns:
+        why.append(f'{load.get("connections")} of {conns} connections')
+
+def window_cpu(sample, rate):
+    """The server's CPU over a measured window from sample, "CLK_TCK U0 S0
+    T0 U1 S1 T1" (clock ticks of user and system time and the wall clock in
+    seconds at both ends), and rate (what the loader counted per second, or
+    None): returns a dict (window_s, clk_tck, user_ticks, sys_ticks,
+    user_pct, sys_pct, cpu_pct in % of one core, per_cpu_s = rate per
+    server CPU-second) or raises ValueError; sample "n/a: why" raises too."""
+    if sample.startswith("n/a"):
+        raise ValueError(sample[3:].lstrip(": ") or "no reading")
+    f = sample.split()
+    if len(f) != 7:
+        raise ValueError(f"unreadable sample {sample!r}")
+    tck, u0, s0, u1, s1 = (int(x) for x in (f[0], f[1], f[2], f[4], f[5]))
+    t0, t1 = (float(x.replace(",", ".")) for x in (f[3], f[6]))
+    window = t1 - t0
+    if window <= 0 or u1 < u0 or s1 < s0:
+        raise ValueError("samples out of order")
+    du, ds = u1 - u0, s1 - s0
+    cores = (du + ds) / tck / window  # server CPU-seconds per wall second
+    return {
+        "window_s": round(window, 3), "clk_tck": tck,
+        "user_ticks": du, "sys_ticks": ds,
+        "user_pct": round(100 * du / tck / window, 1),
+        "sys_pct": round(100 * ds / tck / window, 1),
+        "cpu_pct": round(100 * cores, 1),
+        "per_cpu_s": round(rate / cores) if rate and cores > 0 else None,
+    }
+
+def strace_calls(path):
+    """Calls per syscall in the `strace -c` summary in file path
+    ("% time  seconds  usecs/call  calls  [errors]  syscall"); {} if none."""
+    calls = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+            calls[f[-1]] = int(f[3])
+    return calls
 
 def err_tail(err, n=3):
     """The last n non-empty lines of file err (a carriage return ends a line)."""
