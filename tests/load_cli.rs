@@ -236,3 +236,99 @@ fn load_broadcast_ends_when_connections_fail_both_ways() {
     // the 2 refused, and too few connections opened to send
     assert_eq!(report["errors"].as_u64(), Some(3), "{text}");
 }
+
+/// Connections in the `--topic` runs, and how many of them send.
+const TOPIC_CONNECTIONS: u64 = 20;
+
+/// `edgews load broadcast --topic bench` against `url`: 20 connections, 2
+/// of them senders, 50 messages a second for a second. The limit only
+/// keeps a hung run from hanging the test (a server that never
+/// acknowledges is given up on after 10 s).
+fn load_topic(url: &str) -> (bool, String) {
+    let connections = TOPIC_CONNECTIONS.to_string();
+    load_within(
+        &[
+            "broadcast",
+            "--topic",
+            "bench",
+            "--url",
+            url,
+            "--connections",
+            &connections,
+            "--senders",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+        ],
+        Duration::from_secs(60),
+    )
+}
+
+/// With `--topic`, the load drives `edgews pubsub`: every connection
+/// subscribes and is acknowledged before sending starts, the senders
+/// publish, and every other connection receives each publication once and
+/// in order (pubsub does not send a publisher its own message). Every
+/// message reached every receiver, so each counts in the latency to the
+/// last subscriber.
+#[test]
+fn load_broadcast_topic_runs_against_pubsub() {
+    let server = start("pubsub", &[]);
+    let url = format!("ws://{}/", server.addr);
+    let (ok, text) = load_topic(&url);
+    assert!(ok, "{text}");
+    let report = json_line(&text);
+    assert_eq!(report["mode"], "broadcast", "{text}");
+    assert_eq!(report["topic"], "bench", "{text}");
+    assert_eq!(
+        report["connections"].as_u64(),
+        Some(TOPIC_CONNECTIONS),
+        "{text}"
+    );
+    assert_eq!(report["senders"].as_u64(), Some(2), "{text}");
+    for key in ["errors", "missing", "out_of_order", "gaps", "duplicates"] {
+        assert_eq!(report[key].as_u64(), Some(0), "{key}: {text}");
+    }
+    let sent = report["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{text}");
+    // every connection but the message's sender receives it
+    assert_eq!(
+        report["deliveries"].as_u64(),
+        Some((TOPIC_CONNECTIONS - 1) * sent),
+        "{text}"
+    );
+    let last_messages = report["last_messages"].as_u64().unwrap();
+    assert!(last_messages > 0, "{text}");
+    assert_eq!(last_messages, sent, "{text}");
+    for key in ["last_p50_us", "last_p99_us", "last_p999_us"] {
+        assert!(report[key].as_f64().is_some(), "{key}: {text}");
+    }
+    assert!(text.contains("pubsub topic \"bench\""), "{text}");
+    assert!(text.contains("to the last subscriber p50"), "{text}");
+    assert!(
+        text.contains("connections subscribed to 1 URLs: sending starts"),
+        "{text}"
+    );
+}
+
+/// `edgews broadcast` never acknowledges a subscription (it relays the
+/// subscribe message to the other connections as it would any message):
+/// the load waits for the acknowledgements, gives up, never sends, and
+/// fails.
+#[test]
+fn load_broadcast_topic_fails_against_broadcast() {
+    let server = start("broadcast", &[]);
+    let url = format!("ws://{}/", server.addr);
+    let (ok, text) = load_topic(&url);
+    assert!(
+        !ok,
+        "subscriptions are never acknowledged, the run must fail:\n{text}"
+    );
+    let report = json_line(&text);
+    assert_eq!(report["topic"], "bench", "{text}");
+    assert_eq!(report["sent"].as_u64(), Some(0), "{text}");
+    assert_eq!(report["deliveries"].as_u64(), Some(0), "{text}");
+    assert!(report["errors"].as_u64().unwrap() > 0, "{text}");
+    assert!(text.contains("errors; first: "), "{text}");
+}
