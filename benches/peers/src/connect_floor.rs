@@ -23,15 +23,14 @@
 //! plus its share of `epoll_wait` and of the `accept4` that finds the
 //! backlog empty. No timers, no validation, no logging.
 
+use crate::event_loop::{self, LISTENER};
 use crate::lean::{self, ReadEnd};
 use edgews::protocol::mask::apply_mask;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Interest, Registry, Token};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::ops::Range;
-
-const LISTENER: Token = Token(usize::MAX);
 
 struct Conn {
     stream: TcpStream,
@@ -48,23 +47,12 @@ struct Conn {
 
 /// Serves until killed.
 pub fn serve(addr: SocketAddr) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let mut listener = lean::bind(addr)?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    crate::announce(listener.local_addr()?)?;
     let mut conns = slab::Slab::new();
     let mut buf = vec![0u8; lean::READ_BUFFER];
-    let mut events = Events::with_capacity(1024);
-    loop {
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
+    event_loop::run(addr, lean::bind, |poll, listener, events| {
         for event in events.iter() {
             if event.token() == LISTENER {
-                lean::accept_all(&poll, &listener, &mut conns, Interest::READABLE, |stream| {
+                lean::accept_all(poll, listener, &mut conns, Interest::READABLE, |stream| {
                     Conn {
                         stream,
                         open: false,
@@ -92,7 +80,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
                 conns.remove(token.0);
             }
         }
-    }
+    })
 }
 
 /// Answers the upgrade and echoes what came, until drained or done.
@@ -106,16 +94,9 @@ fn on_readable(registry: &Registry, token: Token, conn: &mut Conn, buf: &mut [u8
     } = conn;
     let end = lean::read_with(stream, buf, pending, fin, |stream, input| {
         let was_idle = out.is_empty();
-        let mut pos = 0;
-        if !*open {
-            let (used, response) = match lean::upgrade(input) {
-                Ok(Some(answer)) => answer,
-                Ok(None) => return Some(0),
-                Err(_) => return None,
-            };
-            lean::send(stream, out, &[IoSlice::new(&response)]).ok()?;
-            (*open, pos) = (true, used);
-        }
+        let Some(pos) = lean::frames_start(stream, out, open, input)? else {
+            return Some(0); // the head is not all in yet
+        };
         let (reply, used, closing) = echo_frames(input, pos);
         if !reply.is_empty() {
             lean::send(stream, out, &[IoSlice::new(&input[reply])]).ok()?;

@@ -12,14 +12,14 @@
 //! close frames (closing after the answer), and keeps no buffer per
 //! connection but what the kernel would not take (see lean.rs).
 
+use crate::event_loop::{self, LISTENER};
 use crate::lean::{self, ReadEnd};
 use edgews::protocol::mask::apply_mask;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::Interest;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
-const LISTENER: Token = Token(usize::MAX);
 /// Runs of frames sent per `writev` at most.
 const MAX_PIECES: usize = 64;
 
@@ -52,26 +52,15 @@ struct Round {
 
 /// Serves until killed.
 pub fn serve(addr: SocketAddr) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let mut listener = lean::bind(addr)?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    crate::announce(listener.local_addr()?)?;
     let mut conns = slab::Slab::new();
     let mut buf = vec![0u8; lean::READ_BUFFER];
     let mut round = Round::default();
     let mut next_id = 0u64;
-    let mut events = Events::with_capacity(1024);
-    loop {
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
+    event_loop::run(addr, lean::bind, |poll, listener, events| {
         for event in events.iter() {
             if event.token() == LISTENER {
                 let interest = Interest::READABLE | Interest::WRITABLE;
-                lean::accept_all(&poll, &listener, &mut conns, interest, |stream| {
+                lean::accept_all(poll, listener, &mut conns, interest, |stream| {
                     next_id += 1;
                     Conn {
                         stream,
@@ -101,7 +90,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
         if !round.frames.is_empty() {
             deliver(&mut conns, &mut round);
         }
-    }
+    })
 }
 
 /// Answers the upgrade, then adds each data frame to `round` and answers
@@ -116,16 +105,9 @@ fn on_readable(conn: &mut Conn, buf: &mut [u8], round: &mut Round, fin: bool) {
         done,
     } = conn;
     let end = lean::read_with(stream, buf, pending, fin, |stream, input| {
-        let mut pos = 0;
-        if !*open {
-            let (used, response) = match lean::upgrade(input) {
-                Ok(Some(answer)) => answer,
-                Ok(None) => return Some(0),
-                Err(_) => return None,
-            };
-            lean::send(stream, out, &[IoSlice::new(&response)]).ok()?;
-            (*open, pos) = (true, used);
-        }
+        let Some(mut pos) = lean::frames_start(stream, out, open, input)? else {
+            return Some(0); // the head is not all in yet
+        };
         while let Some((header, len)) = lean::frame_at(&input[pos..]) {
             let payload = pos + header;
             let end = payload + len;

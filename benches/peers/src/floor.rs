@@ -12,14 +12,15 @@
 //! nothing would reach with the same kernel work: the bound on every real
 //! server's msg/s and user-space share in the same run.
 
+use crate::event_loop::{self, LISTENER};
+use crate::lean;
 use edgews::protocol::accept::accept_key;
 use edgews::protocol::mask::apply_mask;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
-use std::io::{self, IoSlice, Read, Write};
+use mio::{Interest, Poll, Token};
+use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 
-const LISTENER: Token = Token(usize::MAX);
 /// Each connection's input buffer: room for a 64 KiB frame and more.
 const READ_BUFFER: usize = 256 << 10;
 /// Frames echoed per `writev` at most.
@@ -40,22 +41,11 @@ struct Conn {
 
 /// Serves until killed.
 pub fn serve(addr: SocketAddr) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let mut listener = TcpListener::bind(addr)?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    crate::announce(listener.local_addr()?)?;
     let mut conns: slab::Slab<Conn> = slab::Slab::new();
-    let mut events = Events::with_capacity(1024);
-    loop {
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
+    event_loop::run(addr, TcpListener::bind, |poll, listener, events| {
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(&poll, &mut listener, &mut conns);
+                accept_all(poll, listener, &mut conns);
                 continue;
             }
             let key = event.token().0;
@@ -74,10 +64,10 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
                 let _ = poll.registry().deregister(&mut conn.stream);
             }
         }
-    }
+    })
 }
 
-fn accept_all(poll: &Poll, listener: &mut TcpListener, conns: &mut slab::Slab<Conn>) {
+fn accept_all(poll: &Poll, listener: &TcpListener, conns: &mut slab::Slab<Conn>) {
     loop {
         match listener.accept() {
             Ok((mut stream, _)) => {
@@ -183,7 +173,7 @@ fn echo_frames(conn: &mut Conn, input: &mut [u8]) -> io::Result<usize> {
     let mut pieces = [(0, 0); MAX_PIECES];
     let mut count = 0;
     let mut pos = 0;
-    while let Some((header, len)) = frame_at(&input[pos..]) {
+    while let Some((header, len)) = lean::frame_at(&input[pos..]) {
         let payload = pos + header;
         let end = payload + len;
         let mut key = [0u8; 4];
@@ -253,59 +243,12 @@ fn send_pieces(conn: &mut Conn, input: &[u8], pieces: &[(usize, usize)]) -> io::
     send(conn, &slices[..pieces.len()])
 }
 
-/// The header length and payload length of a whole masked frame at the
-/// start of `input`, or `None` while it is incomplete.
-fn frame_at(input: &[u8]) -> Option<(usize, usize)> {
-    if input.len() < 2 {
-        return None;
-    }
-    let (header, len) = match input[1] & 0x7f {
-        126 if input.len() >= 4 => (8, u16::from_be_bytes([input[2], input[3]]) as usize),
-        127 if input.len() >= 10 => {
-            let mut n = [0u8; 8];
-            n.copy_from_slice(&input[2..10]);
-            (14, u64::from_be_bytes(n) as usize)
-        }
-        126 | 127 => return None,
-        n => (6, n as usize),
-    };
-    (input.len() >= header + len).then_some((header, len))
-}
-
 /// Writes `pieces` behind anything queued; queues what the kernel leaves.
 fn send(conn: &mut Conn, pieces: &[IoSlice<'_>]) -> io::Result<()> {
-    if !conn.out.is_empty() {
-        for piece in pieces {
-            conn.out.extend_from_slice(piece);
-        }
-        return flush(conn);
-    }
-    let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let mut written = match conn.stream.write_vectored(pieces) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(e),
-    };
-    if written < total {
-        for piece in pieces {
-            let skip = written.min(piece.len());
-            conn.out.extend_from_slice(&piece[skip..]);
-            written -= skip;
-        }
-    }
-    Ok(())
+    lean::send(&mut conn.stream, &mut conn.out, pieces)
 }
 
+/// Writes what is queued until done or the kernel takes no more.
 fn flush(conn: &mut Conn) -> io::Result<()> {
-    while !conn.out.is_empty() {
-        match conn.stream.write(&conn.out) {
-            Ok(n) => {
-                conn.out.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    lean::flush(&mut conn.stream, &mut conn.out)
 }

@@ -5,6 +5,10 @@
 //! `TCP_NODELAY`, which Linux copies to every accepted socket, so no
 //! connection pays a `setsockopt`; closing a socket drops it from the
 //! epoll set, so none pays an `EPOLL_CTL_DEL` either.
+//!
+//! `floor` borrows `frame_at`, `send` and `flush` from here (it keeps its
+//! own buffers, listener and accept); the event loop that all four floors
+//! share is in event_loop.rs.
 
 use edgews::protocol::accept::{accept_key, ACCEPT_LEN};
 use mio::net::{TcpListener, TcpStream};
@@ -103,6 +107,29 @@ pub fn upgrade(input: &[u8]) -> io::Result<Option<(usize, [u8; RESPONSE_LEN])>> 
     rest[..ACCEPT_LEN].copy_from_slice(&accept_key(key));
     rest[ACCEPT_LEN..].copy_from_slice(b"\r\n\r\n");
     Ok(Some((end + 4, response)))
+}
+
+/// Until `*open`, answers the upgrade once `input` holds its whole head,
+/// the 101 sent behind whatever `out` holds. Where the frames in `input`
+/// begin: `Some(Some(at))` (0 once open), `Some(None)` while the head is
+/// incomplete, `None` to end the connection (a bad head, a failed send).
+pub fn frames_start(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    open: &mut bool,
+    input: &[u8],
+) -> Option<Option<usize>> {
+    if *open {
+        return Some(Some(0));
+    }
+    let (used, response) = match upgrade(input) {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return Some(None),
+        Err(_) => return None,
+    };
+    send(stream, out, &[IoSlice::new(&response)]).ok()?;
+    *open = true;
+    Some(Some(used))
 }
 
 /// The header length and payload length of a whole masked frame at the

@@ -44,6 +44,7 @@
 //! Prints `listening ADDR` on stdout once the socket is bound.
 
 mod connect_floor;
+mod event_loop;
 mod fanout;
 mod fanout_fastws;
 mod fanout_floor;

@@ -20,13 +20,13 @@
 //! Its µs per message in `benches/proxy.sh` is what a proxy whose own code
 //! cost nothing would spend in the kernel: the bound on nginx and edgews.
 
+use crate::event_loop::{self, LISTENER};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
-const LISTENER: Token = Token(usize::MAX);
 /// The read buffer, one for all connections.
 const READ_BUFFER: usize = 64 << 10;
 
@@ -100,23 +100,12 @@ impl Pair {
 
 /// Relays between clients of `addr` and `upstream` until killed.
 pub fn serve(addr: SocketAddr, upstream: SocketAddr) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let mut listener = TcpListener::bind(addr)?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    crate::announce(listener.local_addr()?)?;
     let mut pairs: slab::Slab<Pair> = slab::Slab::new();
     let mut buf = vec![0u8; READ_BUFFER].into_boxed_slice();
-    let mut events = Events::with_capacity(1024);
-    loop {
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
+    event_loop::run(addr, TcpListener::bind, |poll, listener, events| {
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(&poll, &mut listener, upstream, &mut pairs);
+                accept_all(poll, listener, upstream, &mut pairs);
                 continue;
             }
             let (key, side) = Side::of(event.token());
@@ -129,13 +118,13 @@ pub fn serve(addr: SocketAddr, upstream: SocketAddr) -> io::Result<()> {
                 let _ = poll.registry().deregister(&mut pair.upstream);
             }
         }
-    }
+    })
 }
 
 /// Accepts every waiting client and starts its upstream connection.
 fn accept_all(
     poll: &Poll,
-    listener: &mut TcpListener,
+    listener: &TcpListener,
     upstream: SocketAddr,
     pairs: &mut slab::Slab<Pair>,
 ) {

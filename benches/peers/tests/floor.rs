@@ -3,106 +3,18 @@
 //! byte (also when a frame arrives in pieces), a ping with its pong, and a
 //! close with a close.
 
+mod common;
+
+use common::{masked, read_frame};
 use edgews::protocol::accept::accept_key;
-use edgews::protocol::mask::apply_mask;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Floor(Child, String);
-
-impl Drop for Floor {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start() -> Floor {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgews-peers"))
-        .args(["floor", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the floor");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .expect("announce")
-        .to_string();
-    Floor(child, addr)
-}
-
-fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x12, 0x34, 0x56, 0x78];
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&key);
-    let start = frame.len();
-    frame.extend_from_slice(payload);
-    apply_mask(&mut frame[start..], key, 0);
-    frame
-}
-
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).unwrap();
-    assert_eq!(head[1] & 0x80, 0, "the floor's frames are unmasked");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut n = [0u8; 2];
-            stream.read_exact(&mut n).unwrap();
-            u16::from_be_bytes(n) as usize
-        }
-        127 => {
-            let mut n = [0u8; 8];
-            stream.read_exact(&mut n).unwrap();
-            u64::from_be_bytes(n) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0; len];
-    stream.read_exact(&mut payload).unwrap();
-    (head[0], payload)
-}
+use std::io::Write;
 
 #[test]
 fn the_floor_upgrades_echoes_pongs_and_closes() {
-    let floor = start();
-    let mut stream = TcpStream::connect(&floor.1).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    let accept = accept_key(key.as_bytes());
+    let floor = common::start("floor");
+    let mut stream = common::connect(&floor.addr);
+    let head = common::upgrade(&mut stream, common::KEY_HEADERS);
+    let accept = accept_key(common::KEY.as_bytes());
     assert!(
         head.contains(std::str::from_utf8(&accept).unwrap()),
         "{head}"
@@ -110,20 +22,13 @@ fn the_floor_upgrades_echoes_pongs_and_closes() {
 
     for size in [0, 20, 125, 126, 1024, 65535, 65536, 200_000] {
         let payload: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
-        let frame = masked(0x2, &payload);
         // in two pieces, so the second completes a frame begun by the first
-        let cut = frame.len() / 2;
-        stream.write_all(&frame[..cut]).unwrap();
-        stream.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        stream.write_all(&frame[cut..]).unwrap();
+        common::write_in_two(&mut stream, &masked(0x82, &payload));
         assert_eq!(read_frame(&mut stream), (0x82, payload), "size {size}");
     }
-    stream.write_all(&masked(0x9, b"hi")).unwrap();
+    stream.write_all(&masked(0x89, b"hi")).unwrap();
     assert_eq!(read_frame(&mut stream), (0x8A, b"hi".to_vec()));
-    stream.write_all(&masked(0x8, &[0x03, 0xE8])).unwrap();
+    stream.write_all(&masked(0x88, &[0x03, 0xE8])).unwrap();
     assert_eq!(read_frame(&mut stream), (0x88, vec![0x03, 0xE8]));
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty(), "nothing after the close");
+    common::assert_stream_ends(&mut stream);
 }

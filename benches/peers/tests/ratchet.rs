@@ -4,116 +4,30 @@
 //! plain messages with their kind, answers a ping and a close, and
 //! refuses text that is not UTF-8.
 
+mod common;
+
+use common::{masked, read_frame, Peer};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const TAIL: [u8; 4] = [0, 0, 0xFF, 0xFF];
-
-struct Peer(Child, String);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start() -> Peer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgews-peers"))
-        .args(["ratchet", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the ratchet peer");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .expect("announce")
-        .to_string();
-    Peer(child, addr)
-}
 
 /// Connects, offering `extensions` (if any); returns the stream and the
 /// Sec-WebSocket-Extensions answer (if any).
 fn connect(peer: &Peer, extensions: Option<&str>) -> (TcpStream, Option<String>) {
-    let mut stream = TcpStream::connect(&peer.1).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = common::connect(&peer.addr);
     let offer = extensions
         .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
         .unwrap_or_default();
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         {offer}\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    let head = common::upgrade(&mut stream, &format!("{}{offer}", common::KEY_HEADERS));
+    assert!(head.contains(common::ACCEPT), "{head}");
     let answer = head.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;
         name.eq_ignore_ascii_case("sec-websocket-extensions")
             .then(|| value.trim().to_string())
     });
     (stream, answer)
-}
-
-/// A masked frame; `first` is the first byte (FIN, RSV1, opcode).
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x12, 0x34, 0x56, 0x78];
-    let mut frame = vec![first];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&key);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    frame
-}
-
-/// Reads a frame: its first byte and payload.
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).unwrap();
-    assert_eq!(head[1] & 0x80, 0, "server frames are unmasked");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut n = [0u8; 2];
-            stream.read_exact(&mut n).unwrap();
-            u16::from_be_bytes(n) as usize
-        }
-        127 => {
-            let mut n = [0u8; 8];
-            stream.read_exact(&mut n).unwrap();
-            u64::from_be_bytes(n) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0; len];
-    stream.read_exact(&mut payload).unwrap();
-    (head[0], payload)
 }
 
 /// One message through `c`, as RFC 7692 7.2.1 has it (tail removed).
@@ -162,14 +76,12 @@ fn json(n: usize) -> Vec<u8> {
 fn close(stream: &mut TcpStream) {
     stream.write_all(&masked(0x88, &[0x03, 0xE8])).unwrap();
     assert_eq!(read_frame(stream), (0x88, vec![0x03, 0xE8]));
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty(), "nothing after the close");
+    common::assert_stream_ends(stream);
 }
 
 #[test]
 fn keeps_context_both_ways_by_default() {
-    let peer = start();
+    let peer = common::start("ratchet");
     let (mut stream, answer) = connect(&peer, Some("permessage-deflate; client_max_window_bits"));
     assert_eq!(answer.as_deref(), Some("permessage-deflate"));
     let mut c = Compress::new_with_window_bits(Compression::new(6), false, 15);
@@ -212,7 +124,7 @@ fn keeps_context_both_ways_by_default() {
 
 #[test]
 fn no_context_takeover_and_windows_as_asked() {
-    let peer = start();
+    let peer = common::start("ratchet");
     let (mut stream, answer) = connect(
         &peer,
         Some(
@@ -246,7 +158,7 @@ fn no_context_takeover_and_windows_as_asked() {
 
 #[test]
 fn a_bad_offer_is_declined_for_the_next() {
-    let peer = start();
+    let peer = common::start("ratchet");
     let (mut stream, answer) = connect(
         &peer,
         Some(
@@ -270,7 +182,7 @@ fn a_bad_offer_is_declined_for_the_next() {
 
 #[test]
 fn text_that_is_not_utf8_is_refused() {
-    let peer = start();
+    let peer = common::start("ratchet");
     let (mut stream, _) = connect(&peer, None);
     stream.write_all(&masked(0x81, &[0xC3, 0x28])).unwrap();
     let (first, payload) = read_frame(&mut stream);
