@@ -2,8 +2,8 @@
 //! instead of one per line, and formatted without allocating.
 //!
 //! `env_logger` still decides which records pass (`EDGEWS_LOG`,
-//! `RUST_LOG`), but lines are formatted here, straight into one
-//! process-wide buffer. The reactor calls
+//! `RUST_LOG`), but lines are formatted here, each in its thread's
+//! scratch space and then appended to one process-wide buffer. The reactor calls
 //! [`log::logger().flush()`](log::Log::flush) before it blocks in
 //! `epoll_wait` (see `Reactor::turn`), and that writes everything buffered
 //! in one call. Every line is kept, in the order it was logged (one buffer
@@ -44,8 +44,11 @@ pub enum Style {
     Json,
 }
 
-/// What the lock guards: the lines not yet written, and scratch space.
+/// One thread's formatting space: a line is formatted here, outside the
+/// lock, and only appended to [`LINES`] under it, so workers logging at
+/// once wait for a copy, not for each other's formatting.
 struct Pending {
+    /// The line being formatted.
     lines: String,
     /// A JSON line's message before escaping.
     message: String,
@@ -66,16 +69,20 @@ impl Pending {
     }
 }
 
-/// Every thread's formatted lines, in the order they were logged.
-static PENDING: Mutex<Pending> = Mutex::new(Pending::new());
-/// Whether `PENDING` may hold lines: lets an idle turn skip the lock.
+/// Every thread's formatted lines, in the order they were appended.
+static LINES: Mutex<String> = Mutex::new(String::new());
+/// Whether `LINES` may hold lines: lets an idle turn skip the lock.
 static HELD: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Pending> = const { std::cell::RefCell::new(Pending::new()) };
+}
 
 /// Writes whatever is buffered to stderr, in one call.
 pub fn flush_now() {
     if HELD.load(Ordering::Acquire) {
-        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-        write_out(&mut pending.lines);
+        let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
+        write_out(&mut lines);
     }
 }
 
@@ -111,13 +118,21 @@ impl log::Log for Batched {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let mut guard = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-        let pending = &mut *guard;
-        format_line(pending, self.style, now, record.level(), record.args());
-        HELD.store(true, Ordering::Release);
-        if pending.lines.len() >= FLUSH_AT {
-            write_out(&mut pending.lines);
-        }
+        let append = |pending: &mut Pending| {
+            pending.lines.clear();
+            format_line(pending, self.style, now, record.level(), record.args());
+            let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
+            lines.push_str(&pending.lines);
+            HELD.store(true, Ordering::Release);
+            if lines.len() >= FLUSH_AT {
+                write_out(&mut lines);
+            }
+        };
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut pending) => append(&mut pending),
+            // a value's Display logging while its own line is formatted
+            Err(_) => append(&mut Pending::new()),
+        });
     }
 
     fn flush(&self) {
@@ -319,21 +334,21 @@ mod tests {
         };
         record("one");
         record("two");
-        let held = PENDING.lock().unwrap().lines.clone();
+        let held = LINES.lock().unwrap().clone();
         assert!(
             held.ends_with(" INFO ] one\n") || held.contains("one\n"),
             "{held}"
         );
         assert!(held.find("one").unwrap() < held.find("two").unwrap());
         flush_now();
-        assert!(PENDING.lock().unwrap().lines.is_empty());
+        assert!(LINES.lock().unwrap().is_empty());
         assert!(!HELD.load(Ordering::Acquire));
         let long = "x".repeat(1000);
         for _ in 0..(FLUSH_AT / 1000 + 1) {
             record(&long);
         }
         assert!(
-            PENDING.lock().unwrap().lines.len() < FLUSH_AT,
+            LINES.lock().unwrap().len() < FLUSH_AT,
             "written out past FLUSH_AT"
         );
         flush_now();
