@@ -168,7 +168,11 @@ fn format_line(
                 (true, log::Level::Debug) => ("\x1b[34m", "\x1b[0m"),
                 (true, log::Level::Trace) => ("\x1b[36m", "\x1b[0m"),
             };
-            let _ = write!(out, "{on}{level:<5}{off}] {args}");
+            out.push_str(on);
+            out.push_str(padded(level));
+            out.push_str(off);
+            out.push_str("] ");
+            push_args(out, args);
         }
         Style::Json => {
             out.push_str("{\"ts\":\"");
@@ -176,14 +180,38 @@ fn format_line(
             let ms = now.subsec_millis();
             let digits = [b'.', digit(ms / 100), digit(ms / 10), digit(ms), b'Z'];
             out.push_str(std::str::from_utf8(&digits).unwrap_or(".000Z"));
-            let _ = write!(out, "\",\"level\":\"{}\",\"msg\":", level.as_str());
+            out.push_str("\",\"level\":\"");
+            out.push_str(level.as_str());
+            out.push_str("\",\"msg\":");
             pending.message.clear();
-            let _ = write!(pending.message, "{args}");
+            push_args(&mut pending.message, args);
             push_json_string(out, &pending.message);
             out.push('}');
         }
     }
     out.push('\n');
+}
+
+/// The level as env_logger shows it, padded to five (`{level:<5}`).
+fn padded(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "ERROR",
+        log::Level::Warn => "WARN ",
+        log::Level::Info => "INFO ",
+        log::Level::Debug => "DEBUG",
+        log::Level::Trace => "TRACE",
+    }
+}
+
+/// Appends a record's message: a plain string as it is, the rest through
+/// `core::fmt` directly, not as an argument of another format string.
+fn push_args(out: &mut String, args: &std::fmt::Arguments) {
+    match args.as_str() {
+        Some(text) => out.push_str(text),
+        None => {
+            let _ = out.write_fmt(*args);
+        }
+    }
 }
 
 /// `2026-12-03T19:42:46`: UTC, RFC 3339 without the zone.
@@ -260,6 +288,13 @@ mod tests {
         let mut p = Pending::new();
         format_line(&mut p, style, at, level, &args);
         p.lines
+    }
+
+    #[test]
+    fn levels_are_padded_as_core_fmt_pads_them() {
+        for level in log::Level::iter() {
+            assert_eq!(padded(level), format!("{level:<5}"));
+        }
     }
 
     #[test]

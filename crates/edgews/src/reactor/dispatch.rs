@@ -3,7 +3,7 @@
 use super::conn::{lookup, Hub};
 use super::context::Context;
 use super::handler::{Handler, HttpResponse, OpenInfo};
-use super::show::Addr;
+use super::show::Tag;
 use super::token::ConnId;
 use crate::protocol::{CloseCause, Closed, Event, HandshakeError, Message, Request};
 use std::net::SocketAddr;
@@ -77,7 +77,7 @@ fn upgrade_requested<H: Handler>(
     conn.user = accept.user.map(Box::new);
     hub.stats.opened += 1;
     // the path only: the query may carry a token (`?token=`)
-    log::info!("{id} {}: open {}", Addr(peer), request.path());
+    log::info!("{}: open {}", Tag::new(id, peer), request.path());
     // a copy: the handler gets the hub mutably through its context
     let user = conn.user.clone();
     let secure = conn.socket.is_tls();
@@ -206,20 +206,26 @@ fn closed_after_open<H: Handler>(hub: &mut Hub, handler: &mut H, id: ConnId, clo
     if !conn.life.end() {
         return; // never opened, or its on_close was called already
     }
-    let peer = Addr(conn.peer.get());
+    let peer = conn.peer.get();
     hub.stats.record_close(closed.code.0);
+    // `Tag` shows `{id} {peer}` in one piece: these lines come with every
+    // connection (docs/benchmarks.md, "Connection setup")
     match &closed.cause {
-        CloseCause::Failed(e) => log::warn!("{id} {peer}: failed with {}: {e}", closed.code),
+        CloseCause::Failed(e) => {
+            log::warn!("{}: failed with {}: {e}", Tag::new(id, peer), closed.code)
+        }
         CloseCause::PingTimeout | CloseCause::CloseTimeout => {
             hub.stats.timer_closes += 1;
             log::info!(
-                "{id} {peer}: closed by timeout ({:?}), code {}",
+                "{}: closed by timeout ({:?}), code {}",
+                Tag::new(id, peer),
                 closed.cause,
                 closed.code
             )
         }
         cause => log::info!(
-            "{id} {peer}: closed ({cause:?}), code {} {:?}",
+            "{}: closed ({cause:?}), code {} {:?}",
+            Tag::new(id, peer),
             closed.code,
             closed.reason
         ),

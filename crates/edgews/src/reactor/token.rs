@@ -53,11 +53,7 @@ impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // by hand: one of these starts every connection's log lines
         let mut buf = [0u8; 24];
-        buf[0] = b'#';
-        let mut n = 1 + super::show::put_u32(&mut buf[1..], self.index);
-        buf[n] = b'.';
-        n += 1;
-        n += super::show::put_u32(&mut buf[n..], self.generation);
+        let n = super::show::put_id(&mut buf, *self);
         f.pad(std::str::from_utf8(&buf[..n]).unwrap_or_default())
     }
 }
