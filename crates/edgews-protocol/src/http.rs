@@ -16,14 +16,30 @@ impl HeadScanner {
     /// holds all of it. `buf` must start with the bytes seen by earlier calls.
     pub fn find_end(&mut self, buf: &[u8]) -> Option<usize> {
         let from = self.scanned.saturating_sub(3);
-        let found = buf
-            .get(from..)?
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| from + i + 4);
+        let found = find_blank_line(buf.get(from..)?).map(|i| from + i + 4);
         self.scanned = buf.len();
         found
     }
+}
+
+/// Where the first `\r\n\r\n` in `buf` starts. Horspool's search: the
+/// last byte of each four-byte window says how far the next window that
+/// could match is, so a header's text, free of CR and LF, is stepped over
+/// four bytes at a time (a quarter of the compares of sliding one by one).
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(&last) = buf.get(i + 3) {
+        match last {
+            // LF ends the pattern (index 3) and also sits at index 1
+            b'\n' if buf[i..i + 3] == *b"\r\n\r" => return Some(i),
+            b'\n' => i += 2,
+            // CR sits at index 2: the window one on may match
+            b'\r' => i += 1,
+            // in no window of the pattern
+            _ => i += 4,
+        }
+    }
+    None
 }
 
 /// Whether a comma-separated header value contains `token`, compared
@@ -95,6 +111,25 @@ mod tests {
             } else {
                 assert_eq!(found, Some(head.len() - 4), "at {n}");
                 break;
+            }
+        }
+    }
+
+    #[test]
+    fn the_blank_line_is_found_where_a_sliding_window_finds_it() {
+        // every string of up to 9 bytes over CR, LF and one other byte
+        let alphabet = [b'\r', b'\n', b'a'];
+        for len in 0..=9u32 {
+            for mut code in 0..3usize.pow(len) {
+                let buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[code % 3];
+                        code /= 3;
+                        b
+                    })
+                    .collect();
+                let want = buf.windows(4).position(|w| w == b"\r\n\r\n");
+                assert_eq!(find_blank_line(&buf), want, "{buf:?}");
             }
         }
     }
