@@ -12,6 +12,20 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Stamp(NonZeroU64);
 
+impl Stamp {
+    /// Nanoseconds since the epoch, plus one: never 0, ordered like the
+    /// stamps. The timer wheel files and packs deadlines by these bits.
+    pub fn raw(self) -> u64 {
+        self.0.get()
+    }
+
+    /// The stamp whose [`Stamp::raw`] is `raw`; 0, which no stamp has, is
+    /// taken as 1 (the epoch).
+    pub fn from_raw(raw: u64) -> Stamp {
+        Stamp(NonZeroU64::new(raw).unwrap_or(NonZeroU64::MIN))
+    }
+}
+
 /// Converts between instants and stamps.
 #[derive(Debug, Clone)]
 pub(crate) struct Clock {
@@ -81,6 +95,12 @@ mod tests {
         let again = [a, b, c, a, a, c, b].map(|t| clock.stamp(t));
         assert_eq!(again, [sa, sb, sc, sa, sa, sc, sb]);
         assert_eq!(std::mem::size_of::<Option<Stamp>>(), 8);
+        for t in times {
+            let stamp = clock.stamp(t);
+            assert_eq!(Stamp::from_raw(stamp.raw()), stamp);
+        }
+        assert_eq!(clock.stamp(epoch).raw(), 1);
+        assert_eq!(Stamp::from_raw(0), clock.stamp(epoch));
     }
 
     #[test]

@@ -29,6 +29,22 @@
 //! particular order, but never before they are due: the current tick's
 //! slot is sorted out entry by entry. Each slot knows its earliest
 //! deadline, so [`Timers::next`], asked every loop turn, is exact and O(1).
+//!
+//! Memory: the heap took 16 bytes an entry. A slot of levels 0 to 2 spans
+//! at most 2^32 ns, aligned, so its entries ([`Near`]) keep only the low
+//! 32 bits of their deadline: 12 bytes. Levels 3 to 7 (deadlines that
+//! cross a 2^38 ns boundary, 4.6 minutes, or lie further ahead) keep whole
+//! entries, in slots allocated only while the level holds any. A long
+//! vector grows by an eighth; a slot's entries moving down are counted
+//! first, so each destination grows once, to size; drained vectors are
+//! freed (but tiny ones of level 0). Fixed: the near slots' headers, 6 KiB,
+//! and a small box.
+//! `heap_bytes`: 5,000 heartbeat deadlines filed over half a second, in
+//! two slots, take 15.1 bytes an entry, the headers included (the heap:
+//! 16; 17.5 in the rare case that most cross a level-3 boundary); the
+//! million-connection benchmark 13.4, 13.0 and 12.1 bytes a connection at
+//! 10,000, 100,000 and 1,000,000 connections (before, 16-byte entries,
+//! doubling to 1,024 and 512 fixed slots: 26.5, 19.6, 19.1).
 
 use super::clock::{Clock, Stamp};
 use super::token::ConnId;
@@ -50,18 +66,26 @@ const SLOTS: usize = 1 << LEVEL_BITS;
 const LEVELS: usize = 8;
 const _: () = assert!(LEVELS as u32 * LEVEL_BITS + TICK_SHIFT >= 64);
 const _: () = assert!(LEVELS as u32 * LEVEL_BITS < 64);
-/// A slot's vector past this many entries grows by a quarter at a time,
-/// not by doubling: a high level's slot holds a few seconds of deadlines
-/// (143,000 entries at a million connections), and doubling left it up to
-/// half empty. glibc moves such blocks with `mremap`, without copying.
+/// The levels whose entries are [`Near`] (12 bytes): a slot of level 2
+/// spans 2^32 ns, aligned, so the low 32 bits of a stamp are all its slot
+/// does not tell. Levels 0 to 2 reach 4.6 s to 5 minutes ahead: heartbeats,
+/// handshake and close timeouts.
+const NEAR_LEVELS: usize = 3;
+const _: () = assert!(TICK_SHIFT + (NEAR_LEVELS as u32 - 1) * LEVEL_BITS <= 32);
+/// A slot's vector past this many entries grows by an eighth at a time,
+/// not by doubling: a near slot holds a few seconds of deadlines (5,000
+/// idle connections opened together, 143,000 entries at a million
+/// connections), and doubling left it up to half empty.
 const GROW_GENTLY_FROM: usize = 1024;
-/// A drained slot keeps its vector for reuse up to this many entries
-/// (4 KiB); a larger one (a high level's slot, a burst) is freed, so the
-/// wheel holds about its live entries, not its peak per slot.
-const KEEP_CAPACITY: usize = 256;
-/// The ready queue keeps its memory up to this many entries (64 KiB); a
-/// burst's (a stall, many connections opened at once) is freed.
-const KEEP_READY: usize = 4096;
+/// A drained level-0 slot keeps its vector for reuse up to this many
+/// entries (48 bytes; 3 KiB for the level): with few connections a slot
+/// gets an entry or two a turn, and an allocation each cost more than the
+/// rest of filing them. A larger one is freed.
+const KEEP_CAPACITY: usize = 4;
+/// The ready queue keeps its memory up to this many entries (4 KiB, a few
+/// times a heartbeat batch at a million connections); a burst's (a stall,
+/// many connections opened at once) is freed.
+const KEEP_READY: usize = 256;
 
 /// What the reactor asks of its timer structure.
 pub(crate) trait TimerQueue {
@@ -87,14 +111,14 @@ pub(crate) trait TimerQueue {
 }
 
 /// Deadlines for connections: a hierarchical timer wheel (see the module
-/// docs); 16 bytes an entry.
+/// docs); 12 bytes an entry due within minutes, 16 beyond.
 #[derive(Debug)]
 pub(crate) struct Timers {
-    /// `LEVELS * SLOTS` slots, level by level.
-    slots: Box<[Vec<Entry>]>,
-    /// The earliest deadline in each slot (`None` when it is empty): the
-    /// earliest of all is found without looking into a slot.
-    mins: Box<[Option<Stamp>]>,
+    /// `NEAR_LEVELS * SLOTS` slots, level by level.
+    near: Box<[Slot<Near>]>,
+    /// The slots of each level above, `SLOTS` of them, or none
+    /// (unallocated) while the level holds no entry.
+    far: Box<[Vec<Slot<Entry>>]>,
     /// A bit per non-empty slot, a word per level.
     occupied: [u64; LEVELS],
     /// The current tick: every slot before it has been emptied.
@@ -106,11 +130,87 @@ pub(crate) struct Timers {
     len: usize,
 }
 
+/// A slot: its entries and the earliest of their deadlines.
+#[derive(Debug)]
+struct Slot<T> {
+    /// The entries, in no order.
+    entries: Vec<T>,
+    /// The earliest deadline among `entries`, as [`nanos`]; 0 (no stamp's)
+    /// when there are none: the earliest of all is found without looking
+    /// into a slot.
+    min: u64,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            entries: Vec::new(),
+            min: 0,
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// Adds an entry for the deadline `raw` (as [`nanos`]); a long vector
+    /// grows by an eighth (`GROW_GENTLY_FROM`).
+    fn add(&mut self, raw: u64, entry: T) {
+        let entries = &mut self.entries;
+        if entries.len() == entries.capacity() && entries.len() >= GROW_GENTLY_FROM {
+            entries.reserve_exact(entries.len() / 8);
+        }
+        entries.push(entry);
+        if self.min == 0 || raw < self.min {
+            self.min = raw;
+        }
+    }
+}
+
+/// An entry of a near level: the low 32 bits of its deadline (as
+/// [`nanos`]; its slot tells the rest) and its connection; 12 bytes, where
+/// an [`Entry`] takes 16.
+#[derive(Debug, Clone, Copy)]
+struct Near {
+    /// The deadline's low 32 bits.
+    low: u32,
+    /// The connection's slab index.
+    index: u32,
+    /// The connection's generation.
+    generation: u32,
+}
+
+impl Near {
+    fn new(raw: u64, id: ConnId) -> Near {
+        Near {
+            low: raw as u32,
+            index: id.index,
+            generation: id.generation,
+        }
+    }
+
+    /// The deadline, given the bits above 32 shared by its slot.
+    fn raw(self, high: u64) -> u64 {
+        high | u64::from(self.low)
+    }
+
+    fn id(self) -> ConnId {
+        ConnId {
+            index: self.index,
+            generation: self.generation,
+        }
+    }
+}
+
+/// The bits above 32 shared by the deadlines of a near slot that starts at
+/// tick `start`.
+fn high_bits(start: u64) -> u64 {
+    (start << TICK_SHIFT) & !u64::from(u32::MAX)
+}
+
 impl Default for Timers {
     fn default() -> Self {
         Timers {
-            slots: (0..LEVELS * SLOTS).map(|_| Vec::new()).collect(),
-            mins: vec![None; LEVELS * SLOTS].into_boxed_slice(),
+            near: (0..NEAR_LEVELS * SLOTS).map(|_| Slot::default()).collect(),
+            far: (NEAR_LEVELS..LEVELS).map(|_| Vec::new()).collect(),
             occupied: [0; LEVELS],
             elapsed: 0,
             ready: VecDeque::new(),
@@ -119,33 +219,9 @@ impl Default for Timers {
     }
 }
 
-/// The tick a deadline falls in.
-fn tick(at: Stamp) -> u64 {
-    nanos(at) >> TICK_SHIFT
-}
-
-/// A stamp's count of nanoseconds (plus one), read through its `Hash`,
-/// which writes exactly that `u64` (`Stamp` derives it from its
-/// `NonZeroU64`): `clock.rs` offers no getter. The optimiser reduces this
-/// to a move. `stamps_are_read_as_their_nanoseconds` checks it.
+/// A stamp's count of nanoseconds (plus one): the bits the wheel files by.
 fn nanos(at: Stamp) -> u64 {
-    use std::hash::{Hash, Hasher};
-    /// Keeps the last `u64` written.
-    struct Take(u64);
-    impl Hasher for Take {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, _: &[u8]) {
-            unreachable!("a stamp hashes as one u64")
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    let mut take = Take(0);
-    at.hash(&mut take);
-    take.0
+    at.raw()
 }
 
 /// The level an entry for tick `when` goes to when the current tick is
@@ -170,26 +246,47 @@ impl Timers {
     /// Schedules a wake-up for `id` at `at`.
     pub fn push(&mut self, at: Stamp, id: ConnId) {
         self.len += 1;
-        self.file((at, id));
+        self.file(at, id);
     }
 
     /// Files an entry in its slot (or as ready, when its tick has passed).
-    fn file(&mut self, entry: Entry) {
-        let when = tick(entry.0);
+    fn file(&mut self, at: Stamp, id: ConnId) {
+        let raw = nanos(at);
+        let when = raw >> TICK_SHIFT;
         if when < self.elapsed {
-            return self.ready.push_back(entry);
+            return self.ready.push_back((at, id));
         }
         let level = level_for(self.elapsed, when);
         let slot = slot_for(when, level);
-        let index = level * SLOTS + slot;
-        let entries = &mut self.slots[index];
-        if entries.len() == entries.capacity() && entries.len() >= GROW_GENTLY_FROM {
-            entries.reserve_exact(entries.len() / 4);
+        if level < NEAR_LEVELS {
+            self.near[level * SLOTS + slot].add(raw, Near::new(raw, id));
+        } else {
+            let far = &mut self.far[level - NEAR_LEVELS];
+            if far.is_empty() {
+                *far = (0..SLOTS).map(|_| Slot::default()).collect();
+            }
+            far[slot].add(raw, (at, id));
         }
-        entries.push(entry);
-        let min = &mut self.mins[index];
-        *min = Some(min.map_or(entry.0, |m| m.min(entry.0)));
         self.occupied[level] |= 1 << slot;
+    }
+
+    /// The index in `near` of the slot for the deadline `raw`, which lies
+    /// within the current tick's near levels (`raw`'s tick is not before
+    /// it, and not a level-3 slot away).
+    fn near_index(&self, raw: u64) -> usize {
+        let when = raw >> TICK_SHIFT;
+        let level = level_for(self.elapsed, when);
+        debug_assert!(level < NEAR_LEVELS && when >= self.elapsed);
+        level * SLOTS + slot_for(when, level)
+    }
+
+    /// The earliest deadline in a slot, as [`nanos`] (0: none).
+    fn min_of(&self, level: usize, slot: usize) -> u64 {
+        if level < NEAR_LEVELS {
+            self.near[level * SLOTS + slot].min
+        } else {
+            self.far[level - NEAR_LEVELS][slot].min
+        }
     }
 
     /// The earliest deadline held, if any; exact. O(1) (a few bit
@@ -198,11 +295,13 @@ impl Timers {
     /// current tick's slot, and the first non-empty slot after it (any slot
     /// of a lower level comes before every slot of a higher one).
     pub fn next(&self) -> Option<Stamp> {
-        let current = self.mins[slot_for(self.elapsed, 0)];
+        let current = self.min_of(0, slot_for(self.elapsed, 0));
         let later = self.next_slot_after_current();
-        let later = later.and_then(|(level, slot, _)| self.mins[level * SLOTS + slot]);
+        let later = later.map_or(0, |(level, slot, _)| self.min_of(level, slot));
+        let filed = [current, later].into_iter().filter(|&m| m != 0).min();
+        let filed = filed.map(Stamp::from_raw);
         let due = self.ready.iter().map(|e| e.0);
-        due.chain(current).chain(later).min()
+        due.chain(filed).min()
     }
 
     /// The earliest non-empty slot other than the current tick's.
@@ -286,73 +385,119 @@ impl Timers {
         }
     }
 
-    /// Heap bytes held: the slots' vectors, their minimums, the ready
-    /// queue.
+    /// Heap bytes held: the slots (their vectors and minimums), the ready
+    /// queue, the far levels' boxes.
     pub fn heap_bytes(&self) -> usize {
-        let entries: usize =
-            self.slots.iter().map(Vec::capacity).sum::<usize>() + self.ready.capacity();
-        entries * std::mem::size_of::<Entry>()
-            + self.slots.len() * std::mem::size_of::<Vec<Entry>>()
-            + self.mins.len() * std::mem::size_of::<Option<Stamp>>()
+        let near: usize = self.near.iter().map(|s| s.entries.capacity()).sum();
+        let far = self.far.iter().flatten();
+        let far_slots = far.clone().count();
+        let far: usize = far.map(|s| s.entries.capacity()).sum();
+        near * std::mem::size_of::<Near>()
+            + (far + self.ready.capacity()) * std::mem::size_of::<Entry>()
+            + self.near.len() * std::mem::size_of::<Slot<Near>>()
+            + far_slots * std::mem::size_of::<Slot<Entry>>()
+            + self.far.len() * std::mem::size_of::<Vec<Slot<Entry>>>()
     }
 
     /// Moves the current tick to `now`'s: slots passed on the way are
     /// emptied (due entries to `ready`, a higher level's down a level),
     /// then the due entries of `now`'s own slot join `ready`.
     fn advance(&mut self, now: Stamp) {
-        let target = tick(now);
+        let target = nanos(now) >> TICK_SHIFT;
         while let Some((level, slot, start)) = self.next_slot() {
             if start > target || (level == 0 && start == target) {
                 break;
             }
             self.elapsed = start;
             self.occupied[level] &= !(1 << slot);
-            self.mins[level * SLOTS + slot] = None;
-            let entries = std::mem::take(&mut self.slots[level * SLOTS + slot]);
-            if level == 0 {
-                self.ready.extend(entries.iter().copied());
+            if level >= NEAR_LEVELS {
+                self.cascade_far(level, slot);
             } else {
-                entries.iter().for_each(|&e| self.file(e));
+                let emptied = std::mem::take(&mut self.near[level * SLOTS + slot]);
+                if level == 0 {
+                    let high = high_bits(start);
+                    let mut entries = emptied.entries;
+                    let due = entries.iter();
+                    self.ready
+                        .extend(due.map(|e| (Stamp::from_raw(e.raw(high)), e.id())));
+                    if entries.capacity() <= KEEP_CAPACITY {
+                        entries.clear();
+                        self.near[slot].entries = entries;
+                    }
+                } else {
+                    self.cascade_near(emptied.entries, start);
+                }
             }
-            self.keep(level * SLOTS + slot, entries);
         }
         if target < self.elapsed {
             return; // `now` went back: nothing more is due
         }
         self.elapsed = target;
         let index = slot_for(target, 0);
-        if self.mins[index].is_none_or(|min| min > now) {
+        let min = self.near[index].min;
+        if min == 0 || min > nanos(now) {
             return;
         }
         self.take_due_of_current(index, now);
     }
 
-    /// Moves the entries of the current tick's slot that are due at `now`
-    /// to `ready`.
-    fn take_due_of_current(&mut self, index: usize, now: Stamp) {
-        let current = &mut self.slots[index];
-        let mut min = None;
-        let mut i = 0;
-        while i < current.len() {
-            let at = current[i].0;
-            if at <= now {
-                self.ready.push_back(current.swap_remove(i));
-            } else {
-                min = Some(min.map_or(at, |m: Stamp| m.min(at)));
-                i += 1;
+    /// Files the entries of a near slot of level 1 or 2 that starts at the
+    /// current tick (`start`) down to the levels below. Each destination
+    /// grows once, to its size: the entries are counted first.
+    fn cascade_near(&mut self, entries: Vec<Near>, start: u64) {
+        let high = high_bits(start);
+        let mut counts = [0u32; NEAR_LEVELS * SLOTS];
+        for e in &entries {
+            counts[self.near_index(e.raw(high))] += 1;
+        }
+        for (slot, &n) in self.near.iter_mut().zip(&counts) {
+            if n != 0 {
+                slot.entries.reserve_exact(n as usize);
             }
         }
-        self.mins[index] = min;
-        if current.is_empty() {
-            self.occupied[0] &= !(1 << index);
+        for e in entries {
+            let raw = e.raw(high);
+            let index = self.near_index(raw);
+            self.near[index].add(raw, e);
+            self.occupied[index / SLOTS] |= 1 << (index % SLOTS);
         }
     }
 
-    /// Gives a drained slot its vector back, emptied, unless it is large.
-    fn keep(&mut self, index: usize, mut entries: Vec<Entry>) {
-        if entries.capacity() <= KEEP_CAPACITY && self.slots[index].is_empty() {
-            entries.clear();
-            self.slots[index] = entries;
+    /// Files the entries of a far slot that starts at the current tick
+    /// down; frees the level's slots once none holds an entry.
+    fn cascade_far(&mut self, level: usize, slot: usize) {
+        let emptied = std::mem::take(&mut self.far[level - NEAR_LEVELS][slot]);
+        for (at, id) in emptied.entries {
+            self.file(at, id);
+        }
+        if self.occupied[level] == 0 {
+            self.far[level - NEAR_LEVELS] = Vec::new();
+        }
+    }
+
+    /// Moves the entries of the current tick's slot that are due at `now`
+    /// to `ready`.
+    fn take_due_of_current(&mut self, index: usize, now: Stamp) {
+        let (now_raw, high) = (nanos(now), high_bits(self.elapsed));
+        let current = &mut self.near[index];
+        let mut min = 0;
+        let mut i = 0;
+        while i < current.entries.len() {
+            let raw = current.entries[i].raw(high);
+            if raw <= now_raw {
+                let e = current.entries.swap_remove(i);
+                self.ready.push_back((Stamp::from_raw(raw), e.id()));
+            } else {
+                min = if min == 0 { raw } else { min.min(raw) };
+                i += 1;
+            }
+        }
+        current.min = min;
+        if current.entries.is_empty() {
+            if current.entries.capacity() > KEEP_CAPACITY {
+                current.entries = Vec::new();
+            }
+            self.occupied[0] &= !(1 << index);
         }
     }
 
@@ -523,6 +668,101 @@ mod tests {
         assert_eq!(timers.next(), Some(t.at(50_000_000)));
         let due = timers.take_due(t.at(99_000_000));
         assert_eq!((due.len(), due.capacity()), (50, capacity));
+    }
+
+    /// The wheel's heap bytes with no entry: the near slots' headers, the
+    /// far levels' boxes.
+    const EMPTY: usize = NEAR_LEVELS * SLOTS * std::mem::size_of::<Slot<Near>>()
+        + (LEVELS - NEAR_LEVELS) * std::mem::size_of::<Vec<Slot<Entry>>>();
+    const _: () = assert!(EMPTY < 6 * 1024 + 256);
+    /// The most the drained slots of level 0 keep.
+    const KEPT: usize = SLOTS * KEEP_CAPACITY * std::mem::size_of::<Near>();
+
+    #[test]
+    fn near_entries_take_twelve_bytes_and_a_slot_thirty_two() {
+        assert_eq!(std::mem::size_of::<Near>(), 12);
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        assert_eq!(std::mem::size_of::<Slot<Near>>(), 32);
+        assert_eq!(Timers::default().heap_bytes(), EMPTY);
+    }
+
+    #[test]
+    fn stamps_are_made_of_their_nanoseconds() {
+        let t = Times::new();
+        for n in [0, 1, 999, 1 << 32, u64::MAX / 2, u64::MAX - 2] {
+            assert_eq!(Stamp::from_raw(n + 1), t.at(n));
+        }
+        assert_eq!(nanos(Stamp::from_raw(u64::MAX)), u64::MAX); // the latest
+    }
+
+    /// A wheel holding a heartbeat deadline, 30 s ahead, for each of `n`
+    /// connections opened over `over_ms`, from `from_ns`.
+    fn opened(t: &Times, n: u64, from_ns: u64, over_ms: u64) -> Timers {
+        let mut timers = Timers::default();
+        let _ = timers.take_due(t.at(from_ns));
+        for i in 0..n {
+            let opened_at = from_ns + i * over_ms * 1_000_000 / n;
+            let at = t.at(opened_at + 30_000_000_000);
+            timers.push(at, ConnId::new(i as usize, 0));
+        }
+        timers
+    }
+
+    #[test]
+    fn idle_connections_cost_less_than_in_the_heap() {
+        let t = Times::new();
+        let heap = 5_000 * std::mem::size_of::<Entry>();
+        // 5,000 opened together, their deadlines in one or two level-2
+        // slots: 12 bytes each, the growth room, the slots' headers
+        for from_ns in [0, 1 << 33, 3 << 32] {
+            let bytes = opened(&t, 5_000, from_ns, 500).heap_bytes();
+            assert!(bytes < heap * 95 / 100, "{bytes}");
+        }
+        // past a level-3 boundary (every 2^38 ns, 4.6 minutes) deadlines
+        // are filed far, in 16 bytes: then about the heap's cost
+        let boundary = (1u64 << 38) - 30_000_000_000 - 100_000_000;
+        let bytes = opened(&t, 5_000, boundary, 500).heap_bytes();
+        let level = SLOTS * std::mem::size_of::<Slot<Entry>>();
+        assert!(bytes <= EMPTY + level + heap * 9 / 8, "{bytes}");
+        // 100,000 opened over 30 s: each vector at most an eighth over
+        let bytes = opened(&t, 100_000, 0, 30_000).heap_bytes() - EMPTY;
+        assert!(bytes <= 100_000 * 12 * 9 / 8, "{bytes}");
+    }
+
+    #[test]
+    fn a_cascade_sizes_its_destinations_to_their_entries() {
+        let t = Times::new();
+        let mut timers = opened(&t, 5_000, 0, 500);
+        // the current tick passes the level-2 slots: their entries move
+        // down, into vectors sized exactly; the current tick's slot keeps
+        // the room of those taken out of it (about ten)
+        let due = timers.take_due(t.at(30_300_000_000));
+        assert!(!due.is_empty());
+        let held = timers.len();
+        timers.return_due(due);
+        let ready = timers.ready.capacity() * std::mem::size_of::<Entry>();
+        let slack = timers.heap_bytes() - ready - EMPTY - held * 12;
+        assert!(slack <= 16 * 12, "{slack}");
+        // all gone: the near slots' headers stay, and small vectors of
+        // level 0
+        let due = timers.take_due(t.at(31_000_000_000));
+        assert_eq!((due.len(), timers.len()), (held, 0));
+        assert!(timers.heap_bytes() <= EMPTY + KEPT);
+    }
+
+    #[test]
+    fn far_slots_exist_only_while_they_hold_entries() {
+        let t = Times::new();
+        let mut timers = Timers::default();
+        let hour = 3_600_000_000_000;
+        timers.push(t.at(hour), ConnId::new(1, 0));
+        // level 4 (2^44 ns, aligned, is 4.9 hours)
+        let level = SLOTS * std::mem::size_of::<Slot<Entry>>();
+        assert_eq!(timers.heap_bytes(), EMPTY + level + 4 * 16);
+        assert_eq!(timers.take_due(t.at(hour - 1)).len(), 0);
+        assert!(timers.far.iter().all(Vec::is_empty)); // filed near by now
+        assert_eq!(timers.take_due(t.at(hour)).len(), 1);
+        assert!(timers.heap_bytes() <= EMPTY + KEPT);
     }
 
     /// Everything due at `now`, sorted.
