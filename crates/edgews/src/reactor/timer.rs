@@ -38,7 +38,7 @@
 //! vector grows by an eighth; a slot's entries moving down are counted
 //! first, so each destination grows once, to size; drained vectors are
 //! freed (but tiny ones of level 0). Fixed: the near slots' headers, 6 KiB,
-//! and a small box.
+//! and the far levels' five empty vectors.
 //! `heap_bytes`: 5,000 heartbeat deadlines filed over half a second, in
 //! two slots, take 15.1 bytes an entry, the headers included (the heap:
 //! 16; 17.5 in the rare case that most cross a level-3 boundary); the
@@ -135,7 +135,7 @@ pub(crate) struct Timers {
 struct Slot<T> {
     /// The entries, in no order.
     entries: Vec<T>,
-    /// The earliest deadline among `entries`, as [`nanos`]; 0 (no stamp's)
+    /// The earliest deadline among `entries`, as [`Stamp::raw`]; 0 (no stamp's)
     /// when there are none: the earliest of all is found without looking
     /// into a slot.
     min: u64,
@@ -151,7 +151,7 @@ impl<T> Default for Slot<T> {
 }
 
 impl<T> Slot<T> {
-    /// Adds an entry for the deadline `raw` (as [`nanos`]); a long vector
+    /// Adds an entry for the deadline `raw` (as [`Stamp::raw`]); a long vector
     /// grows by an eighth (`GROW_GENTLY_FROM`).
     fn add(&mut self, raw: u64, entry: T) {
         let entries = &mut self.entries;
@@ -166,37 +166,27 @@ impl<T> Slot<T> {
 }
 
 /// An entry of a near level: the low 32 bits of its deadline (as
-/// [`nanos`]; its slot tells the rest) and its connection; 12 bytes, where
-/// an [`Entry`] takes 16.
+/// [`Stamp::raw`]; its slot tells the rest) and its connection; 12 bytes,
+/// where an [`Entry`] takes 16 (a `Stamp` aligns it to 8).
 #[derive(Debug, Clone, Copy)]
 struct Near {
     /// The deadline's low 32 bits.
     low: u32,
-    /// The connection's slab index.
-    index: u32,
-    /// The connection's generation.
-    generation: u32,
+    /// The connection.
+    id: ConnId,
 }
 
 impl Near {
     fn new(raw: u64, id: ConnId) -> Near {
         Near {
             low: raw as u32,
-            index: id.index,
-            generation: id.generation,
+            id,
         }
     }
 
     /// The deadline, given the bits above 32 shared by its slot.
     fn raw(self, high: u64) -> u64 {
         high | u64::from(self.low)
-    }
-
-    fn id(self) -> ConnId {
-        ConnId {
-            index: self.index,
-            generation: self.generation,
-        }
     }
 }
 
@@ -217,11 +207,6 @@ impl Default for Timers {
             len: 0,
         }
     }
-}
-
-/// A stamp's count of nanoseconds (plus one): the bits the wheel files by.
-fn nanos(at: Stamp) -> u64 {
-    at.raw()
 }
 
 /// The level an entry for tick `when` goes to when the current tick is
@@ -251,7 +236,7 @@ impl Timers {
 
     /// Files an entry in its slot (or as ready, when its tick has passed).
     fn file(&mut self, at: Stamp, id: ConnId) {
-        let raw = nanos(at);
+        let raw = at.raw();
         let when = raw >> TICK_SHIFT;
         if when < self.elapsed {
             return self.ready.push_back((at, id));
@@ -280,7 +265,7 @@ impl Timers {
         level * SLOTS + slot_for(when, level)
     }
 
-    /// The earliest deadline in a slot, as [`nanos`] (0: none).
+    /// The earliest deadline in a slot, as [`Stamp::raw`] (0: none).
     fn min_of(&self, level: usize, slot: usize) -> u64 {
         if level < NEAR_LEVELS {
             self.near[level * SLOTS + slot].min
@@ -403,7 +388,7 @@ impl Timers {
     /// emptied (due entries to `ready`, a higher level's down a level),
     /// then the due entries of `now`'s own slot join `ready`.
     fn advance(&mut self, now: Stamp) {
-        let target = nanos(now) >> TICK_SHIFT;
+        let target = now.raw() >> TICK_SHIFT;
         while let Some((level, slot, start)) = self.next_slot() {
             if start > target || (level == 0 && start == target) {
                 break;
@@ -419,7 +404,7 @@ impl Timers {
                     let mut entries = emptied.entries;
                     let due = entries.iter();
                     self.ready
-                        .extend(due.map(|e| (Stamp::from_raw(e.raw(high)), e.id())));
+                        .extend(due.map(|e| (Stamp::from_raw(e.raw(high)), e.id)));
                     if entries.capacity() <= KEEP_CAPACITY {
                         entries.clear();
                         self.near[slot].entries = entries;
@@ -435,7 +420,7 @@ impl Timers {
         self.elapsed = target;
         let index = slot_for(target, 0);
         let min = self.near[index].min;
-        if min == 0 || min > nanos(now) {
+        if min == 0 || min > now.raw() {
             return;
         }
         self.take_due_of_current(index, now);
@@ -478,7 +463,7 @@ impl Timers {
     /// Moves the entries of the current tick's slot that are due at `now`
     /// to `ready`.
     fn take_due_of_current(&mut self, index: usize, now: Stamp) {
-        let (now_raw, high) = (nanos(now), high_bits(self.elapsed));
+        let (now_raw, high) = (now.raw(), high_bits(self.elapsed));
         let current = &mut self.near[index];
         let mut min = 0;
         let mut i = 0;
@@ -486,7 +471,7 @@ impl Timers {
             let raw = current.entries[i].raw(high);
             if raw <= now_raw {
                 let e = current.entries.swap_remove(i);
-                self.ready.push_back((Stamp::from_raw(raw), e.id()));
+                self.ready.push_back((Stamp::from_raw(raw), e.id));
             } else {
                 min = if min == 0 { raw } else { min.min(raw) };
                 i += 1;
@@ -692,7 +677,7 @@ mod tests {
         for n in [0, 1, 999, 1 << 32, u64::MAX / 2, u64::MAX - 2] {
             assert_eq!(Stamp::from_raw(n + 1), t.at(n));
         }
-        assert_eq!(nanos(Stamp::from_raw(u64::MAX)), u64::MAX); // the latest
+        assert_eq!(Stamp::from_raw(u64::MAX).raw(), u64::MAX); // the latest
     }
 
     /// A wheel holding a heartbeat deadline, 30 s ahead, for each of `n`
@@ -795,7 +780,7 @@ mod tests {
     fn stamps_are_read_as_their_nanoseconds() {
         let t = Times::new();
         for n in [0, 1, 999, 1 << 20, (1 << 20) + 1, u64::MAX / 2] {
-            assert_eq!(nanos(t.at(n)), n + 1);
+            assert_eq!(t.at(n).raw(), n + 1);
         }
     }
 
