@@ -5,6 +5,7 @@
 #   bash benches/callgrind.sh                 # 100 connections x 20 B, 4 s
 #   SIZE=1024 CONNECTIONS=100 bash benches/callgrind.sh
 #   SERVER=floor bash benches/callgrind.sh    # the yardstick (benches/peers)
+#   SERVER=connect-floor MODE=connect bash benches/callgrind.sh  # its floor
 #   SIZE=1024 LOAD_ARGS=--text bash benches/callgrind.sh   # text (Greek) echo
 #   MODE=connect bash benches/callgrind.sh    # per connection: connect, upgrade,
 #                                             # one 20 B echo, close handshake
@@ -23,7 +24,7 @@
 # stays in target/callgrind/ for `callgrind_annotate`.
 #
 # Environment: SIZE=20, CONNECTIONS=100, DURATION=4s, PORT=19111,
-# SERVER=edgews (or floor: `edgews-peers floor`, what the syscalls alone
+# SERVER=edgews (or floor / connect-floor: `edgews-peers floor`, what the syscalls alone
 # cost), LOAD_ARGS (more options for `edgews load echo`, e.g. --text),
 # SKIP_BUILD=0 (1: use the release binaries as they are); SERVER_BIN, to
 # count another build of `edgews echo` (the generator stays LOAD_BIN,
@@ -53,12 +54,12 @@ case $SERVER in
         # valgrind runs one thread at a time: count one reactor
         SERVE=("$BIN" echo "${WORKERS_1[@]}") STOP=INT
         ;;
-    floor)
+    floor | connect-floor)
         [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -p edgews-peers >&2
         # no signal handler of its own: TERM ends it (Callgrind still writes)
-        SERVE=("${CARGO_TARGET_DIR:-$ROOT/target}/release/edgews-peers" floor) STOP=TERM
+        SERVE=("${CARGO_TARGET_DIR:-$ROOT/target}/release/edgews-peers" "$SERVER") STOP=TERM
         ;;
-    *) echo "callgrind.sh: SERVER is edgews or floor" >&2; exit 1 ;;
+    *) echo "callgrind.sh: SERVER is edgews, floor or connect-floor" >&2; exit 1 ;;
 esac
 OUT_DIR=$ROOT/target/callgrind
 mkdir -p "$OUT_DIR"

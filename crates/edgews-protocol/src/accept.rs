@@ -29,10 +29,36 @@ pub fn accept_key(key: &[u8]) -> [u8; ACCEPT_LEN] {
 
 /// Whether `key` is a valid `Sec-WebSocket-Key`: base64 of exactly 16 bytes
 /// (§4.1: "a randomly selected 16-byte value that has been base64-encoded").
+///
+/// Checked by its shape rather than by decoding it: 16 bytes are 22
+/// symbols of the standard alphabet and `==` (RFC 4648 §4), and the last
+/// symbol carries four bits of padding, which must be zero (§3.5: only
+/// `A`, `Q`, `g` and `w` qualify), as a strict decoder requires.
 pub fn is_valid_key(key: &[u8]) -> bool {
-    let mut decoded = [0u8; 18];
-    key.len() == 24 && matches!(STANDARD.decode_slice(key, &mut decoded), Ok(16))
+    let Ok(key) = <&[u8; 24]>::try_from(key) else {
+        return false;
+    };
+    let (symbols, [last, b'=', b'=']) = key.split_at(21) else {
+        return false;
+    };
+    // `&`, not `&&`: no branch per symbol
+    let all_symbols = symbols
+        .iter()
+        .fold(true, |ok, &b| ok & BASE64_SYMBOL[usize::from(b)]);
+    all_symbols && matches!(last, b'A' | b'Q' | b'g' | b'w')
 }
+
+/// Which bytes are in the standard base64 alphabet (RFC 4648 §4, Table 1).
+const BASE64_SYMBOL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+        b += 1;
+    }
+    table
+};
 
 /// A fresh random `Sec-WebSocket-Key` (§4.1, §10.3: from a CSPRNG seeded by
 /// the operating system's entropy source).
@@ -64,6 +90,38 @@ mod tests {
         assert!(!is_valid_key(b"c2hvcnQ=")); // 5 bytes
         assert!(!is_valid_key(b"!!!!IHNhbXBsZSBub25jZQ==")); // not base64
         assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZSE=")); // 17 bytes
+    }
+
+    /// The shape check agrees with a strict base64 decoder on every key
+    /// one byte away from valid ones, and on every length up to 30.
+    #[test]
+    fn shape_check_agrees_with_decoding() {
+        let decodes_to_16 = |key: &[u8]| {
+            let mut decoded = [0u8; 18];
+            matches!(STANDARD.decode_slice(key, &mut decoded), Ok(16))
+        };
+        let mut checked = 0;
+        for seed in [
+            *b"dGhlIHNhbXBsZSBub25jZQ==",
+            *b"AAAAAAAAAAAAAAAAAAAAAA==",
+            *b"+/+/+/+/+/+/+/+/+/+/+w==",
+            generate_key(),
+        ] {
+            assert!(is_valid_key(&seed) && decodes_to_16(&seed));
+            for at in 0..seed.len() {
+                for byte in 0..=255u8 {
+                    let mut key = seed;
+                    key[at] = byte;
+                    assert_eq!(is_valid_key(&key), decodes_to_16(&key), "{key:?}");
+                    checked += 1;
+                }
+            }
+            for len in 0..=30 {
+                let key: Vec<u8> = seed.iter().copied().cycle().take(len).collect();
+                assert_eq!(is_valid_key(&key), decodes_to_16(&key), "{key:?}");
+            }
+        }
+        assert_eq!(checked, 4 * 24 * 256);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use super::accept::{accept_key, is_valid_key, ACCEPT_LEN};
 use super::error::HandshakeError;
-use super::http::{has_token, write_response};
+use super::http::write_response;
+use super::upgrade_headers::UpgradeHeaders;
 use crate::config::ProtocolConfig;
 use std::fmt;
 
@@ -202,12 +203,9 @@ pub fn parse_request<'a>(
         headers: parsed.headers.iter().map(|h| (h.name, h.value)).collect(),
         subprotocol: None,
     };
-    check_host(&request, &config.allowed_hosts)?;
-    let wants_upgrade = request
-        .header("upgrade")
-        .is_some_and(|v| has_token(v, "websocket"))
-        || request.header("sec-websocket-key").is_some();
-    if !wants_upgrade {
+    let found = UpgradeHeaders::scan(&request.headers);
+    check_host(&found, &config.allowed_hosts)?;
+    if !found.first_upgrade_websocket && found.key.is_none() {
         return Ok(Parsed::Http(request));
     }
     // §4.2.1: "An HTTP/1.1 or higher GET request"
@@ -217,51 +215,45 @@ pub fn parse_request<'a>(
     if parsed.version != Some(1) {
         return Err(HandshakeError::HttpVersion);
     }
-    let accept = validate_upgrade(&request, config)?;
+    let accept = validate_upgrade(&found, config)?;
     request.subprotocol = choose_subprotocol(&request, &config.subprotocols);
     Ok(Parsed::Upgrade(request, accept))
 }
 
 /// Checks the headers §4.2.1 requires; returns the accept value.
 fn validate_upgrade(
-    request: &Request<'_>,
+    found: &UpgradeHeaders<'_>,
     config: &ProtocolConfig,
 ) -> Result<[u8; ACCEPT_LEN], HandshakeError> {
     // §11.3.1: Sec-WebSocket-Key "MUST NOT appear more than once";
     // RFC 7230 §5.4: more than one Host is answered with 400.
-    if request.header_all("sec-websocket-key").nth(1).is_some() {
+    if found.keys > 1 {
         return Err(HandshakeError::BadHeader(
             "duplicate Sec-WebSocket-Key header",
         ));
     }
-    if request.header_all("host").nth(1).is_some() {
+    if found.hosts > 1 {
         return Err(HandshakeError::BadHeader("duplicate Host header"));
     }
     // §4.2.1 item 2: "A |Host| header field containing the server's authority."
-    let host = request
-        .header("host")
+    let host = found
+        .host
         .filter(|h| !h.is_empty())
         .ok_or(HandshakeError::BadHeader("missing Host header"))?;
     // item 3: "An |Upgrade| header field containing the value "websocket""
-    if !request
-        .header_all("upgrade")
-        .any(|v| has_token(v, "websocket"))
-    {
+    if !found.upgrade_websocket {
         return Err(HandshakeError::BadHeader(
             "Upgrade header must contain websocket",
         ));
     }
     // item 4: "A |Connection| header field that includes the token "Upgrade""
-    if !request
-        .header_all("connection")
-        .any(|v| has_token(v, "upgrade"))
-    {
+    if !found.connection_upgrade {
         return Err(HandshakeError::BadHeader(
             "Connection header must contain Upgrade",
         ));
     }
     // item 6: "A |Sec-WebSocket-Version| header field, with a value of 13."
-    match request.header("sec-websocket-version") {
+    match found.version {
         None => {
             return Err(HandshakeError::BadHeader(
                 "missing Sec-WebSocket-Version header",
@@ -271,8 +263,8 @@ fn validate_upgrade(
         Some(_) => {}
     }
     // item 5: "a base64-encoded value that, when decoded, is 16 bytes in length"
-    let key = request
-        .header("sec-websocket-key")
+    let key = found
+        .key
         .ok_or(HandshakeError::BadHeader(
             "missing Sec-WebSocket-Key header",
         ))?
@@ -280,7 +272,7 @@ fn validate_upgrade(
     if !is_valid_key(key) {
         return Err(HandshakeError::BadKey);
     }
-    if let Some(origin) = request.header("origin") {
+    if let Some(origin) = found.origin {
         if !origin_allowed(origin, host, &config.origin) {
             return Err(HandshakeError::OriginRefused);
         }
@@ -291,12 +283,11 @@ fn validate_upgrade(
 /// Applies the `Host` allowlist (`ProtocolConfig::allowed_hosts`) to any
 /// request, upgrade or not: an entry with a port must equal the `Host`
 /// header; one without matches that host on any port (case-insensitive).
-fn check_host(request: &Request<'_>, allowed: &[String]) -> Result<(), HandshakeError> {
+fn check_host(found: &UpgradeHeaders<'_>, allowed: &[String]) -> Result<(), HandshakeError> {
     if allowed.is_empty() {
         return Ok(());
     }
-    let mut hosts = request.header_all("host");
-    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+    let (Some(host), 1) = (found.host, found.hosts) else {
         return Err(HandshakeError::HostNotAllowed);
     };
     let host = host.trim_ascii();
@@ -354,6 +345,9 @@ fn origin_authority(origin: &[u8]) -> Option<&[u8]> {
 
 /// The first configured subprotocol that the client offered (§4.2.2 item 5).
 fn choose_subprotocol<'a>(request: &Request<'a>, configured: &[String]) -> Option<&'a str> {
+    if configured.is_empty() {
+        return None; // no need to look for the client's offer
+    }
     let offered: Vec<&'a str> = request
         .header_all("sec-websocket-protocol")
         .filter_map(|v| std::str::from_utf8(v).ok())

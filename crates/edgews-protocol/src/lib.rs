@@ -74,6 +74,7 @@ mod read;
 pub mod relay;
 mod shared;
 mod timers;
+mod upgrade_headers;
 pub mod upstream;
 #[doc(hidden)]
 pub mod utf8;
