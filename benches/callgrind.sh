@@ -10,6 +10,7 @@
 #   MODE=connect bash benches/callgrind.sh    # per connection: connect, upgrade,
 #                                             # one 20 B echo, close handshake
 #   MODE=connect LOAD_ARGS=--abrupt bash benches/callgrind.sh  # no close handshake
+#   FOOTPRINT=1 MODE=connect bash benches/callgrind.sh  # and the hot code per cycle
 #
 # MODE=connect drives the server with `edgews load connect` (CONNECTIONS
 # parallel clients, default 8, each cycling) and prints instructions and
@@ -28,7 +29,11 @@
 # cost), LOAD_ARGS (more options for `edgews load echo`, e.g. --text),
 # SKIP_BUILD=0 (1: use the release binaries as they are); SERVER_BIN, to
 # count another build of `edgews echo` (the generator stays LOAD_BIN,
-# default target/release/edgews).
+# default target/release/edgews); FOOTPRINT=1 also records each
+# instruction's address and simulates the caches, then prints what
+# benches/hot_lines.py finds: the instructions that run once per cycle,
+# the 64-byte lines they fill, and the L1 instruction-cache misses per
+# cycle (the run is about twice as slow).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,7 +70,9 @@ OUT_DIR=$ROOT/target/callgrind
 mkdir -p "$OUT_DIR"
 OUT=$OUT_DIR/$SERVER-$CONNECTIONS-$SIZE-$(date +%Y%m%d-%H%M%S).out
 
-valgrind --tool=callgrind --callgrind-out-file="$OUT" \
+FOOTPRINT_ARGS=()
+if [ "${FOOTPRINT:-0}" = 1 ]; then FOOTPRINT_ARGS=(--dump-instr=yes --cache-sim=yes); fi
+valgrind --tool=callgrind "${FOOTPRINT_ARGS[@]}" --callgrind-out-file="$OUT" \
     "${SERVE[@]}" --listen "127.0.0.1:$PORT" >"$OUT.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
@@ -107,3 +114,4 @@ PY
 )
 echo "$MODE, connections $CONNECTIONS, size $SIZE B: $N $COUNT, $TOTAL instructions," \
     "$(( TOTAL / N )) per ${COUNT%s}, $ALLOCS allocations, $(python3 -c "print(f'{$ALLOCS/$N:.2f}')") per ${COUNT%s} (profile: $OUT)"
+if [ "${FOOTPRINT:-0}" = 1 ]; then python3 "$ROOT/benches/hot_lines.py" "$OUT" "$N"; fi
