@@ -3,10 +3,12 @@
 
 use super::accept::{accept_key, is_valid_key, ACCEPT_LEN};
 use super::error::HandshakeError;
+use super::headers::Headers;
 use super::http::write_response;
 use super::upgrade_headers::UpgradeHeaders;
 use crate::config::ProtocolConfig;
 use std::fmt;
+use std::mem::MaybeUninit;
 
 /// Which `Origin` headers the server accepts. RFC 6455 §10.2: the origin
 /// model protects against "unauthorized cross-origin use of a WebSocket
@@ -40,7 +42,7 @@ pub struct Request<'a> {
     /// The request target: path and query, e.g. `/chat?room=a`.
     pub target: &'a str,
     /// The headers in arrival order, names as sent.
-    pub headers: Vec<(&'a str, &'a [u8])>,
+    pub headers: Headers<'a>,
     /// For an upgrade: the subprotocol the server chose (the first of its
     /// configured list that the client offered), if any.
     pub subprotocol: Option<&'a str>,
@@ -64,7 +66,7 @@ impl fmt::Debug for Request<'_> {
                 } else {
                     String::from_utf8_lossy(value).into_owned()
                 };
-                (*name, shown)
+                (name, shown)
             })
             .collect();
         f.debug_struct("Request")
@@ -107,7 +109,7 @@ impl<'a> Request<'a> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v)
     }
 
     /// The first header named `name` as text, if it is UTF-8.
@@ -120,7 +122,7 @@ impl<'a> Request<'a> {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v)
     }
 
     /// The extensions the client offered (`Sec-WebSocket-Extensions`, §9.1).
@@ -169,7 +171,8 @@ pub enum Parsed<'a> {
 }
 
 /// Header slots `parse_request` keeps on the stack: the default
-/// `max_headers` (2 KiB).
+/// `max_headers` (2 KiB). Left uninitialized: httparse writes the ones it
+/// fills, so an upgrade does not clear 2 KiB first.
 const STACK_HEADERS: usize = 64;
 
 /// Parses and validates a complete request head (ending in `\r\n\r\n`).
@@ -180,30 +183,94 @@ pub fn parse_request<'a>(
     if head.len() > config.max_head_size {
         return Err(HandshakeError::HeadTooLarge);
     }
+    match parse_prefix(head, config) {
+        Ok(Some((_, parsed))) => parsed,
+        Ok(None) => Err(HandshakeError::Malformed("incomplete head")),
+        Err(e) => Err(e),
+    }
+}
+
+/// A server's first look at its input: when `input` starts with a whole
+/// head, parsed and validated in one go, without looking for its end
+/// first (`HeadScanner`). Returns the head's length and what it is.
+///
+/// Only where the answer is the one the scanner's path gives: the head
+/// ends in `\r\n\r\n`, and no empty line comes before the request line
+/// (which httparse skips, RFC 7230 §3.5). Then this `\r\n\r\n` is the
+/// first in `input`: before the head's end, a CR appears only as a line's
+/// end (httparse allows it nowhere else in a request head), and a line
+/// end followed by another is the end. `None` otherwise (an incomplete or
+/// invalid head, one ending in bare line feeds, one over
+/// `max_head_size`): the caller takes the scanner's path.
+pub(crate) fn parse_leading_head<'a>(
+    input: &'a [u8],
+    config: &ProtocolConfig,
+) -> Option<(usize, Result<Parsed<'a>, HandshakeError>)> {
+    if matches!(input.first(), None | Some(b'\r' | b'\n')) {
+        return None;
+    }
+    match parse_prefix(input, config) {
+        Ok(Some((len, parsed)))
+            if len <= config.max_head_size && input[..len].ends_with(b"\r\n\r\n") =>
+        {
+            Some((len, parsed))
+        }
+        _ => None,
+    }
+}
+
+/// Parses the head at the start of `input` with httparse: `Ok(None)` while
+/// incomplete, `Err` when httparse refuses it, and for a whole head its
+/// length and the validated request (or why it is refused).
+#[allow(clippy::type_complexity)]
+fn parse_prefix<'a>(
+    input: &'a [u8],
+    config: &ProtocolConfig,
+) -> Result<Option<(usize, Result<Parsed<'a>, HandshakeError>)>, HandshakeError> {
     // the header slots on the stack at the default limit (no allocation
     // per upgrade); a larger configured limit gets them from the heap
-    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_stack = [const { MaybeUninit::<httparse::Header<'a>>::uninit() }; STACK_HEADERS];
     let mut on_heap = Vec::new();
     let slots = if config.max_headers <= STACK_HEADERS {
         &mut on_stack[..config.max_headers]
     } else {
-        on_heap.resize(config.max_headers, httparse::EMPTY_HEADER);
+        on_heap.resize_with(config.max_headers, MaybeUninit::uninit);
         &mut on_heap[..]
     };
-    let mut parsed = httparse::Request::new(slots);
-    match parsed.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed("incomplete head")),
+    let mut parsed = httparse::Request::new(&mut []);
+    let head_len = match parsed.parse_with_uninit_headers(input, slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooManyHeaders),
         Err(_) => return Err(HandshakeError::Malformed("invalid HTTP request")),
-    }
+    };
+    Ok(Some((head_len, validate(input, head_len, &parsed, config))))
+}
+
+/// What a whole head parsed by httparse is: an upgrade, checked, or a
+/// plain request.
+fn validate<'a>(
+    input: &'a [u8],
+    head_len: usize,
+    parsed: &httparse::Request<'_, 'a>,
+    config: &ProtocolConfig,
+) -> Result<Parsed<'a>, HandshakeError> {
+    // the checked headers straight from httparse's slots; the request
+    // keeps only where its header lines lie (no list per request)
+    let found = UpgradeHeaders::scan(parsed.headers.iter().map(|h| (h.name, h.value)));
+    let lines = match parsed.headers.first() {
+        Some(first) => (first.name.as_ptr() as usize)
+            .checked_sub(input.as_ptr() as usize)
+            .and_then(|at| input.get(at..head_len))
+            .unwrap_or_default(),
+        None => &[],
+    };
     let mut request = Request {
         method: parsed.method.unwrap_or_default(),
         target: parsed.path.unwrap_or_default(),
-        headers: parsed.headers.iter().map(|h| (h.name, h.value)).collect(),
+        headers: Headers::from_head(lines, parsed.headers.len()),
         subprotocol: None,
     };
-    let found = UpgradeHeaders::scan(&request.headers);
     check_host(&found, &config.allowed_hosts)?;
     if !found.first_upgrade_websocket && found.key.is_none() {
         return Ok(Parsed::Http(request));
@@ -414,3 +481,7 @@ pub fn write_rejection(out: &mut Vec<u8>, error: &HandshakeError) {
 #[cfg(test)]
 #[path = "handshake_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "leading_head_tests.rs"]
+mod leading_head_tests;

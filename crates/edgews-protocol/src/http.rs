@@ -20,6 +20,11 @@ impl HeadScanner {
         self.scanned = buf.len();
         found
     }
+
+    /// Whether no bytes have been looked at yet.
+    pub fn is_fresh(&self) -> bool {
+        self.scanned == 0
+    }
 }
 
 /// Where the first `\r\n\r\n` in `buf` starts. Horspool's search: the

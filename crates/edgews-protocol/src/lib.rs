@@ -64,6 +64,7 @@ pub mod error;
 pub mod frame;
 #[doc(hidden)]
 pub mod handshake;
+mod headers;
 #[doc(hidden)]
 pub mod http;
 #[doc(hidden)]
@@ -87,6 +88,7 @@ pub use deflate::{Compression, DeflateConfig, DeflateMode, DeflateParams};
 pub use error::{HandshakeError, ProtocolError, ResponseError, UsageError};
 pub use frame::{FrameHeader, OpCode};
 pub use handshake::{Extension, OriginPolicy, Request};
+pub use headers::{Headers, Iter as HeaderIter};
 pub use message::{Message, MessageKind};
 pub use shared::{FrameEncoding, SharedFrame};
 

@@ -4,7 +4,7 @@ use super::close::{parse_close_payload, CloseCode};
 use super::connection::{CloseCause, Connection, Event, InFrame, Role, State};
 use super::error::{HandshakeError, ProtocolError};
 use super::frame::{decode_header, FrameHeader, OpCode};
-use super::handshake::{parse_request, write_rejection, Parsed};
+use super::handshake::{parse_leading_head, parse_request, write_rejection, Parsed};
 use super::mask::apply_mask;
 use super::message::{Assembly, Message, MessageKind};
 use super::utf8::Utf8Validator;
@@ -57,42 +57,34 @@ impl Connection {
         if hs.awaiting_answer {
             return (0, None);
         }
-        let end = match hs.scanner.find_end(input) {
-            Some(end) if end <= max_head => end,
-            Some(_) => return self.refuse(HandshakeError::HeadTooLarge, input.len(), out),
-            None if input.len() > max_head => {
-                return self.refuse(HandshakeError::HeadTooLarge, input.len(), out)
-            }
-            None => return (0, None),
-        };
         let input: &'b [u8] = input;
-        let head = &input[..end];
-        if self.role == Role::Client {
-            let offered_deflate = self.config.deflate.is_some();
-            let result = super::client_handshake::validate_response(
-                head,
-                &hs.key,
-                &hs.offered,
-                offered_deflate,
-            );
-            return match result {
-                Ok(agreed) => {
-                    self.handshake = None;
-                    self.state = State::Open;
-                    self.deflate = agreed.deflate.map(|params| {
-                        let config = self.config.deflate.clone().unwrap_or_default();
-                        Box::new(PerMessageDeflate::new(params, Role::Client, &config))
-                    });
-                    let subprotocol = agreed.subprotocol;
-                    (end, Some(Event::Connected { subprotocol }))
+        // a server's first input usually holds the whole head: parsed at
+        // once, not scanned for its end first (see `parse_leading_head`)
+        let leading = match self.role {
+            Role::Server if hs.scanner.is_fresh() => parse_leading_head(input, &self.config),
+            _ => None,
+        };
+        let (end, parsed) = match leading {
+            Some(found) => found,
+            None => {
+                let end = match hs.scanner.find_end(input) {
+                    Some(end) if end <= max_head => end,
+                    Some(_) => return self.refuse(HandshakeError::HeadTooLarge, input.len(), out),
+                    None if input.len() > max_head => {
+                        return self.refuse(HandshakeError::HeadTooLarge, input.len(), out)
+                    }
+                    None => return (0, None),
+                };
+                if self.role == Role::Client {
+                    return self.read_response(&input[..end], input.len());
                 }
-                Err(e) => {
-                    self.state = State::Closed;
-                    (input.len(), Some(Event::ConnectFailed(e)))
-                }
-            };
-        }
-        match parse_request(head, &self.config) {
+                (end, parse_request(&input[..end], &self.config))
+            }
+        };
+        let Some(hs) = self.handshake.as_mut() else {
+            return (0, None);
+        };
+        match parsed {
             Ok(Parsed::Upgrade(request, accept)) => {
                 hs.accept = Some(accept);
                 hs.subprotocol = request
@@ -111,6 +103,33 @@ impl Connection {
                 (end, Some(Event::HttpRequest(request)))
             }
             Err(e) => self.refuse(e, input.len(), out),
+        }
+    }
+
+    /// Client: the server's answer to our upgrade, `head` a whole response
+    /// head; `consumed` is what a failure uses up.
+    fn read_response<'b>(&mut self, head: &[u8], consumed: usize) -> (usize, Option<Event<'b>>) {
+        let Some(hs) = self.handshake.as_ref() else {
+            return (0, None);
+        };
+        let offered_deflate = self.config.deflate.is_some();
+        let result =
+            super::client_handshake::validate_response(head, &hs.key, &hs.offered, offered_deflate);
+        match result {
+            Ok(agreed) => {
+                self.handshake = None;
+                self.state = State::Open;
+                self.deflate = agreed.deflate.map(|params| {
+                    let config = self.config.deflate.clone().unwrap_or_default();
+                    Box::new(PerMessageDeflate::new(params, Role::Client, &config))
+                });
+                let subprotocol = agreed.subprotocol;
+                (head.len(), Some(Event::Connected { subprotocol }))
+            }
+            Err(e) => {
+                self.state = State::Closed;
+                (consumed, Some(Event::ConnectFailed(e)))
+            }
         }
     }
 

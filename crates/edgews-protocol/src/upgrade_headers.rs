@@ -34,10 +34,10 @@ pub(crate) struct UpgradeHeaders<'a> {
 
 impl<'a> UpgradeHeaders<'a> {
     /// Looks at each header once.
-    pub(crate) fn scan(headers: &[(&'a str, &'a [u8])]) -> Self {
+    pub(crate) fn scan(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let mut found = UpgradeHeaders::default();
         let mut upgrades = 0u32;
-        for &(name, value) in headers {
+        for (name, value) in headers {
             let is = |checked: &str| is_name(name, checked);
             match name.len() {
                 4 if is("host") => {
@@ -188,7 +188,7 @@ mod tests {
                     for len in 0..=3 {
                         let headers = &[*a, *b, *c][..len];
                         assert_eq!(
-                            UpgradeHeaders::scan(headers),
+                            UpgradeHeaders::scan(headers.iter().copied()),
                             by_name_scans(headers),
                             "{headers:?}"
                         );

@@ -8,7 +8,7 @@ fn request<'a>(headers: Vec<(&'a str, &'a [u8])>) -> Request<'a> {
     Request {
         method: "GET",
         target: "/chat?room=a",
-        headers,
+        headers: headers.into(),
         subprotocol: None,
     }
 }

@@ -103,7 +103,7 @@ fn client_addr(hub: &mut Hub, id: ConnId, request: &Request<'_>) -> SocketAddr {
     if trusted.is_empty() {
         return peer;
     }
-    let client = crate::forwarded::client_addr(peer, request.headers.iter().copied(), trusted);
+    let client = crate::forwarded::client_addr(peer, request.headers.iter(), trusted);
     if client != peer {
         log::debug!("{id} {peer}: client {client} (forwarded)");
         conn.peer = super::conn::Peer::new(client);

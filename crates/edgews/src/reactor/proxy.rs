@@ -223,7 +223,7 @@ pub(crate) fn hold_for_upstream(
     };
     let peer = conn.peer.get();
     let mut forwarding = Vec::new();
-    let headers = request.headers.iter().copied();
+    let headers = request.headers.iter();
     crate::forwarded::forward_headers(peer, conn.socket.is_tls(), headers, &mut forwarding);
     let mut head = Vec::with_capacity(512);
     crate::protocol::upstream::write_request(&mut head, request, &forwarding);

@@ -451,7 +451,7 @@ mod tests {
         Request {
             method: "GET",
             target: "/",
-            headers: Vec::new(),
+            headers: Default::default(),
             subprotocol: None,
         }
     }

@@ -67,7 +67,8 @@ pub(crate) fn request<'a>(target: &'a str, auth: Option<&'a str>) -> Request<'a>
         target,
         headers: auth
             .map(|a| vec![("Authorization", a.as_bytes())])
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         subprotocol: None,
     }
 }
