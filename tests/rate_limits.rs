@@ -219,4 +219,12 @@ fn metrics_count_dropped_messages_refused_upgrades_and_tracked_ips() {
         text.contains("edgews_open_connections "),
         "the inner metrics"
     );
+    // every accepted connection here sent bytes: at least one readiness
+    // event of its own, in at least one turn of the loop
+    let accepted = metric(&text, "edgews_accepted_total");
+    assert!(
+        metric(&text, "edgews_loop_events_total") >= accepted,
+        "{text}"
+    );
+    assert!(metric(&text, "edgews_loop_turns_total") >= 1, "{text}");
 }

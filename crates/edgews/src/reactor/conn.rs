@@ -67,6 +67,9 @@ pub(crate) struct Conn {
     /// An event said the peer hung up (or the socket failed): reads go on
     /// until 0 however short they are, since no further edge will come.
     pub hup: bool,
+    /// The socket is registered for writability as well as readability
+    /// (see `write::watch_writes`).
+    pub write_interest: bool,
     /// A proxied connection's side of its pair (`edgews proxy`); its bytes
     /// go through `proxy_io.rs`, not the engine.
     pub proxy: Option<Box<super::proxy::ProxyEnd>>,

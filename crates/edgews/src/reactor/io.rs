@@ -177,9 +177,11 @@ impl<H: Handler> Reactor<H> {
         (consumed, events)
     }
 
-    /// After a connection was processed: removes it when closed and
-    /// flushed, pauses reading over the backpressure cap, and keeps its
-    /// timer in the wheel.
+    /// After a connection was processed: watches for writability once
+    /// output waits, removes it when closed and flushed, pauses reading
+    /// over the backpressure cap, and keeps its timer in the wheel. Every
+    /// path that writes ends here (directly, or through `flush_dirty`)
+    /// before the loop waits again.
     pub(super) fn settle(&mut self, id: ConnId) {
         let now = self.hub.now;
         let clock = &self.hub.clock;
@@ -188,6 +190,9 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = lookup(&mut self.hub.conns, id) else {
             return;
         };
+        if let Err(e) = super::write::watch_writes(self.poll.registry(), conn) {
+            return self.on_io_error(id, &e);
+        }
         if conn.proxy.as_deref().is_some_and(|e| e.relays_or_dials()) {
             return self.proxy_settle(id);
         }

@@ -235,11 +235,21 @@ impl<H: Handler> Reactor<H> {
         // (mod workers); see `join_process`
         let wrap = (u32::MAX - 1) / self.generation_step * self.generation_step;
         self.next_generation = (self.next_generation + self.generation_step) % wrap;
-        self.poll.registry().register(
-            &mut socket.tcp,
-            id.token(),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        // A plain accepted socket waits for readability alone: registered
+        // for writability too, the fresh socket (writable at once) would be
+        // reported before its request came, an event and often a loop turn
+        // per connection with nothing to do. Writability is watched from
+        // the first time output has to wait (`watch_writes`). A connect in
+        // progress and TLS (whose layer writes while it reads) watch both.
+        let write_interest = life.is_dialing() || socket.is_tls();
+        let interest = if write_interest {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.poll
+            .registry()
+            .register(&mut socket.tcp, id.token(), interest)?;
         // the process's count is the caller's (see `admit`)
         self.hub.link.slot().held.fetch_add(1, Ordering::SeqCst);
         entry.insert(Conn {
@@ -262,6 +272,7 @@ impl<H: Handler> Reactor<H> {
             hup: false,
             backlog: false,
             metrics_only: false,
+            write_interest,
             proxy: None,
         });
         Ok(id)

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 pub const PRIVATE_CLOSE_CODES: u16 = 3000;
 
 /// How many plain (unlabelled) counters [`Stats`] has.
-pub(crate) const SCALARS: usize = 30;
+pub(crate) const SCALARS: usize = 32;
 
 /// `Stats::scalars` and `Stats::set_scalars` over one list of the plain
 /// counters, so the two cannot disagree on the order.
@@ -81,6 +81,10 @@ pub struct Stats {
     /// Connections another worker accepted and handed to this one, to
     /// even out the spread.
     pub adopted: u64,
+    /// Turns of the event loop (each one `epoll_wait`).
+    pub loop_turns: u64,
+    /// Readiness events the loop handled (sockets, signals, wake-ups).
+    pub loop_events: u64,
     /// The Redis link's counters (`--redis`; see `bridge_stats.rs`).
     pub redis: RedisStats,
 }
@@ -145,6 +149,8 @@ impl Stats {
         relays_in,
         relays_lost,
         adopted,
+        loop_turns,
+        loop_events,
         redis.enabled,
         redis.connected,
         redis.link.reconnects,
@@ -293,6 +299,18 @@ impl Stats {
             "counter",
             "Connections one worker accepted and handed to a less loaded one.",
             self.adopted,
+        );
+        metric(
+            "edgews_loop_turns_total",
+            "counter",
+            "Turns of the event loops (one epoll_wait each).",
+            self.loop_turns,
+        );
+        metric(
+            "edgews_loop_events_total",
+            "counter",
+            "Readiness events the event loops handled.",
+            self.loop_events,
         );
         metric(
             "edgews_deflate_memory_bytes",

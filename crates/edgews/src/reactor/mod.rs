@@ -383,7 +383,9 @@ impl<H: Handler> Reactor<H> {
             Err(e) => return Err(e),
         }
         self.hub.now = Instant::now();
+        self.hub.stats.loop_turns += 1;
         for event in events.iter() {
+            self.hub.stats.loop_events += 1;
             match event.token() {
                 token::LISTENER | token::METRICS_LISTENER => self.accept_all(),
                 token::SIGNALS => self.on_signal(),

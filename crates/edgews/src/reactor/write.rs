@@ -9,6 +9,7 @@ use super::handler::Handler;
 use super::splice::{Splice, MAX_SPLICES};
 use super::token::ConnId;
 use super::Reactor;
+use mio::{Interest, Registry};
 use std::io::{self, IoSlice, Write};
 
 impl<H: Handler> Reactor<H> {
@@ -113,6 +114,23 @@ pub(super) fn write_or_queue(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
             Err(e) => Err(e),
         };
     }
+}
+
+/// Registers a connection for writability the first time output waits
+/// for the kernel (its queue, or its TLS layer, holds bytes): accepted
+/// plain sockets start out watching readability alone (`insert`). Once
+/// registered it stays so: under edge triggering an idle writable socket
+/// raises no events, and dropping the interest again would cost a system
+/// call each time output waits. `reregister` reports a socket that is
+/// writable already at once, so no edge is missed in between.
+pub(super) fn watch_writes(registry: &Registry, conn: &mut Conn) -> io::Result<()> {
+    if conn.write_interest || (conn.queue.is_empty() && !conn.socket.wants_write()) {
+        return Ok(());
+    }
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    registry.reregister(&mut conn.socket.tcp, conn.id.token(), interest)?;
+    conn.write_interest = true;
+    Ok(())
 }
 
 /// Whether an outbound TCP connect completed (`Ok(false)`: not yet).
