@@ -205,7 +205,7 @@ pub fn parse_request<'a>(
 pub(crate) fn parse_leading_head<'a>(
     input: &'a [u8],
     config: &ProtocolConfig,
-) -> Option<(usize, Result<Parsed<'a>, HandshakeError>)> {
+) -> Option<WholeHead<'a>> {
     if matches!(input.first(), None | Some(b'\r' | b'\n')) {
         return None;
     }
@@ -219,14 +219,16 @@ pub(crate) fn parse_leading_head<'a>(
     }
 }
 
+/// A whole head's length and what it is (or why it is refused).
+type WholeHead<'a> = (usize, Result<Parsed<'a>, HandshakeError>);
+
 /// Parses the head at the start of `input` with httparse: `Ok(None)` while
 /// incomplete, `Err` when httparse refuses it, and for a whole head its
 /// length and the validated request (or why it is refused).
-#[allow(clippy::type_complexity)]
 fn parse_prefix<'a>(
     input: &'a [u8],
     config: &ProtocolConfig,
-) -> Result<Option<(usize, Result<Parsed<'a>, HandshakeError>)>, HandshakeError> {
+) -> Result<Option<WholeHead<'a>>, HandshakeError> {
     // the header slots on the stack at the default limit (no allocation
     // per upgrade); a larger configured limit gets them from the heap
     let mut on_stack = [const { MaybeUninit::<httparse::Header<'a>>::uninit() }; STACK_HEADERS];
