@@ -523,8 +523,12 @@ fn out_of_file_descriptors_the_server_neither_spins_nor_drops_open_clients_and_r
     let window = window.elapsed();
     eprintln!("out of descriptors: {used:?} of CPU in {window:?}");
     let log = daemon.log();
+    // out of descriptors, the reserve answers the crowd past the limit 503
+    // (the listener is reported while they wait); before the listeners
+    // were level-triggered, the drain's last `accept` also failed, with
+    // EMFILE on an empty backlog, and paused accepting
     assert!(
-        log.contains("accept failed"),
+        log.contains("out of file descriptors") || log.contains("accept failed"),
         "the server never ran out of descriptors; log:\n{log}"
     );
     assert!(

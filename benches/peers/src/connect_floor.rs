@@ -20,8 +20,9 @@
 //!   or: read (0), close            a client that just drops TCP
 //! ```
 //!
-//! plus its share of `epoll_wait` and of the `accept4` that finds the
-//! backlog empty. No timers, no validation, no logging.
+//! plus its share of `epoll_wait` (the listener is level-triggered, so no
+//! `accept4` finds the backlog empty: see event_loop.rs). No timers, no
+//! validation, no logging.
 
 use crate::event_loop::{self, LISTENER};
 use crate::lean::{self, ReadEnd};
@@ -52,7 +53,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     event_loop::run(addr, lean::bind, |poll, listener, events| {
         for event in events.iter() {
             if event.token() == LISTENER {
-                lean::accept_all(poll, listener, &mut conns, Interest::READABLE, |stream| {
+                lean::accept_one(poll, listener, &mut conns, Interest::READABLE, |stream| {
                     Conn {
                         stream,
                         open: false,

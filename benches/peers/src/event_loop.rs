@@ -3,9 +3,16 @@
 //! for readability under [`LISTENER`] and announced, then turns of
 //! `epoll_wait` until an error. What a floor does with each turn's events
 //! (accepting, reading, writing) stays its own.
+//!
+//! The listener is registered level-triggered, as edgews registers its
+//! own (`register_listener` in its reactor): reported on every turn while
+//! a connection waits, it is accepted from once per report ([`accept`]),
+//! and no `accept` ends in `EAGAIN`, which costs more on Linux than a
+//! whole `epoll_wait`. mio registers edge-triggered only, hence rustix.
 
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
+use rustix::event::epoll;
 use std::io;
 use std::net::SocketAddr;
 
@@ -22,9 +29,9 @@ pub fn run(
     mut turn: impl FnMut(&Poll, &TcpListener, &Events),
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
-    let mut listener = bind(addr)?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let listener = bind(addr)?;
+    let data = epoll::EventData::new_u64(LISTENER.0 as u64);
+    epoll::add(poll.registry(), &listener, data, epoll::EventFlags::IN)?;
     crate::announce(listener.local_addr()?)?;
     let mut events = Events::with_capacity(1024);
     loop {
@@ -34,5 +41,24 @@ pub fn run(
             Err(e) => return Err(e),
         }
         turn(&poll, &listener, &events);
+    }
+}
+
+/// Takes the one connection the listener was reported for, if it is
+/// still there: `None` on `EAGAIN` and on a connection gone before it was
+/// taken; other errors (out of descriptors and the like) are printed, and
+/// the next turn reports the listener again.
+pub fn accept(listener: &TcpListener, who: &str) -> Option<mio::net::TcpStream> {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return Some(stream),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => return None,
+            Err(e) => {
+                eprintln!("{who}: accept: {e}");
+                return None;
+            }
+        }
     }
 }

@@ -60,7 +60,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
         for event in events.iter() {
             if event.token() == LISTENER {
                 let interest = Interest::READABLE | Interest::WRITABLE;
-                lean::accept_all(poll, listener, &mut conns, interest, |stream| {
+                lean::accept_one(poll, listener, &mut conns, interest, |stream| {
                     next_id += 1;
                     Conn {
                         stream,

@@ -45,7 +45,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     event_loop::run(addr, TcpListener::bind, |poll, listener, events| {
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(poll, listener, &mut conns);
+                accept_one(poll, listener, &mut conns);
                 continue;
             }
             let key = event.token().0;
@@ -67,38 +67,28 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     })
 }
 
-fn accept_all(poll: &Poll, listener: &TcpListener, conns: &mut slab::Slab<Conn>) {
-    loop {
-        match listener.accept() {
-            Ok((mut stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                let entry = conns.vacant_entry();
-                let token = Token(entry.key());
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                if poll
-                    .registry()
-                    .register(&mut stream, token, interest)
-                    .is_ok()
-                {
-                    entry.insert(Conn {
-                        stream,
-                        input: vec![0; READ_BUFFER].into_boxed_slice(),
-                        start: 0,
-                        end: 0,
-                        out: Vec::new(),
-                        open: false,
-                        closing: false,
-                    });
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // out of descriptors and the like: the next edge retries
-                eprintln!("floor: accept: {e}");
-                return;
-            }
-        }
+fn accept_one(poll: &Poll, listener: &TcpListener, conns: &mut slab::Slab<Conn>) {
+    let Some(mut stream) = event_loop::accept(listener, "floor") else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let entry = conns.vacant_entry();
+    let token = Token(entry.key());
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    if poll
+        .registry()
+        .register(&mut stream, token, interest)
+        .is_ok()
+    {
+        entry.insert(Conn {
+            stream,
+            input: vec![0; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            open: false,
+            closing: false,
+        });
     }
 }
 

@@ -45,40 +45,28 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// Accepts until the backlog is empty, registering each socket (edge-
-/// triggered, with `interest`) under its slab key, where `make` stores it.
-pub fn accept_all<C>(
+/// Accepts the connection the listener was reported for (see
+/// [`event_loop::accept`](crate::event_loop::accept)), registering it
+/// (edge-triggered, with `interest`) under its slab key, where `make`
+/// stores it.
+pub fn accept_one<C>(
     poll: &Poll,
     listener: &TcpListener,
     conns: &mut slab::Slab<C>,
     interest: Interest,
-    mut make: impl FnMut(TcpStream) -> C,
+    make: impl FnOnce(TcpStream) -> C,
 ) {
-    loop {
-        match listener.accept() {
-            Ok((mut stream, _)) => {
-                let entry = conns.vacant_entry();
-                let token = Token(entry.key());
-                if poll
-                    .registry()
-                    .register(&mut stream, token, interest)
-                    .is_ok()
-                {
-                    entry.insert(make(stream));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) => {}
-            Err(e) => {
-                // out of descriptors and the like: the next edge retries
-                eprintln!("edgews-peers: accept: {e}");
-                return;
-            }
-        }
+    let Some(mut stream) = crate::event_loop::accept(listener, "edgews-peers") else {
+        return;
+    };
+    let entry = conns.vacant_entry();
+    let token = Token(entry.key());
+    if poll
+        .registry()
+        .register(&mut stream, token, interest)
+        .is_ok()
+    {
+        entry.insert(make(stream));
     }
 }
 

@@ -22,6 +22,7 @@
 //! edgews-peers fanout-fastwebsockets    --listen 127.0.0.1:9011
 //! edgews-peers fanout-tokio-websockets  --listen 127.0.0.1:9012
 //! edgews-peers fanout-floor             --listen 127.0.0.1:9013
+//! edgews-peers syscall-costs
 //! ```
 //!
 //! `floor` is no WebSocket library but a yardstick: see `floor.rs`.
@@ -41,6 +42,9 @@
 //! per-connection channels (fanout.rs); `fanout-floor` is the yardstick
 //! (fanout_floor.rs).
 //!
+//! `syscall-costs` is no server either: it times the system calls of a
+//! connection's life that find nothing to do (syscall_costs.rs).
+//!
 //! Prints `listening ADDR` on stdout once the socket is bound.
 
 mod connect_floor;
@@ -56,6 +60,7 @@ mod handshake_load;
 mod lean;
 mod ratchet;
 mod relay_floor;
+mod syscall_costs;
 mod tls;
 mod tokio_ws;
 mod tungstenite;
@@ -106,6 +111,10 @@ enum Peer {
     /// plain TCP relay (see relay_floor.rs).
     #[command(name = "relay-floor")]
     RelayFloor(RelayArgs),
+    /// Not a server: times `accept` on an empty backlog, and other system
+    /// calls that find nothing to do (see syscall_costs.rs).
+    #[command(name = "syscall-costs")]
+    SyscallCosts,
     /// Not a WebSocket server: the kernel-work floor of a connection's
     /// life, upgrade to close (see connect_floor.rs).
     #[command(name = "connect-floor")]
@@ -165,6 +174,7 @@ fn main() -> ExitCode {
             .and_then(|config| on_tokio(tls::serve(a.listen.listen, config))),
         Peer::HandshakeLoad(a) => handshake_load::run(a),
         Peer::RelayFloor(a) => relay_floor::serve(a.listen.listen, a.upstream),
+        Peer::SyscallCosts => syscall_costs::run(),
         Peer::ConnectFloor(a) => connect_floor::serve(a.listen),
         Peer::FanoutFloor(a) => fanout_floor::serve(a.listen),
         Peer::FanoutTokioTungstenite(a) => {

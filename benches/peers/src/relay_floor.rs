@@ -105,7 +105,7 @@ pub fn serve(addr: SocketAddr, upstream: SocketAddr) -> io::Result<()> {
     event_loop::run(addr, TcpListener::bind, |poll, listener, events| {
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(poll, listener, upstream, &mut pairs);
+                accept_one(poll, listener, upstream, &mut pairs);
                 continue;
             }
             let (key, side) = Side::of(event.token());
@@ -121,28 +121,19 @@ pub fn serve(addr: SocketAddr, upstream: SocketAddr) -> io::Result<()> {
     })
 }
 
-/// Accepts every waiting client and starts its upstream connection.
-fn accept_all(
+/// Accepts the client the listener was reported for and starts its
+/// upstream connection.
+fn accept_one(
     poll: &Poll,
     listener: &TcpListener,
     upstream: SocketAddr,
     pairs: &mut slab::Slab<Pair>,
 ) {
-    loop {
-        match listener.accept() {
-            Ok((client, _)) => {
-                if let Err(e) = start_pair(poll, client, upstream, pairs) {
-                    eprintln!("relay-floor: {upstream}: {e}");
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // out of descriptors and the like: the next edge retries
-                eprintln!("relay-floor: accept: {e}");
-                return;
-            }
-        }
+    let Some(client) = event_loop::accept(listener, "relay-floor") else {
+        return;
+    };
+    if let Err(e) = start_pair(poll, client, upstream, pairs) {
+        eprintln!("relay-floor: {upstream}: {e}");
     }
 }
 

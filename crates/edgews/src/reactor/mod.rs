@@ -260,19 +260,14 @@ impl<H: Handler> Reactor<H> {
     /// configured) and starts accepting; returns the bound address (useful
     /// with port 0).
     pub fn listen(&mut self) -> std::io::Result<SocketAddr> {
-        let mut listener = listener::bind(self.hub.config.listen)?;
-        self.poll
-            .registry()
-            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        let listener = listener::bind(self.hub.config.listen)?;
+        listener::register_listener(self.poll.registry(), &listener, token::LISTENER)?;
         let addr = listener.local_addr()?;
         self.listener = Some(listener);
         if let Some(metrics) = self.hub.config.metrics_listen {
-            let mut listener = listener::bind(metrics)?;
-            self.poll.registry().register(
-                &mut listener,
-                token::METRICS_LISTENER,
-                Interest::READABLE,
-            )?;
+            let listener = listener::bind(metrics)?;
+            let registry = self.poll.registry();
+            listener::register_listener(registry, &listener, token::METRICS_LISTENER)?;
             self.metrics_listener = Some(listener);
         }
         Ok(addr)
@@ -387,7 +382,8 @@ impl<H: Handler> Reactor<H> {
         for event in events.iter() {
             self.hub.stats.loop_events += 1;
             match event.token() {
-                token::LISTENER | token::METRICS_LISTENER => self.accept_all(),
+                token::LISTENER => self.accept_one(false),
+                token::METRICS_LISTENER => self.accept_one(true),
                 token::SIGNALS => self.on_signal(),
                 token::HANGUP => self.on_hangup(),
                 token::WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_shutdown(),

@@ -8,7 +8,6 @@ use super::process::{Channel, Delivery, Link, Lost, Process, Relayed};
 use super::token::ConnId;
 use super::Reactor;
 use crate::protocol::CloseCode;
-use mio::Interest;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -43,16 +42,13 @@ impl<H: Handler> Reactor<H> {
         self.hub.link = Link { process, index };
         self.drop_bridge_unless_first(index);
         let registry = self.poll.registry();
-        if let Some(mut listener) = listener {
-            registry.register(&mut listener, super::token::LISTENER, Interest::READABLE)?;
+        if let Some(listener) = listener {
+            super::listener::register_listener(registry, &listener, super::token::LISTENER)?;
             self.listener = Some(listener);
         }
-        if let Some(mut listener) = metrics {
-            registry.register(
-                &mut listener,
-                super::token::METRICS_LISTENER,
-                Interest::READABLE,
-            )?;
+        if let Some(listener) = metrics {
+            let token = super::token::METRICS_LISTENER;
+            super::listener::register_listener(registry, &listener, token)?;
             self.metrics_listener = Some(listener);
         }
         Ok(())
