@@ -5,8 +5,8 @@
 //! the `accept` that ends an edge-triggered listener's drain costs far
 //! more than an `epoll_wait` or a `recv` that finds nothing. edgews and
 //! the floors register their listeners level-triggered so that no
-//! `accept` fails (docs/benchmarks.md, "Accepting without the failing
-//! call").
+//! `accept` fails (docs/benchmarks.md, "Connection setup", "no `accept`
+//! fails").
 //!
 //! Each line: the call, then nanoseconds per call, the median of five
 //! batches (the lowest and highest in brackets). Pin it to one CPU, as

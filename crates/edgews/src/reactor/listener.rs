@@ -65,10 +65,10 @@ const OVER_CAPACITY_SLACK: usize = 1024;
 /// listener must be accepted from until `accept` fails with `EAGAIN`, or a
 /// connection could wait unseen. That failing `accept` is dear on Linux,
 /// which sets up a socket and a file for the new connection before it
-/// looks at the queue and tears both down when the queue is empty: 4.7 µs
-/// here, about a tenth of a whole connection's server time, against 0.4 µs
-/// for an `epoll_wait` (docs/benchmarks.md, "Accepting without the failing
-/// call"). Level-triggered, epoll reports the listener on every turn while
+/// looks at the queue and tears both down when the queue is empty: 4.7-7.0
+/// µs here, against 0.4-0.6 µs for an `epoll_wait` (`edgews-peers
+/// syscall-costs`; docs/benchmarks.md, "Connection setup", "no `accept`
+/// fails"). Level-triggered, epoll reports the listener on every turn while
 /// connections wait, so one `accept` per report takes them all and none
 /// fails (nginx's default, without `multi_accept`). Only the reactor's
 /// listeners are registered so; see [`set_listening`] to pause them.
@@ -129,8 +129,9 @@ impl<H: Handler> Reactor<H> {
             match listener.accept() {
                 Ok((socket, peer)) => return self.admit(socket, peer, metrics_only),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // gone before it was taken (ECONNABORTED), or taken by
-                // nobody else: another report comes if more wait
+                // nothing waits after all, or the connection was gone
+                // before it was taken (ECONNABORTED): if more wait, the
+                // next turn reports the listener again
                 Err(e)
                     if matches!(
                         e.kind(),
