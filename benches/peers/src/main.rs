@@ -23,6 +23,7 @@
 //! edgews-peers fanout-tokio-websockets  --listen 127.0.0.1:9012
 //! edgews-peers fanout-floor             --listen 127.0.0.1:9013
 //! edgews-peers syscall-costs
+//! edgews-peers wake-costs
 //! ```
 //!
 //! `floor` is no WebSocket library but a yardstick: see `floor.rs`.
@@ -43,7 +44,9 @@
 //! (fanout_floor.rs).
 //!
 //! `syscall-costs` is no server either: it times the system calls of a
-//! connection's life that find nothing to do (syscall_costs.rs).
+//! connection's life that find nothing to do (syscall_costs.rs), nor is
+//! `wake-costs`: a loop's CPU per wake-up by how it waits, with an
+//! `epoll_wait` timeout, a timerfd, or neither (wake_costs.rs).
 //!
 //! Prints `listening ADDR` on stdout once the socket is bound.
 
@@ -64,6 +67,7 @@ mod syscall_costs;
 mod tls;
 mod tokio_ws;
 mod tungstenite;
+mod wake_costs;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -115,6 +119,10 @@ enum Peer {
     /// calls that find nothing to do (see syscall_costs.rs).
     #[command(name = "syscall-costs")]
     SyscallCosts,
+    /// Not a server: a loop's CPU per wake-up with an `epoll_wait`
+    /// timeout, a timerfd, or neither (see wake_costs.rs).
+    #[command(name = "wake-costs")]
+    WakeCosts,
     /// Not a WebSocket server: the kernel-work floor of a connection's
     /// life, upgrade to close (see connect_floor.rs).
     #[command(name = "connect-floor")]
@@ -175,6 +183,7 @@ fn main() -> ExitCode {
         Peer::HandshakeLoad(a) => handshake_load::run(a),
         Peer::RelayFloor(a) => relay_floor::serve(a.listen.listen, a.upstream),
         Peer::SyscallCosts => syscall_costs::run(),
+        Peer::WakeCosts => wake_costs::run(),
         Peer::ConnectFloor(a) => connect_floor::serve(a.listen),
         Peer::FanoutFloor(a) => fanout_floor::serve(a.listen),
         Peer::FanoutTokioTungstenite(a) => {
