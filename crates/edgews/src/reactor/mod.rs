@@ -15,9 +15,11 @@
 //!   write; output for other connections is queued and flushed once per
 //!   loop iteration with `writev`;
 //! - the clock is read once per iteration for all the work of that
-//!   iteration (and once more to compute the poll timeout); timers live in a wheel with
-//!   lazy deletion, so traffic costs no timer work.
+//!   iteration (and once more when the alarm must be set); timers live in a
+//!   wheel with lazy deletion, so traffic costs no timer work; the wait has
+//!   no timeout: a timerfd (`alarm.rs`) wakes it for the next deadline.
 
+mod alarm;
 mod bridge;
 mod bridge_route;
 mod bridge_stats;
@@ -92,6 +94,8 @@ pub struct Reactor<H: Handler> {
     handler: H,
     read_buf: Box<[u8]>,
     timers: Timers,
+    /// Wakes the loop for the next deadline (the wait itself has none).
+    alarm: alarm::Alarm,
     /// Connections to read again without waiting for an edge.
     ready: Vec<ConnId>,
     next_generation: u32,
@@ -192,6 +196,7 @@ impl<H: Handler> Reactor<H> {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
+        let alarm = alarm::Alarm::new(poll.registry(), token::ALARM)?;
         // Reserved, not touched: the kernel backs a page only once a slot
         // in it is used, so this costs address space, not memory. Growing
         // by doubling instead left each outgrown copy resident (glibc keeps
@@ -236,6 +241,7 @@ impl<H: Handler> Reactor<H> {
             handler,
             read_buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             timers: Timers::with_capacity(capacity),
+            alarm,
             ready: Vec::new(),
             next_generation: 0,
             generation_step: 1,
@@ -364,8 +370,7 @@ impl<H: Handler> Reactor<H> {
     /// One loop iteration: wait, then handle everything that is ready.
     fn turn(&mut self, events: &mut Events) -> std::io::Result<()> {
         let timeout = if self.ready.is_empty() {
-            self.next_wakeup()
-                .map(|t| t.saturating_duration_since(Instant::now()))
+            self.wait_limit()
         } else {
             Some(Duration::ZERO)
         };
@@ -388,6 +393,7 @@ impl<H: Handler> Reactor<H> {
                 token::HANGUP => self.on_hangup(),
                 token::WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_shutdown(),
                 token::WAKER => {}
+                token::ALARM => self.alarm.rang(),
                 token::REDIS_PUBLISHER => {
                     self.on_bridge_event(crate::redis::link::Role::Publisher, event)
                 }
@@ -435,6 +441,19 @@ impl<H: Handler> Reactor<H> {
     fn run_aborts(&mut self) {
         while let Some(id) = self.hub.aborts.pop() {
             self.remove(id);
+        }
+    }
+
+    /// How long the next wait may sleep: no limit, with the alarm set for
+    /// the next deadline; or, should setting it fail, until that deadline.
+    fn wait_limit(&mut self) -> Option<Duration> {
+        let at = self.next_wakeup()?;
+        match self.alarm.wake_by(at) {
+            Ok(()) => None,
+            Err(e) => {
+                log::debug!("alarm: {e}; waiting with a timeout");
+                Some(at.saturating_duration_since(Instant::now()))
+            }
         }
     }
 

@@ -75,6 +75,8 @@ pub(crate) const REDIS_PUBLISHER: Token = Token(usize::MAX - 5);
 pub(crate) const REDIS_SUBSCRIBER: Token = Token(usize::MAX - 6);
 /// The cross-thread waker (a [`crate::reactor::ShutdownHandle`]).
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+/// The loop's alarm: the next timer is due (`reactor/alarm.rs`).
+pub(crate) const ALARM: Token = Token(usize::MAX - 7);
 
 #[cfg(test)]
 mod tests {
@@ -88,6 +90,7 @@ mod tests {
         assert_ne!(a.token(), b.token());
         assert_eq!(ConnId::from_token(LISTENER), None);
         assert_eq!(ConnId::from_token(WAKER), None);
+        assert_eq!(ConnId::from_token(ALARM), None);
         let high = ConnId::new(u32::MAX as usize, u32::MAX - 1);
         assert_eq!(ConnId::from_token(high.token()), Some(high));
     }
