@@ -67,3 +67,100 @@ fn hot_lines_counts_once_a_cycle_instructions_and_their_lines() {
     );
     assert_eq!(lines.len(), 4);
 }
+
+/// One compare.sh round of the connect section, as its raw results hold it:
+/// `cycles` in a 1 s window, in half a second of server CPU.
+fn connect_round(server: &str, round: u32, cycles: f64, ok: bool) -> String {
+    format!(
+        concat!(
+            r#"{{"test": "connect", "server": "{}", "setting": "50:20:close", "round": {}, "ok": {}, "#,
+            r#""load": {{"cycles_per_s": {}}}, "server_cpu": {{"window_s": 1.0, "clk_tck": 100, "#,
+            r#""user_ticks": 10, "sys_ticks": 40, "per_cpu_s": {}}}}}"#
+        ),
+        server,
+        round,
+        ok,
+        cycles,
+        cycles / 0.5
+    )
+}
+
+#[test]
+fn round_ratios_pairs_each_round_and_pools_the_paired_ones() {
+    let dir = std::env::temp_dir().join(format!("edgews-round-ratios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let raw = dir.join("compare.jsonl");
+    // edgews / tokio-websockets: 1.2, 1.04, 1.3 by round (median 1.2,
+    // pooled 177 / 150 = 1.18); / fastwebsockets: twice those, and round 5
+    // (pooled 237 / 100). Round 4's edgews failed and tokio-websockets has
+    // no round 5: neither pairs.
+    let rounds = [
+        connect_round("edgews", 1, 60.0, true),
+        connect_round("edgews", 2, 52.0, true),
+        connect_round("edgews", 3, 65.0, true),
+        connect_round("edgews", 4, 500.0, false),
+        connect_round("tokio-websockets", 1, 50.0, true),
+        connect_round("tokio-websockets", 2, 50.0, true),
+        connect_round("tokio-websockets", 3, 50.0, true),
+        connect_round("tokio-websockets", 4, 50.0, true),
+        connect_round("fastwebsockets", 1, 25.0, true),
+        connect_round("fastwebsockets", 2, 25.0, true),
+        connect_round("fastwebsockets", 3, 25.0, true),
+        connect_round("fastwebsockets", 4, 25.0, true),
+        connect_round("edgews", 5, 60.0, true),
+        connect_round("fastwebsockets", 5, 25.0, true),
+    ];
+    std::fs::write(&raw, rounds.join("\n") + "\n").unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/round_ratios.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&raw)
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("50:20:close") && l.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name} in:\n{text}"));
+        line.split_whitespace()
+            .filter(|t| !t.starts_with('[') && !t.ends_with(']'))
+            .map(String::from)
+            .collect()
+    };
+    // setting, other, rounds, median, rounds >= 1.1, pooled (the
+    // intervals left out: they are resampled)
+    assert_eq!(
+        row("tokio-websockets"),
+        [
+            "50:20:close",
+            "tokio-websockets",
+            "3",
+            "1.200",
+            "2/3",
+            "1.180"
+        ]
+    );
+    // the run's best peer by its pooled figure is tokio-websockets
+    assert_eq!(
+        row("best peer"),
+        ["50:20:close", "best", "peer", "3", "1.200", "2/3", "1.180"]
+    );
+    assert_eq!(
+        row("fastwebsockets"),
+        [
+            "50:20:close",
+            "fastwebsockets",
+            "4",
+            "2.400",
+            "4/4",
+            "2.370"
+        ]
+    );
+}
