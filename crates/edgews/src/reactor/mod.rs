@@ -445,9 +445,14 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// How long the next wait may sleep: no limit, with the alarm set for
-    /// the next deadline; or, should setting it fail, until that deadline.
+    /// the next deadline; not at all when that deadline had passed by this
+    /// turn's clock reading; or, should setting the alarm fail, until the
+    /// deadline.
     fn wait_limit(&mut self) -> Option<Duration> {
         let at = self.next_wakeup()?;
+        if at <= self.hub.now {
+            return Some(Duration::ZERO); // due already: no alarm to set
+        }
         match self.alarm.wake_by(at) {
             Ok(()) => None,
             Err(e) => {
