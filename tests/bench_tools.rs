@@ -1,5 +1,7 @@
-//! `benches/hot_lines.py` (`FOOTPRINT=1 benches/callgrind.sh`) read on a
-//! small hand-written Callgrind profile whose answer is known.
+//! The benchmarks' Python helpers on small hand-written inputs whose
+//! answers are known: `benches/hot_lines.py` (`FOOTPRINT=1
+//! benches/callgrind.sh`) on a Callgrind profile, `benches/round_ratios.py`
+//! on compare.sh's raw results.
 
 use std::process::Command;
 
@@ -26,17 +28,19 @@ fn=(2)
 +128 21 100
 ";
 
-#[test]
-fn hot_lines_counts_once_a_cycle_instructions_and_their_lines() {
-    let dir = std::env::temp_dir().join(format!("edgews-hot-lines-{}", std::process::id()));
+/// Runs `benches/SCRIPT` on `input`, written to a file named `name` in a
+/// scratch directory, then `args`; its standard output, once it succeeded.
+fn run_script(script: &str, name: &str, input: &str, args: &[&str]) -> String {
+    let stem = script.trim_end_matches(".py");
+    let dir = std::env::temp_dir().join(format!("edgews-{stem}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let profile = dir.join("profile.out");
-    std::fs::write(&profile, PROFILE).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/hot_lines.py");
+    let file = dir.join(name);
+    std::fs::write(&file, input).unwrap();
+    let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
-        .arg(script)
-        .arg(&profile)
-        .arg("100")
+        .arg(path)
+        .arg(&file)
+        .args(args)
         .output()
         .expect("python3 runs");
     let _ = std::fs::remove_dir_all(&dir);
@@ -45,7 +49,12 @@ fn hot_lines_counts_once_a_cycle_instructions_and_their_lines() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn hot_lines_counts_once_a_cycle_instructions_and_their_lines() {
+    let text = run_script("hot_lines.py", "profile.out", PROFILE, &["100"]);
     let lines: Vec<&str> = text.lines().collect();
     // 510 instructions and 300 misses in all: the call's line is the
     // callee's cost, counted where the callee's own lines are
@@ -87,9 +96,6 @@ fn connect_round(server: &str, round: u32, cycles: f64, ok: bool) -> String {
 
 #[test]
 fn round_ratios_pairs_each_round_and_pools_the_paired_ones() {
-    let dir = std::env::temp_dir().join(format!("edgews-round-ratios-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let raw = dir.join("compare.jsonl");
     // edgews / tokio-websockets: 1.2, 1.04, 1.3 by round (median 1.2,
     // pooled 177 / 150 = 1.18); / fastwebsockets: twice those, and round 5
     // (pooled 237 / 100). Round 4's edgews failed and tokio-websockets has
@@ -110,20 +116,8 @@ fn round_ratios_pairs_each_round_and_pools_the_paired_ones() {
         connect_round("edgews", 5, 60.0, true),
         connect_round("fastwebsockets", 5, 25.0, true),
     ];
-    std::fs::write(&raw, rounds.join("\n") + "\n").unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/round_ratios.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(&raw)
-        .output()
-        .expect("python3 runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let raw = rounds.join("\n") + "\n";
+    let text = run_script("round_ratios.py", "compare.jsonl", &raw, &[]);
     let row = |name: &str| -> Vec<String> {
         let line = text
             .lines()
