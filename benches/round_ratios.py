@@ -136,5 +136,6 @@ def main():
                   f"{pooled_ratio(rounds):>8.3f}  [{plo:.3f}, {phi:.3f}]")
         print()
 
+
 if __name__ == "__main__":
     main()

@@ -11,7 +11,8 @@
 //! for: one `timerfd_settime` when a nearer deadline appears, none while
 //! deadlines only move later. Armed too early, it costs one turn that finds
 //! nothing due, and is then set again. Measured in docs/benchmarks.md
-//! ("The loop's alarm").
+//! ("Connection setup", "the wait has no timeout"; `edgews-peers
+//! wake-costs`).
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
